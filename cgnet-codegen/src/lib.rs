@@ -1,0 +1,12 @@
+//! The cgnet compiler as a library: model spec -> graph IR -> passes -> plan ->
+//! emitters, with the reference interpreter as the numeric oracle.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the code map.
+
+pub mod interp;
+pub mod ir;
+pub mod spec;
+
+pub use interp::kernels::Tensor;
+pub use ir::{lower, verify, Graph, OutputKind};
+pub use spec::{ModelSpec, SpecError};

@@ -1,0 +1,281 @@
+//! `ModelSpec`: the topology of one CGNet variant, as read from JSON (the
+//! field names of `../shared/golden/*.json` are the contract) or from the
+//! `cgnet!` grammar, and validated once.
+
+use serde::{Deserialize, Serialize};
+
+/// How a Context Guided block combines its input with its joint feature
+/// (the paper's ablation: GRL, LRL, none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Residual {
+    /// `out = x + F_glo(joint)` (the authors' code).
+    Global,
+    /// `out = F_glo(x + joint)`.
+    Local,
+    /// `out = F_glo(joint)`.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Prelu,
+    Relu,
+}
+
+/// Stage 1: a stride-2 3x3 conv followed by `convs - 1` stride-1 3x3 convs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stage1 {
+    pub channels: usize,
+    pub convs: usize,
+}
+
+impl Default for Stage1 {
+    fn default() -> Self {
+        Self { channels: 32, convs: 3 }
+    }
+}
+
+/// Stages 2 and 3: Context Guided blocks at one resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgStage {
+    pub channels: usize,
+    /// Dilation of F_sur, the surrounding-context depthwise conv.
+    pub dilation: usize,
+    /// F_glo's bottleneck: its hidden layer has `channels / reduction` units.
+    pub reduction: usize,
+}
+
+fn default_stage2() -> CgStage {
+    CgStage { channels: 64, dilation: 2, reduction: 8 }
+}
+
+fn default_stage3() -> CgStage {
+    CgStage { channels: 128, dilation: 4, reduction: 16 }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One CGNet variant. Block counts include the stage's down-sampling block,
+/// as in the authors' code (`M = 3` is `level2_0`, `level2.0`, `level2.1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Name used for emitted code (C symbols, Rust types); defaults to `cgnet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub classes: usize,
+    /// M: blocks in stage 2, the down-sampling block included.
+    pub stage2_blocks: usize,
+    /// N: blocks in stage 3, the down-sampling block included.
+    pub stage3_blocks: usize,
+    pub residual: Residual,
+    #[serde(default = "default_true")]
+    pub input_injection: bool,
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub global_context: bool,
+    pub height: usize,
+    pub width: usize,
+    #[serde(default)]
+    pub stage1: Stage1,
+    #[serde(default = "default_stage2")]
+    pub stage2: CgStage,
+    #[serde(default = "default_stage3")]
+    pub stage3: CgStage,
+    /// The learnable-parameter count the author of the spec expects; checked
+    /// against the topology when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<usize>,
+}
+
+/// Why a spec cannot describe a network.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read model spec {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid model spec: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// Smallest input side: three stride-2 stages must leave at least one pixel
+/// of real context for F_sur.
+pub const MIN_SIDE: usize = 8;
+/// Far beyond any camera; keeps every size computation inside `usize` and
+/// every tensor index inside `u32` for emitted code.
+pub const MAX_SIDE: usize = 16384;
+
+impl ModelSpec {
+    /// The paper's default model: 19 Cityscapes classes, M = 3, N = 21.
+    pub fn cityscapes(height: usize, width: usize) -> Self {
+        Self {
+            name: None,
+            classes: 19,
+            stage2_blocks: 3,
+            stage3_blocks: 21,
+            residual: Residual::Global,
+            input_injection: true,
+            activation: Activation::Prelu,
+            global_context: true,
+            height,
+            width,
+            stage1: Stage1::default(),
+            stage2: default_stage2(),
+            stage3: default_stage3(),
+            parameters: None,
+        }
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+        let spec: Self =
+            serde_json::from_str(text).map_err(|e| SpecError::Read { path: "<json>".into(), reason: e.to_string() })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The name for emitted code: the given name or `cgnet`.
+    pub fn model_name(&self) -> &str {
+        self.name.as_deref().unwrap_or("cgnet")
+    }
+
+    /// Checks every constraint and reports all violations at once.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, message: String| {
+            if !ok {
+                errors.push(message);
+            }
+        };
+        check(self.classes > 0, "`classes` must be at least 1".into());
+        check(self.classes <= 256, format!("`classes` is {}; labels are bytes, so at most 256", self.classes));
+        check(self.stage1.convs > 0, "`stage1.convs` must be at least 1 (the stride-2 conv)".into());
+        check(self.stage1.channels > 0, "`stage1.channels` must be at least 1".into());
+        check(self.stage2_blocks > 0, "`stage2_blocks` must be at least 1 (the down-sampling block)".into());
+        check(self.stage3_blocks > 0, "`stage3_blocks` must be at least 1 (the down-sampling block)".into());
+        for (side, value) in [("height", self.height), ("width", self.width)] {
+            check(
+                (MIN_SIDE..=MAX_SIDE).contains(&value),
+                format!("`{side}` is {value}; it must be between {MIN_SIDE} and {MAX_SIDE}"),
+            );
+        }
+        for (stage, cfg) in [("stage2", self.stage2), ("stage3", self.stage3)] {
+            let c = cfg.channels;
+            check(c >= 2, format!("`{stage}.channels` must be at least 2"));
+            check(
+                c % 2 == 0,
+                format!("`{stage}.channels` is {c}; it must be even (a CG block halves it for F_loc and F_sur)"),
+            );
+            check(cfg.dilation > 0, format!("`{stage}.dilation` must be at least 1"));
+            if self.global_context {
+                check(cfg.reduction > 0, format!("`{stage}.reduction` must be at least 1"));
+                check(
+                    cfg.reduction == 0 || (c % cfg.reduction == 0 && cfg.reduction <= c),
+                    format!("`{stage}.reduction` ({}) must divide `{stage}.channels` ({c})", cfg.reduction),
+                );
+            }
+        }
+        if let Some(name) = &self.name {
+            check(
+                is_identifier(name),
+                format!("`name` is {name:?}; it must be an identifier (letters, digits, `_`, not starting with a digit)"),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError::Invalid(errors))
+        }
+    }
+
+    /// Spatial size after `n` stride-2 steps (conv 3x3 pad 1 and pool 3 pad 1 agree).
+    pub fn downsampled(&self, n: u32) -> (usize, usize) {
+        let mut hw = (self.height, self.width);
+        for _ in 0..n {
+            hw = (hw.0.div_ceil(2), hw.1.div_ceil(2));
+        }
+        hw
+    }
+}
+
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Reads and validates a JSON spec file.
+pub fn read_spec_file(path: &std::path::Path) -> Result<ModelSpec, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    let spec: ModelSpec = serde_json::from_str(&text)
+        .map_err(|e| SpecError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(spec: &ModelSpec) -> Vec<String> {
+        match spec.validate() {
+            Err(SpecError::Invalid(m)) => m,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_model_is_valid() {
+        ModelSpec::cityscapes(512, 1024).validate().unwrap();
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let mut spec = ModelSpec::cityscapes(4, 1024);
+        spec.classes = 0;
+        spec.stage2_blocks = 0;
+        spec.stage3.reduction = 3;
+        spec.stage2.channels = 63;
+        let m = messages(&spec);
+        assert!(m.iter().any(|m| m.contains("`classes` must be at least 1")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("`stage2_blocks`")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("`stage3.reduction` (3) must divide")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("`stage2.channels` is 63; it must be even")), "{m:?}");
+        assert!(m.iter().any(|m| m.contains("`height` is 4")), "{m:?}");
+    }
+
+    #[test]
+    fn reduction_is_free_without_global_context() {
+        let mut spec = ModelSpec::cityscapes(64, 64);
+        spec.global_context = false;
+        spec.stage3.reduction = 0;
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_rejected() {
+        let err = ModelSpec::from_json(r#"{"classes": 3, "stage2_blocks": 1, "stage3_blocks": 1, "residual": "global", "activation": "prelu", "height": 32, "width": 32, "colour": 1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+        let err = ModelSpec::from_json(r#"{"classes": 3, "stage2_blocks": 1, "stage3_blocks": 1, "residual": "sideways", "activation": "prelu", "height": 32, "width": 32}"#).unwrap_err();
+        assert!(err.to_string().contains("sideways"), "{err}");
+    }
+
+    #[test]
+    fn sizes_round_up_like_pytorch() {
+        let spec = ModelSpec::cityscapes(37, 53);
+        assert_eq!(spec.downsampled(1), (19, 27));
+        assert_eq!(spec.downsampled(3), (5, 7));
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        let mut spec = ModelSpec::cityscapes(64, 64);
+        spec.name = Some("9lives".into());
+        assert!(messages(&spec)[0].contains("identifier"));
+    }
+}

@@ -1,0 +1,86 @@
+//! Tensor files for `cgnetc run`: reading the input, writing the outputs.
+
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TensorFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a valid safetensors file: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+    #[error("{} has no tensor named `{name}` (it has: {available})", path.display())]
+    MissingTensor { path: PathBuf, name: String, available: String },
+    #[error("tensor `{name}` in {} is {dtype}; expected F32, F16 or BF16", path.display())]
+    Dtype { path: PathBuf, name: String, dtype: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Reads one float tensor (F32, F16 or BF16 on disk) as f32 with its shape.
+pub fn read_f32_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), TensorFileError> {
+    let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.into(), source })?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| TensorFileError::Format { path: path.into(), reason: e.to_string() })?;
+    let view = file.tensor(name).map_err(|_| {
+        let mut names: Vec<_> = file.names().into_iter().cloned().collect();
+        names.sort();
+        TensorFileError::MissingTensor { path: path.into(), name: name.into(), available: names.join(", ") }
+    })?;
+    let data = crate::weights::to_f32(view.dtype(), view.data()).ok_or_else(|| TensorFileError::Dtype {
+        path: path.into(),
+        name: name.into(),
+        dtype: format!("{:?}", view.dtype()),
+    })?;
+    Ok((view.shape().to_vec(), data))
+}
+
+/// A tensor to write: f32 or i32 data with its shape.
+pub enum OutputTensor<'a> {
+    F32 { name: &'a str, shape: Vec<usize>, data: &'a [f32] },
+    I32 { name: &'a str, shape: Vec<usize>, data: &'a [i32] },
+}
+
+/// Writes a safetensors file through a temporary file in the same folder and
+/// a rename, so that a failure never leaves a partial output behind.
+pub fn write_tensors_atomically(path: &Path, tensors: &[OutputTensor<'_>]) -> Result<(), TensorFileError> {
+    let owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|t| match t {
+            OutputTensor::F32 { name, shape, data } => {
+                (name.to_string(), Dtype::F32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            OutputTensor::I32 { name, shape, data } => {
+                (name.to_string(), Dtype::I32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+        })
+        .collect();
+    let views = owned
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .expect("shape and byte length are built together above");
+            (name.clone(), view)
+        })
+        .collect::<Vec<_>>();
+    let bytes = safetensors::serialize(views, &None)
+        .map_err(|e| TensorFileError::Write { path: path.into(), source: std::io::Error::other(e.to_string()) })?;
+    write_atomically(path, &bytes).map_err(|source| TensorFileError::Write { path: path.into(), source })
+}
+
+/// Writes `bytes` to `path` via a sibling temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

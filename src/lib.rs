@@ -1,0 +1,8 @@
+//! cgnet: a model compiler for CGNet semantic-segmentation networks.
+//!
+//! This facade re-exports the three crates of the toolchain:
+//! [`codegen`] (the compiler), [`runtime`] (what generated code links against)
+//! and, in later versions, the `cgnet!` macro.
+
+pub use cgnet_codegen as codegen;
+pub use cgnet_runtime as runtime;

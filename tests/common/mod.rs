@@ -1,0 +1,93 @@
+//! Loading the PyTorch golden cases of `../shared/golden`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use cgnet::codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
+use cgnet::runtime::{read_f32_tensor, Weights};
+
+pub const CASES: [&str; 6] = [
+    "cityscapes_m3n21_64x128",
+    "tiny_m1n1_c4_37x53",
+    "lrl_noinj_m2n3_c5_48x80",
+    "relu_noglo_m3n4_c7_40x72",
+    "nores_m2n2_c3_33x65",
+    "camvid_official_360x480",
+];
+
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+}
+
+pub struct Golden {
+    pub name: String,
+    pub spec: ModelSpec,
+    pub graph: Graph,
+    pub input: Tensor,
+    pub logits: Tensor,
+    pub labels: Vec<i32>,
+    /// Pixels where the reference's top two scores are within 1e-4 (labels may differ).
+    pub ambiguous: Vec<bool>,
+}
+
+fn tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
+    assert_eq!(shape[0], 1);
+    Tensor { c: shape[1], h: shape[2], w: shape[3], data }
+}
+
+pub fn load(name: &str) -> Golden {
+    let dir = golden_dir();
+    let spec = read_spec_file(&dir.join(format!("{name}.json"))).unwrap();
+    let mut graph = lower(&spec);
+    let weights = Weights::load(&dir.join(format!("{name}.safetensors")), &graph.expected_weights()).unwrap();
+    graph.bind(&weights);
+    let io = dir.join(format!("{name}.io.safetensors"));
+    let (s, d) = read_f32_tensor(&io, "input").unwrap();
+    let input = tensor(&s, d);
+    let (s, d) = read_f32_tensor(&io, "logits").unwrap();
+    let logits = tensor(&s, d);
+    let (s, scores) = read_f32_tensor(&io, "scores").unwrap();
+    let labels = read_i32(&io, "labels");
+    let (c, pixels) = (s[1], s[2] * s[3]);
+    let ambiguous = (0..pixels)
+        .map(|p| {
+            let mut col: Vec<f32> = (0..c).map(|k| scores[k * pixels + p]).collect();
+            col.sort_by(|a, b| b.total_cmp(a));
+            col.len() > 1 && col[0] - col[1] <= 1e-4
+        })
+        .collect();
+    Golden { name: name.into(), spec, graph, input, logits, labels, ambiguous }
+}
+
+pub fn read_i32(path: &Path, name: &str) -> Vec<i32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = st.tensor(name).unwrap();
+    view.data().chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+impl Golden {
+    /// Checks logits and labels against the reference with the tolerance of
+    /// `../shared/README.md`; returns the worst logit error relative to the bound.
+    pub fn check(&self, logits: &Tensor, labels: &[i32], what: &str) -> f32 {
+        assert_eq!((logits.c, logits.h, logits.w), (self.logits.c, self.logits.h, self.logits.w), "{what}: logits shape");
+        let scale = self.logits.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let bound = 1e-4 * scale;
+        let (worst_i, worst) = logits
+            .data
+            .iter()
+            .zip(&self.logits.data)
+            .map(|(a, b)| (a - b).abs())
+            .enumerate()
+            .fold((0, 0.0f32), |best, (i, d)| if d > best.1 || d.is_nan() { (i, d) } else { best });
+        assert!(worst <= bound, "{what} on {}: max |logits - reference| = {worst} at index {worst_i} > {bound}", self.name);
+        assert_eq!(labels.len(), self.labels.len(), "{what}: labels length");
+        let wrong: Vec<usize> = (0..labels.len()).filter(|&p| labels[p] != self.labels[p] && !self.ambiguous[p]).collect();
+        assert!(wrong.is_empty(), "{what} on {}: {} labels differ, first at pixel {}", self.name, wrong.len(), wrong[0]);
+        worst / bound
+    }
+}
+
+pub fn labels_of(t: &Tensor) -> Vec<i32> {
+    t.data.iter().map(|v| *v as i32).collect()
+}
