@@ -5,6 +5,7 @@
 
 pub mod interp;
 pub mod ir;
+pub mod report;
 pub mod spec;
 
 pub use interp::kernels::Tensor;

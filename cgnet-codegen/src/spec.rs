@@ -182,7 +182,9 @@ impl ModelSpec {
         if let Some(name) = &self.name {
             check(
                 is_identifier(name),
-                format!("`name` is {name:?}; it must be an identifier (letters, digits, `_`, not starting with a digit)"),
+                format!(
+                    "`name` is {name:?}; it must be an identifier (letters, digits, `_`, not starting with a digit)"
+                ),
             );
         }
         if errors.is_empty() {

@@ -22,12 +22,27 @@ pub struct ExpectedParam {
 /// One thing wrong with a weight file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WeightProblem {
-    Missing { key: String, shape: Vec<usize> },
-    Unexpected { key: String },
-    WrongShape { key: String, expected: Vec<usize>, found: Vec<usize> },
-    UnsupportedDtype { key: String, dtype: String },
+    Missing {
+        key: String,
+        shape: Vec<usize>,
+    },
+    Unexpected {
+        key: String,
+    },
+    WrongShape {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    UnsupportedDtype {
+        key: String,
+        dtype: String,
+    },
     /// Two keys of the file normalise to the same canonical key.
-    Duplicate { key: String, spellings: Vec<String> },
+    Duplicate {
+        key: String,
+        spellings: Vec<String>,
+    },
 }
 
 impl fmt::Display for WeightProblem {
@@ -38,10 +53,9 @@ impl fmt::Display for WeightProblem {
             Self::WrongShape { key, expected, found } => {
                 write!(f, "wrong shape for `{key}`: expected {expected:?}, found {found:?}")
             }
-            Self::UnsupportedDtype { key, dtype } => write!(
-                f,
-                "unsupported dtype {dtype} for `{key}` (accepted: F32, F16, BF16)"
-            ),
+            Self::UnsupportedDtype { key, dtype } => {
+                write!(f, "unsupported dtype {dtype} for `{key}` (accepted: F32, F16, BF16)")
+            }
             Self::Duplicate { key, spellings } => {
                 write!(f, "key `{key}` is given more than once: {}", spellings.join(", "))
             }
@@ -103,10 +117,8 @@ impl Weights {
 
     /// Checks weights held in memory; `origin` names them in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str, expected: &[ExpectedParam]) -> Result<Self, WeightError> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| WeightError::Format {
-            origin: origin.to_string(),
-            reason: e.to_string(),
-        })?;
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| WeightError::Format { origin: origin.to_string(), reason: e.to_string() })?;
         let mut problems = Vec::new();
         let mut found: BTreeMap<String, Vec<(String, safetensors::tensor::TensorView<'_>)>> = BTreeMap::new();
         for (name, view) in file.tensors() {

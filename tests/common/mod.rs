@@ -70,7 +70,11 @@ impl Golden {
     /// Checks logits and labels against the reference with the tolerance of
     /// `../shared/README.md`; returns the worst logit error relative to the bound.
     pub fn check(&self, logits: &Tensor, labels: &[i32], what: &str) -> f32 {
-        assert_eq!((logits.c, logits.h, logits.w), (self.logits.c, self.logits.h, self.logits.w), "{what}: logits shape");
+        assert_eq!(
+            (logits.c, logits.h, logits.w),
+            (self.logits.c, self.logits.h, self.logits.w),
+            "{what}: logits shape"
+        );
         let scale = self.logits.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         let bound = 1e-4 * scale;
         let (worst_i, worst) = logits
@@ -80,10 +84,21 @@ impl Golden {
             .map(|(a, b)| (a - b).abs())
             .enumerate()
             .fold((0, 0.0f32), |best, (i, d)| if d > best.1 || d.is_nan() { (i, d) } else { best });
-        assert!(worst <= bound, "{what} on {}: max |logits - reference| = {worst} at index {worst_i} > {bound}", self.name);
+        assert!(
+            worst <= bound,
+            "{what} on {}: max |logits - reference| = {worst} at index {worst_i} > {bound}",
+            self.name
+        );
         assert_eq!(labels.len(), self.labels.len(), "{what}: labels length");
-        let wrong: Vec<usize> = (0..labels.len()).filter(|&p| labels[p] != self.labels[p] && !self.ambiguous[p]).collect();
-        assert!(wrong.is_empty(), "{what} on {}: {} labels differ, first at pixel {}", self.name, wrong.len(), wrong[0]);
+        let wrong: Vec<usize> =
+            (0..labels.len()).filter(|&p| labels[p] != self.labels[p] && !self.ambiguous[p]).collect();
+        assert!(
+            wrong.is_empty(),
+            "{what} on {}: {} labels differ, first at pixel {}",
+            self.name,
+            wrong.len(),
+            wrong[0]
+        );
         worst / bound
     }
 }

@@ -36,7 +36,11 @@ pub struct Storage {
 impl Storage {
     /// Every buffer in an allocation of its own.
     pub fn separate(graph: &Graph) -> Self {
-        Self { separate: vec![None; graph.nodes.len()], arena: Vec::new(), arena_offsets: vec![None; graph.nodes.len()] }
+        Self {
+            separate: vec![None; graph.nodes.len()],
+            arena: Vec::new(),
+            arena_offsets: vec![None; graph.nodes.len()],
+        }
     }
 
     /// Buffers at `offsets` (bytes, multiple of 4) in one arena of `arena_bytes`;
@@ -101,7 +105,11 @@ pub fn run(graph: &Graph, input: &Tensor) -> Result<BTreeMap<OutputKind, Tensor>
 }
 
 /// Runs `graph` on a CHW input with the given storage.
-pub fn execute(graph: &Graph, input: &Tensor, storage: &mut Storage) -> Result<BTreeMap<OutputKind, Tensor>, InterpError> {
+pub fn execute(
+    graph: &Graph,
+    input: &Tensor,
+    storage: &mut Storage,
+) -> Result<BTreeMap<OutputKind, Tensor>, InterpError> {
     let expected = graph.nodes[graph.input].shape;
     if (input.c, input.h, input.w) != (expected.c, expected.h, expected.w) {
         return Err(InterpError::InputShape {
@@ -183,7 +191,8 @@ fn evaluate(graph: &Graph, id: NodeId, storage: &Storage) -> Tensor {
         Op::UpsampleArgmax => kernels::upsample_argmax(&input(0), node.shape.h, node.shape.w),
         Op::GlobalContext(g) => {
             let x = input(0);
-            let scale = kernels::global_context_scale(&x, (v(g.fc1_weight), v(g.fc1_bias)), (v(g.fc2_weight), v(g.fc2_bias)));
+            let scale =
+                kernels::global_context_scale(&x, (v(g.fc1_weight), v(g.fc1_bias)), (v(g.fc2_weight), v(g.fc2_bias)));
             let scaled = kernels::channel_scale(&x, &scale);
             match node.inputs.get(1) {
                 Some(_) => kernels::add(&input(1), &scaled),

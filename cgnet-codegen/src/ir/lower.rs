@@ -55,7 +55,12 @@ pub fn lower(spec: &ModelSpec) -> Graph {
 
     // Head.
     let logits = b.conv("classifier.0.conv", cat3, spec.classes, 1, 1, 1, 1);
-    let scores = b.graph.nodes.push(Node::new(Op::Upsample, vec![logits], Shape::new(spec.classes, spec.height, spec.width), "upsample"));
+    let scores = b.graph.nodes.push(Node::new(
+        Op::Upsample,
+        vec![logits],
+        Shape::new(spec.classes, spec.height, spec.width),
+        "upsample",
+    ));
     let labels = b.push(Op::Argmax, vec![scores], "argmax");
     b.graph.outputs = vec![(OutputKind::Logits, logits), (OutputKind::Scores, scores), (OutputKind::Labels, labels)];
     b.graph
@@ -70,7 +75,8 @@ impl Builder {
     /// Appends a node whose shape follows from its op and inputs.
     fn push(&mut self, op: Op, inputs: Vec<NodeId>, name: &str) -> NodeId {
         let mut node = Node::new(op, inputs, Shape::new(0, 0, 0), name);
-        node.shape = infer_shape(&self.graph, &node).unwrap_or_else(|e| panic!("lowering built an ill-typed {name}: {e}"));
+        node.shape =
+            infer_shape(&self.graph, &node).unwrap_or_else(|e| panic!("lowering built an ill-typed {name}: {e}"));
         self.graph.nodes.push(node)
     }
 
@@ -79,9 +85,19 @@ impl Builder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn conv(&mut self, prefix: &str, x: NodeId, out: usize, kernel: usize, stride: usize, dilation: usize, groups: usize) -> NodeId {
+    fn conv(
+        &mut self,
+        prefix: &str,
+        x: NodeId,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        groups: usize,
+    ) -> NodeId {
         let in_c = self.graph.nodes[x].shape.c;
-        let weight = self.param(format!("{prefix}.weight"), vec![out, in_c / groups, kernel, kernel], ParamKind::Learnable);
+        let weight =
+            self.param(format!("{prefix}.weight"), vec![out, in_c / groups, kernel, kernel], ParamKind::Learnable);
         let conv = Conv { kernel, stride, dilation, groups, weight, bias: None };
         self.push(Op::Conv2d(conv), vec![x], prefix)
     }

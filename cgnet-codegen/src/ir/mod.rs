@@ -129,9 +129,20 @@ pub enum Op {
     Conv2d(Conv),
     /// F_loc and F_sur fused: two depthwise 3x3 convs of one input (dilation 1
     /// and `dilation`) writing the two halves of one output.
-    DepthwisePair { loc: Conv, sur: Conv },
-    BatchNorm { gamma: ParamId, beta: ParamId, mean: ParamId, var: ParamId, eps: f32 },
-    Prelu { slope: ParamId },
+    DepthwisePair {
+        loc: Conv,
+        sur: Conv,
+    },
+    BatchNorm {
+        gamma: ParamId,
+        beta: ParamId,
+        mean: ParamId,
+        var: ParamId,
+        eps: f32,
+    },
+    Prelu {
+        slope: ParamId,
+    },
     Relu,
     /// Channel concatenation of the inputs, in order.
     Concat,
@@ -140,7 +151,10 @@ pub enum Op {
     /// Mean over height and width: `[c, 1, 1]`.
     GlobalAvgPool,
     /// Fully connected on a `[c, 1, 1]` input; weight `[out, c]`, bias `[out]`.
-    Linear { weight: ParamId, bias: ParamId },
+    Linear {
+        weight: ParamId,
+        bias: ParamId,
+    },
     Sigmoid,
     /// `x * s` with `s` of shape `[c, 1, 1]` (inputs `x`, `s`).
     ChannelScale,
@@ -212,7 +226,10 @@ pub enum EpilogueStep {
     /// `x + b[c]`.
     Bias(ParamId),
     /// `x * scale[c] + shift[c]` (a BatchNorm that could not be folded).
-    Affine { scale: ParamId, shift: ParamId },
+    Affine {
+        scale: ParamId,
+        shift: ParamId,
+    },
     Prelu(ParamId),
     Relu,
 }
@@ -378,7 +395,13 @@ impl Graph {
         }
     }
 
-    pub fn add_param(&mut self, key: impl Into<String>, shape: Vec<usize>, kind: ParamKind, value: Option<Vec<f32>>) -> ParamId {
+    pub fn add_param(
+        &mut self,
+        key: impl Into<String>,
+        shape: Vec<usize>,
+        kind: ParamKind,
+        value: Option<Vec<f32>>,
+    ) -> ParamId {
         self.params.push(Param { key: key.into(), shape, kind, value: value.map(Into::into) })
     }
 
@@ -440,7 +463,8 @@ impl Graph {
         }
         let mut node_map = vec![None; self.nodes.len()];
         let mut param_map = vec![None; self.params.len()];
-        let mut out = Graph { nodes: Arena::default(), params: Arena::default(), input: self.input, outputs: Vec::new() };
+        let mut out =
+            Graph { nodes: Arena::default(), params: Arena::default(), input: self.input, outputs: Vec::new() };
         let mut map_param = |p: ParamId, out: &mut Graph| -> ParamId {
             *param_map[p.index()].get_or_insert_with(|| out.params.push(self.params[p].clone()))
         };

@@ -1,1 +1,162 @@
-fn main(){}
+//! `cgnetc`: the cgnet compiler's command line.
+
+mod failure;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cgnet_codegen::interp;
+use cgnet_codegen::ir::{Graph, OutputKind};
+use cgnet_codegen::report::InspectReport;
+use cgnet_codegen::spec::{read_spec_file, ModelSpec};
+use cgnet_codegen::{lower, verify, Tensor};
+use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, Weights};
+use clap::{Parser, Subcommand, ValueEnum};
+use failure::Failure;
+
+/// Compiles CGNet segmentation models: inspect them, run them on a target.
+#[derive(Parser)]
+#[command(name = "cgnetc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on one input and write logits, scores and labels.
+    Run(RunArgs),
+    /// Print parameters, MACs per layer and every tensor's shape.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Model spec (.json).
+    #[arg(long, value_name = "SPEC")]
+    model: PathBuf,
+    /// Weights (.safetensors, authors' state-dict keys; f32, f16 or bf16).
+    #[arg(long, value_name = "W.safetensors")]
+    weights: PathBuf,
+    /// Input file holding `input`, f32 [1, 3, H, W] (NCHW, as PyTorch).
+    #[arg(long, value_name = "IN.safetensors")]
+    input: PathBuf,
+    /// Output file: `logits` f32 [1,C,H/8,W/8], `scores` f32 [1,C,H,W], `labels` i32 [1,H,W].
+    #[arg(long, value_name = "OUT.safetensors")]
+    out: PathBuf,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value_t = Target::Interp)]
+    target: Target,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// Model spec (.json).
+    #[arg(long, value_name = "SPEC")]
+    model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Every place a model can run. Targets of later milestones are listed so that
+/// scripts can name them; choosing one that is not built yet is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// The reference interpreter (the numeric oracle).
+    Interp,
+    /// Emitted portable C, compiled with `cc` and run.
+    CScalar,
+    /// Emitted C with AVX2 + FMA intrinsics.
+    CAvx2,
+    /// Emitted C with AArch64 NEON intrinsics, run under qemu-aarch64.
+    CNeon,
+    /// Emitted WGSL through the wgpu runtime shim.
+    Gpu,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Inspect(args) => inspect(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprint!("{failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_spec(path: &Path) -> Result<ModelSpec, Failure> {
+    Ok(read_spec_file(path)?)
+}
+
+fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
+    let graph = lower(spec);
+    verify(&graph)?;
+    if let Some(expected) = spec.parameters {
+        let actual = graph.learnable_parameters();
+        if expected != actual {
+            return Err(Failure::new(format!(
+                "the spec says `parameters: {expected}` but its topology has {actual} learnable parameters"
+            )));
+        }
+    }
+    Ok(graph)
+}
+
+fn run(args: &RunArgs) -> Result<(), Failure> {
+    let spec = load_spec(&args.model)?;
+    let mut graph = build_graph(&spec)?;
+    if args.target != Target::Interp {
+        let name = args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        return Err(Failure::new(format!(
+            "target `{name}` is not available in this version of cgnetc (available: interp)"
+        )));
+    }
+    let weights = Weights::load(&args.weights, &graph.expected_weights())?;
+    graph.bind(&weights);
+    let (shape, data) = read_f32_tensor(&args.input, "input")?;
+    if shape != [1, 3, spec.height, spec.width] {
+        return Err(Failure::new(format!(
+            "input in {} has shape {shape:?}; the model takes [1, 3, {}, {}]",
+            args.input.display(),
+            spec.height,
+            spec.width
+        )));
+    }
+    let input = Tensor { c: 3, h: spec.height, w: spec.width, data };
+    let outputs = interp::run(&graph, &input)?;
+    write_outputs(&args.out, &outputs)
+}
+
+fn write_outputs(path: &Path, outputs: &std::collections::BTreeMap<OutputKind, Tensor>) -> Result<(), Failure> {
+    let labels: Vec<i32> = outputs[&OutputKind::Labels].data.iter().map(|v| *v as i32).collect();
+    let shape4 = |t: &Tensor| vec![1, t.c, t.h, t.w];
+    let (logits, scores) = (&outputs[&OutputKind::Logits], &outputs[&OutputKind::Scores]);
+    let label_shape = vec![1, outputs[&OutputKind::Labels].h, outputs[&OutputKind::Labels].w];
+    write_tensors_atomically(
+        path,
+        &[
+            OutputTensor::F32 { name: "logits", shape: shape4(logits), data: &logits.data },
+            OutputTensor::F32 { name: "scores", shape: shape4(scores), data: &scores.data },
+            OutputTensor::I32 { name: "labels", shape: label_shape, data: &labels },
+        ],
+    )?;
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> Result<(), Failure> {
+    let spec = load_spec(&args.model)?;
+    let graph = build_graph(&spec)?;
+    let report = InspectReport::new(&spec, &graph);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `cgnetc inspect`: what a researcher reads about a model: parameters, MACs
+//! per layer, every tensor with its shape.
+
+use serde::Serialize;
+
+use crate::ir::{Graph, ParamKind};
+use crate::spec::ModelSpec;
+
+#[derive(Debug, Serialize)]
+pub struct Layer {
+    pub node: String,
+    pub name: String,
+    pub op: &'static str,
+    pub shape: [usize; 3],
+    /// Learnable parameters read by this node (BatchNorm statistics excluded).
+    pub parameters: usize,
+    pub macs: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InspectReport {
+    pub model: String,
+    pub spec: ModelSpec,
+    pub parameters: usize,
+    /// Convolution and fully-connected multiply-adds of one inference.
+    pub macs: u64,
+    pub layers: Vec<Layer>,
+}
+
+impl InspectReport {
+    pub fn new(spec: &ModelSpec, graph: &Graph) -> Self {
+        let layers = graph
+            .nodes
+            .iter()
+            .map(|(id, node)| Layer {
+                node: id.to_string(),
+                name: node.name.clone(),
+                op: node.op.mnemonic(),
+                shape: [node.shape.c, node.shape.h, node.shape.w],
+                parameters: node
+                    .params()
+                    .iter()
+                    .filter(|p| graph.params[**p].kind == ParamKind::Learnable)
+                    .map(|p| graph.params[*p].len())
+                    .sum(),
+                macs: graph.node_macs(id),
+            })
+            .collect();
+        Self {
+            model: spec.model_name().to_string(),
+            spec: spec.clone(),
+            parameters: graph.learnable_parameters(),
+            macs: graph.total_macs(),
+            layers,
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let s = &self.spec;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "model {}: {} classes, M={} N={}, residual {:?}, injection {}, {:?}, global context {}, input 3x{}x{}",
+            self.model,
+            s.classes,
+            s.stage2_blocks,
+            s.stage3_blocks,
+            s.residual,
+            s.input_injection,
+            s.activation,
+            s.global_context,
+            s.height,
+            s.width
+        );
+        let _ = writeln!(out, "parameters: {}", self.parameters);
+        let _ = writeln!(out, "MACs: {} ({:.3} GMAC)", self.macs, self.macs as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "\n{:<6} {:<28} {:<16} {:>14} {:>10} {:>14}",
+            "node", "layer", "op", "shape", "params", "MACs"
+        );
+        for l in &self.layers {
+            let shape = format!("{}x{}x{}", l.shape[0], l.shape[1], l.shape[2]);
+            let _ = writeln!(
+                out,
+                "{:<6} {:<28} {:<16} {:>14} {:>10} {:>14}",
+                l.node, l.name, l.op, shape, l.parameters, l.macs
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,173 @@
+//! `cgnetc` end to end: the happy path on a golden case, and every failure
+//! as one `error: ...` line with a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+const CASE: &str = "tiny_m1n1_c4_37x53";
+
+fn golden(ext: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/golden/{CASE}{ext}"))
+}
+
+fn cgnetc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cgnetc")).args(args).output().unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts a clean failure and returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = cgnetc(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    assert!(stderr.starts_with("error: "), "stderr does not start with `error: `:\n{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic:\n{stderr}");
+    stderr
+}
+
+type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Rewrites the golden weights with `edit` applied to the list of tensors.
+fn edited_weights(dir: &Path, edit: impl FnOnce(&mut Vec<Entry>)) -> PathBuf {
+    let bytes = std::fs::read(golden(".safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<Entry> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    edit(&mut tensors);
+    let views: Vec<_> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let out = dir.join("edited.safetensors");
+    std::fs::write(&out, safetensors::serialize(views, &None).unwrap()).unwrap();
+    out
+}
+
+fn run_args<'a>(weights: &'a str, input: &'a str, out: &'a str, model: &'a str) -> Vec<&'a str> {
+    vec!["run", "--model", model, "--weights", weights, "--input", input, "--out", out]
+}
+
+#[test]
+fn run_writes_the_three_outputs_matching_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
+    let o = cgnetc(&run_args(path(&weights), path(&input), path(&out), path(&model)));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ours = std::fs::read(&out).unwrap();
+    let ours = SafeTensors::deserialize(&ours).unwrap();
+    let reference = std::fs::read(&input).unwrap();
+    let reference = SafeTensors::deserialize(&reference).unwrap();
+    for name in ["logits", "scores", "labels"] {
+        let (a, b) = (ours.tensor(name).unwrap(), reference.tensor(name).unwrap());
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        assert_eq!(a.dtype(), if name == "labels" { Dtype::I32 } else { Dtype::F32 }, "{name}");
+    }
+    let floats = |v: TensorView<'_>| {
+        v.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect::<Vec<_>>()
+    };
+    let (a, b) = (floats(ours.tensor("logits").unwrap()), floats(reference.tensor("logits").unwrap()));
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1e-4 * scale, "max logit error {worst}");
+}
+
+#[test]
+fn inspect_reports_the_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("m3n21.json");
+    std::fs::write(&spec, r#"{"classes": 19, "stage2_blocks": 3, "stage3_blocks": 21, "residual": "global", "input_injection": true, "activation": "prelu", "global_context": true, "height": 512, "width": 1024}"#).unwrap();
+    let o = cgnetc(&["inspect", "--model", path(&spec), "--json"]);
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["parameters"], 496_306);
+    assert_eq!(report["macs"], 6_762_312_704u64);
+    let text = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec)]).stdout).unwrap();
+    assert!(text.contains("parameters: 496306") && text.contains("6.762 GMAC"), "{text}");
+    assert!(text.contains("level3.19.F_glo.fc.0"), "per-layer lines are listed");
+}
+
+#[test]
+fn bad_weight_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, input) = (golden(".json"), golden(".io.safetensors"));
+    let out = dir.path().join("out.safetensors");
+    let run_with = |w: &Path| fails(&run_args(path(w), path(&input), path(&out), path(&model)));
+
+    let bytes = std::fs::read(golden(".safetensors")).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(run_with(&truncated).contains("is not a valid safetensors file"));
+
+    let wrong_shape = edited_weights(dir.path(), |t| {
+        let e = t.iter_mut().find(|e| e.0 == "level1_0.act.weight").unwrap();
+        e.2 = vec![16, 2];
+    });
+    let err = run_with(&wrong_shape);
+    assert!(err.contains("wrong shape for `level1_0.act.weight`: expected [32], found [16, 2]"), "{err}");
+
+    let missing = edited_weights(dir.path(), |t| t.retain(|e| e.0 != "classifier.0.conv.weight"));
+    assert!(run_with(&missing).contains("missing key `classifier.0.conv.weight`"));
+
+    let f64_file = edited_weights(dir.path(), |t| {
+        let e = t.iter_mut().find(|e| e.0 == "b1.bn.weight").unwrap();
+        e.1 = Dtype::F64;
+        e.3 =
+            e.3.chunks_exact(4)
+                .flat_map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())).to_le_bytes())
+                .collect();
+    });
+    assert!(run_with(&f64_file).contains("unsupported dtype F64 for `b1.bn.weight`"));
+
+    let several = edited_weights(dir.path(), |t| {
+        t.retain(|e| e.0 != "b1.bn.bias");
+        t.push(("extra.weight".into(), Dtype::F32, vec![1], vec![0; 4]));
+    });
+    let err = run_with(&several);
+    assert!(
+        err.contains("(2 problems)")
+            && err.contains("\n  missing key `b1.bn.bias`")
+            && err.contains("\n  unexpected key `extra.weight`"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no output file after a failure");
+
+    assert!(run_with(&dir.path().join("absent.safetensors")).contains("cannot read weights file"));
+}
+
+#[test]
+fn bad_inputs_and_specs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
+    let out = dir.path().join("out.safetensors");
+
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden/nores_m2n2_c3_33x65.io.safetensors");
+    let err = fails(&run_args(path(&weights), path(&other), path(&out), path(&model)));
+    assert!(err.contains("has shape [1, 3, 33, 65]; the model takes [1, 3, 37, 53]"), "{err}");
+
+    let err = fails(&run_args(path(&weights), path(&weights), path(&out), path(&model)));
+    assert!(err.contains("no tensor named `input`"), "{err}");
+
+    let bad_spec = dir.path().join("bad.json");
+    std::fs::write(&bad_spec, r#"{"classes": 0, "stage2_blocks": 3, "stage3_blocks": 21, "residual": "global", "activation": "prelu", "height": 64, "width": 64, "stage3": {"channels": 128, "dilation": 4, "reduction": 7}}"#).unwrap();
+    let err = fails(&["inspect", "--model", path(&bad_spec)]);
+    assert!(
+        err.contains("`classes` must be at least 1") && err.contains("`stage3.reduction` (7) must divide"),
+        "{err}"
+    );
+
+    std::fs::write(&bad_spec, "{ not json").unwrap();
+    assert!(fails(&["inspect", "--model", path(&bad_spec)]).contains("cannot read model spec"));
+
+    let base = run_args(path(&weights), path(&input), path(&out), path(&model));
+    let err = fails(&[&base[..], &["--target", "gpu"]].concat());
+    assert!(err.contains("target `gpu` is not available"), "{err}");
+    let err = fails(&[&base[..], &["--target", "tpu"]].concat());
+    assert!(err.contains("invalid value 'tpu'"), "{err}");
+    assert!(!out.exists());
+}
