@@ -5,8 +5,11 @@
 
 pub mod interp;
 pub mod ir;
+pub mod passes;
+pub mod plan;
 pub mod report;
 pub mod spec;
+pub mod testing;
 
 pub use interp::kernels::Tensor;
 pub use ir::{lower, verify, Graph, OutputKind};

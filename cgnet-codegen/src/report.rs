@@ -4,6 +4,8 @@
 use serde::Serialize;
 
 use crate::ir::{Graph, ParamKind};
+use crate::passes::Applied;
+use crate::plan::Plan;
 use crate::spec::ModelSpec;
 
 #[derive(Debug, Serialize)]
@@ -24,11 +26,23 @@ pub struct InspectReport {
     pub parameters: usize,
     /// Convolution and fully-connected multiply-adds of one inference.
     pub macs: u64,
+    /// Bytes of the one arena that holds every intermediate tensor of the
+    /// fused program (input and outputs live in the caller's memory).
+    pub arena_bytes: usize,
+    pub arena_lower_bound_bytes: usize,
+    pub unshared_bytes: usize,
+    /// The passes run and how many rewrites each made.
+    pub fusions: Vec<Applied>,
+    /// Layers of the authors' model (unfused), with MACs.
     pub layers: Vec<Layer>,
+    /// Nodes of the fused program.
+    pub fused_nodes: usize,
+    pub plan: Plan,
 }
 
 impl InspectReport {
-    pub fn new(spec: &ModelSpec, graph: &Graph) -> Self {
+    /// `graph` is the unfused graph, `fused` the optimised one with its plan.
+    pub fn new(spec: &ModelSpec, graph: &Graph, fused: &Graph, fusions: Vec<Applied>, plan: Plan) -> Self {
         let layers = graph
             .nodes
             .iter()
@@ -51,7 +65,13 @@ impl InspectReport {
             spec: spec.clone(),
             parameters: graph.learnable_parameters(),
             macs: graph.total_macs(),
+            arena_bytes: plan.arena_bytes,
+            arena_lower_bound_bytes: plan.arena_lower_bound_bytes,
+            unshared_bytes: plan.unshared_bytes,
+            fusions,
             layers,
+            fused_nodes: fused.nodes.len(),
+            plan,
         }
     }
 
@@ -75,6 +95,11 @@ impl InspectReport {
         );
         let _ = writeln!(out, "parameters: {}", self.parameters);
         let _ = writeln!(out, "MACs: {} ({:.3} GMAC)", self.macs, self.macs as f64 / 1e9);
+        let _ = writeln!(out, "\nfusions ({} unfused nodes -> {} fused):", self.layers.len(), self.fused_nodes);
+        for f in &self.fusions {
+            let _ = writeln!(out, "  {:<18} {:>4} rewrites  {}", f.pass, f.rewrites, f.description);
+        }
+        let _ = write!(out, "\n{}", self.plan.to_text());
         let _ = writeln!(
             out,
             "\n{:<6} {:<28} {:<16} {:>14} {:>10} {:>14}",

@@ -54,10 +54,20 @@ fn run_args<'a>(weights: &'a str, input: &'a str, out: &'a str, model: &'a str) 
 
 #[test]
 fn run_writes_the_three_outputs_matching_the_reference() {
+    for extra in [
+        &["--target", "interp"][..],
+        &["--target", "interp-planned"],
+        &["--target", "interp-planned", "--stop-after-pass", "3"],
+    ] {
+        run_and_compare(extra);
+    }
+}
+
+fn run_and_compare(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.safetensors");
     let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
-    let o = cgnetc(&run_args(path(&weights), path(&input), path(&out), path(&model)));
+    let o = cgnetc(&[&run_args(path(&weights), path(&input), path(&out), path(&model))[..], extra].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ours = std::fs::read(&out).unwrap();
     let ours = SafeTensors::deserialize(&ours).unwrap();
@@ -87,6 +97,18 @@ fn inspect_reports_the_default_model() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["parameters"], 496_306);
     assert_eq!(report["macs"], 6_762_312_704u64);
+    let arena = report["arena_bytes"].as_u64().unwrap();
+    let bound = report["arena_lower_bound_bytes"].as_u64().unwrap();
+    assert!(arena <= 45_000_000 && arena as f64 <= 1.1 * bound as f64, "arena {arena}, bound {bound}");
+    assert!(report["unshared_bytes"].as_u64().unwrap() > 200_000_000);
+    let fusions: Vec<&str> =
+        report["fusions"].as_array().unwrap().iter().map(|f| f["pass"].as_str().unwrap()).collect();
+    assert_eq!(
+        fusions,
+        ["depthwise-pair", "fold-batch-norm", "fuse-activation", "eliminate-concat", "global-context", "head"]
+    );
+    let ir = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec), "--ir", "fused"]).stdout).unwrap();
+    assert!(ir.contains("= depthwise_pair[d1 d4]") && ir.contains("upsample_argmax"), "{ir}");
     let text = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec)]).stdout).unwrap();
     assert!(text.contains("parameters: 496306") && text.contains("6.762 GMAC"), "{text}");
     assert!(text.contains("level3.19.F_glo.fc.0"), "per-layer lines are listed");
@@ -167,6 +189,8 @@ fn bad_inputs_and_specs_are_clear_errors() {
     let base = run_args(path(&weights), path(&input), path(&out), path(&model));
     let err = fails(&[&base[..], &["--target", "gpu"]].concat());
     assert!(err.contains("target `gpu` is not available"), "{err}");
+    let err = fails(&[&base[..], &["--target", "interp-planned", "--stop-after-pass", "9"]].concat());
+    assert!(err.contains("--stop-after-pass takes 0..=6"), "{err}");
     let err = fails(&[&base[..], &["--target", "tpu"]].concat());
     assert!(err.contains("invalid value 'tpu'"), "{err}");
     assert!(!out.exists());

@@ -3,7 +3,7 @@
 //!
 //! It runs any verified graph, fused or not. Values are stored exactly as a
 //! backend would store them: each buffer in the internal NHWC layout (channel
-//! stride = the buffer's channel count, so concat slices are interleaved), in
+//! stride = the buffer's padded channel count, so concat slices interleave), in
 //! separate allocations ([`Storage::separate`]) or at planned offsets of one
 //! arena ([`Storage::arena`]). Each op reads its inputs into a plain CHW
 //! [`Tensor`], computes with the obviously-correct loops of [`kernels`], and
@@ -67,7 +67,8 @@ impl Storage {
     fn buffer_mut(&mut self, graph: &Graph, owner: NodeId) -> &mut [f32] {
         match self.arena_offsets[owner.index()] {
             Some(_) => &mut self.arena,
-            None => self.separate[owner.index()].get_or_insert_with(|| vec![f32::NAN; graph.nodes[owner].shape.len()]),
+            None => self.separate[owner.index()]
+                .get_or_insert_with(|| vec![f32::NAN; graph.buffer_bytes(owner) / std::mem::size_of::<f32>()]),
         }
     }
 
@@ -75,7 +76,7 @@ impl Storage {
     pub fn read(&self, graph: &Graph, node: NodeId) -> Tensor {
         let shape = graph.nodes[node].shape;
         let owner = graph.storage_owner(node);
-        let (stride, offset) = (graph.nodes[owner].shape.c, graph.channel_offset(node));
+        let (stride, offset) = (graph.channel_stride(owner), graph.channel_offset(node));
         let (buffer, base) = (self.buffer(owner), self.base(owner));
         let mut t = Tensor::zeros(shape.c, shape.h, shape.w);
         for c in 0..shape.c {
@@ -88,7 +89,7 @@ impl Storage {
 
     /// Stores `t` at channels `offset..` of `owner`'s buffer.
     pub fn write(&mut self, graph: &Graph, owner: NodeId, offset: usize, t: &Tensor) {
-        let stride = graph.nodes[owner].shape.c;
+        let stride = graph.channel_stride(owner);
         let base = self.base(owner);
         let buffer = self.buffer_mut(graph, owner);
         for c in 0..t.c {
@@ -205,10 +206,8 @@ fn evaluate(graph: &Graph, id: NodeId, storage: &Storage) -> Tensor {
 /// Copies into a concat's buffer the parts that were not written there in place.
 fn assemble_concat(graph: &Graph, id: NodeId, storage: &mut Storage) {
     let mut offset = 0;
-    for part in &graph.nodes[id].inputs {
-        let in_place = (graph.storage_owner(*part) == id && graph.channel_offset(*part) == offset)
-            || graph.nodes[*part].tees.iter().any(|t| t.owner == id && t.channel_offset == offset);
-        if !in_place {
+    for (index, part) in graph.nodes[id].inputs.iter().enumerate() {
+        if !graph.concat_part_in_place(id, index) {
             let t = storage.read(graph, *part);
             storage.write(graph, id, offset, &t);
         }
@@ -225,4 +224,13 @@ fn apply_epilogue(graph: &Graph, steps: &[EpilogueStep], x: &mut Tensor) {
             EpilogueStep::Relu => kernels::relu(x),
         }
     }
+}
+
+/// Runs `graph` with every intermediate buffer at its planned offset in one arena.
+pub fn run_planned(
+    graph: &Graph,
+    plan: &crate::plan::Plan,
+    input: &Tensor,
+) -> Result<BTreeMap<OutputKind, Tensor>, InterpError> {
+    execute(graph, input, &mut Storage::arena(graph, plan.arena_bytes, &plan.offsets(graph)))
 }

@@ -287,6 +287,19 @@ impl Node {
     }
 }
 
+/// Buffers with at least this many channels pad their pixel stride to a
+/// multiple of it: one AVX2 register of f32, two NEON registers.
+pub const CHANNEL_ALIGN: usize = 8;
+
+/// The pixel stride of a buffer of `c` channels.
+pub fn padded_channels(c: usize) -> usize {
+    if c >= CHANNEL_ALIGN {
+        c.next_multiple_of(CHANNEL_ALIGN)
+    } else {
+        c
+    }
+}
+
 /// What a graph output is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -321,6 +334,12 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Keeps only the outputs of the given kinds (compact afterwards to drop
+    /// what no output needs).
+    pub fn retain_outputs(&mut self, kinds: &[OutputKind]) {
+        self.outputs.retain(|(k, _)| kinds.contains(k));
+    }
+
     pub fn output(&self, kind: OutputKind) -> Option<NodeId> {
         self.outputs.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n)
     }
@@ -385,6 +404,27 @@ impl Graph {
             Placement::Own => id,
             Placement::Slice { owner, .. } => owner,
         }
+    }
+
+    /// Floats between two pixels of a buffer owner: the channel count rounded up
+    /// to [`CHANNEL_ALIGN`] (see ARCHITECTURE.md, "Activation layout").
+    pub fn channel_stride(&self, owner: NodeId) -> usize {
+        padded_channels(self.nodes[owner].shape.c)
+    }
+
+    /// Bytes of a buffer owner in the internal layout.
+    pub fn buffer_bytes(&self, owner: NodeId) -> usize {
+        self.channel_stride(owner) * self.nodes[owner].shape.pixels() * std::mem::size_of::<f32>()
+    }
+
+    /// Whether part `index` of a concat is stored in the concat's buffer by its
+    /// producer (placed there, or teed there), so that no copy is needed.
+    pub fn concat_part_in_place(&self, concat: NodeId, index: usize) -> bool {
+        let parts = &self.nodes[concat].inputs;
+        let offset: usize = parts[..index].iter().map(|p| self.nodes[*p].shape.c).sum();
+        let part = parts[index];
+        (self.storage_owner(part) == concat && self.channel_offset(part) == offset)
+            || self.nodes[part].tees.iter().any(|t| t.owner == concat && t.channel_offset == offset)
     }
 
     /// Channel offset of a node's result inside its storage owner.

@@ -5,10 +5,10 @@ mod failure;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cgnet_codegen::interp;
 use cgnet_codegen::ir::{Graph, OutputKind};
 use cgnet_codegen::report::InspectReport;
 use cgnet_codegen::spec::{read_spec_file, ModelSpec};
+use cgnet_codegen::{interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
 use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, Weights};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -47,6 +47,9 @@ struct RunArgs {
     /// Where to run it.
     #[arg(long, value_enum, default_value_t = Target::Interp)]
     target: Target,
+    /// Run only the first N fusion passes (to bisect a wrong result; `interp-planned` only).
+    #[arg(long, value_name = "N")]
+    stop_after_pass: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -57,14 +60,31 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Print the graph IR as text instead of the report.
+    #[arg(long, value_enum)]
+    ir: Option<IrStage>,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum IrStage {
+    /// As lowered from the spec, layer by layer like the authors' model.
+    Unfused,
+    /// After every fusion pass.
+    Fused,
+}
+
+/// What an inference produces when the report plans it: logits and labels
+/// (full-resolution scores are only materialised when asked for).
+const INFERENCE_OUTPUTS: &[OutputKind] = &[OutputKind::Logits, OutputKind::Labels];
 
 /// Every place a model can run. Targets of later milestones are listed so that
 /// scripts can name them; choosing one that is not built yet is an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Target {
-    /// The reference interpreter (the numeric oracle).
+    /// The reference interpreter on the unfused graph (the numeric oracle).
     Interp,
+    /// The interpreter on the fused graph, every tensor at its planned arena offset.
+    InterpPlanned,
     /// Emitted portable C, compiled with `cc` and run.
     CScalar,
     /// Emitted C with AVX2 + FMA intrinsics.
@@ -108,14 +128,35 @@ fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
     Ok(graph)
 }
 
+/// Optimises a graph for the given outputs and plans its arena.
+fn compile(
+    graph: &Graph,
+    stop_after: Option<usize>,
+    outputs: &[OutputKind],
+) -> Result<(Graph, Vec<passes::Applied>, plan::Plan), Failure> {
+    let mut graph = graph.clone();
+    graph.retain_outputs(outputs);
+    let (fused, applied) = passes::optimize(&graph.compact(), stop_after)?;
+    let plan = plan::plan(&fused);
+    Ok((fused, applied, plan))
+}
+
 fn run(args: &RunArgs) -> Result<(), Failure> {
     let spec = load_spec(&args.model)?;
     let mut graph = build_graph(&spec)?;
-    if args.target != Target::Interp {
+    if !matches!(args.target, Target::Interp | Target::InterpPlanned) {
         let name = args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
         return Err(Failure::new(format!(
-            "target `{name}` is not available in this version of cgnetc (available: interp)"
+            "target `{name}` is not available in this version of cgnetc (available: interp, interp-planned)"
         )));
+    }
+    if let Some(n) = args.stop_after_pass {
+        if args.target != Target::InterpPlanned || n > passes::PIPELINE.len() {
+            return Err(Failure::new(format!(
+                "--stop-after-pass takes 0..={} and needs --target interp-planned",
+                passes::PIPELINE.len()
+            )));
+        }
     }
     let weights = Weights::load(&args.weights, &graph.expected_weights())?;
     graph.bind(&weights);
@@ -129,7 +170,13 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
     let input = Tensor { c: 3, h: spec.height, w: spec.width, data };
-    let outputs = interp::run(&graph, &input)?;
+    let outputs = match args.target {
+        Target::InterpPlanned => {
+            let (fused, _, plan) = compile(&graph, args.stop_after_pass, &OutputKind::ALL)?;
+            interp::run_planned(&fused, &plan, &input)?
+        }
+        _ => interp::run(&graph, &input)?,
+    };
     write_outputs(&args.out, &outputs)
 }
 
@@ -152,7 +199,12 @@ fn write_outputs(path: &Path, outputs: &std::collections::BTreeMap<OutputKind, T
 fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let spec = load_spec(&args.model)?;
     let graph = build_graph(&spec)?;
-    let report = InspectReport::new(&spec, &graph);
+    let (fused, fusions, plan) = compile(&graph, None, INFERENCE_OUTPUTS)?;
+    if let Some(which) = args.ir {
+        print!("{}", if which == IrStage::Fused { &fused } else { &graph });
+        return Ok(());
+    }
+    let report = InspectReport::new(&spec, &graph, &fused, fusions, plan);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?);
     } else {

@@ -1,0 +1,23 @@
+//! Snapshots of the fused IR and of the plan report for one small model.
+//! They show *that* something changed; `passes.rs` and the goldens show it is right.
+
+use cgnet_codegen::ir::OutputKind;
+use cgnet_codegen::{lower, passes, plan, ModelSpec};
+
+fn tiny() -> cgnet_codegen::ir::Graph {
+    let mut spec = ModelSpec::cityscapes(37, 53);
+    (spec.classes, spec.stage2_blocks, spec.stage3_blocks) = (4, 2, 2);
+    let mut g = lower(&spec);
+    g.retain_outputs(&[OutputKind::Logits, OutputKind::Labels]);
+    passes::optimize(&g.compact(), None).unwrap().0
+}
+
+#[test]
+fn fused_ir_of_a_small_model() {
+    insta::assert_snapshot!(tiny().to_string());
+}
+
+#[test]
+fn plan_report_of_a_small_model() {
+    insta::assert_snapshot!(plan::plan(&tiny()).to_text());
+}
