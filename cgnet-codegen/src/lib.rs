@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
+pub mod back;
 pub mod interp;
 pub mod ir;
 pub mod passes;

@@ -94,11 +94,28 @@ pub fn live_ranges(graph: &Graph) -> Vec<Option<(usize, usize)>> {
     ranges
 }
 
-/// Plans every buffer of a verified graph.
+/// Plans every buffer of a verified graph; the input and the outputs live in
+/// the caller's memory.
 pub fn plan(graph: &Graph) -> Plan {
-    let external: Vec<NodeId> =
-        std::iter::once(graph.input).chain(graph.outputs.iter().map(|(_, n)| graph.storage_owner(*n))).collect();
-    let ranges = live_ranges(graph);
+    plan_with(graph, false)
+}
+
+/// Plans every buffer; with `outputs_in_arena` the outputs get arena buffers
+/// too (live to the end), for programs that finish them in a later step.
+pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
+    let mut external = vec![graph.input];
+    if !outputs_in_arena {
+        external.extend(graph.outputs.iter().map(|(_, n)| graph.storage_owner(*n)));
+    }
+    let mut ranges = live_ranges(graph);
+    if outputs_in_arena {
+        let end = graph.nodes.len().saturating_sub(1);
+        for (_, out) in &graph.outputs {
+            if let Some(r) = &mut ranges[graph.storage_owner(*out).index()] {
+                r.1 = end;
+            }
+        }
+    }
     let mut buffers: Vec<Buffer> = graph
         .nodes
         .iter()

@@ -7,6 +7,8 @@
 //! that the compiler hands it.
 
 pub mod arena;
+pub mod kernels;
+pub mod program;
 pub mod tensors;
 pub mod weights;
 

@@ -1,0 +1,379 @@
+//! The kernels, generic over the lane type. Output channels are processed in
+//! blocks of 8 (one vector); per-channel parameters are padded with zeros so
+//! that whole vectors can always be loaded.
+//!
+//! Every function here is `unsafe`: callers (`Exec::step`) guarantee that all
+//! views are in bounds of their memories and all weight offsets of the packed
+//! weights, and that concurrent callers write disjoint destination rows.
+
+use std::ops::Range;
+
+use super::simd::{Simd, LANES};
+use super::Memory;
+use crate::program::{Act, AvgPool, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
+
+pub(super) unsafe fn run<S: Simd>(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
+    let w = w.as_ptr();
+    unsafe {
+        match step {
+            Step::Conv(s) => conv::<S>(m, w, s, rows),
+            Step::DepthwisePair(s) => depthwise_pair::<S>(m, w, s, rows),
+            Step::AvgPool(s) => avg_pool::<S>(m, w, s, rows),
+            Step::Copy(s) => copy::<S>(m, w, s, rows),
+            Step::GlobalContext(s) => global_context::<S>(m, w, s),
+        }
+    }
+}
+
+/// One past the largest packed-weight index a step reads.
+pub(super) fn max_weight_offset(step: &Step) -> usize {
+    let pad = |c: usize| c.next_multiple_of(LANES) + LANES;
+    let epi = |e: &Epilogue, c: usize| {
+        let act = |a: Act| if let Act::Prelu(o) = a { o + pad(c) } else { 0 };
+        let affine = e.affine.map_or(0, |(sc, sh)| sc.max(sh) + pad(c));
+        act(e.act).max(affine).max(act(e.act2))
+    };
+    match step {
+        Step::Conv(s) => {
+            let weights = s.weights + s.kernel * s.kernel * s.src.c * s.dst.c.next_multiple_of(LANES);
+            weights.max(s.bias + pad(s.dst.c)).max(epi(&s.epilogue, s.dst.c))
+        }
+        Step::DepthwisePair(s) => {
+            let c = s.src.c;
+            [s.loc_weights, s.sur_weights]
+                .iter()
+                .map(|o| o + 9 * pad(c))
+                .max()
+                .unwrap_or(0)
+                .max(s.loc_bias.max(s.sur_bias) + pad(c))
+                .max(epi(&s.epilogue, 2 * c))
+        }
+        Step::AvgPool(s) => epi(&s.epilogue, s.dst.c),
+        Step::Copy(s) => epi(&s.epilogue, s.dst.c),
+        Step::GlobalContext(s) => {
+            let c = s.x.c;
+            (s.fc1_weight + s.hidden * c)
+                .max(s.fc1_bias + s.hidden)
+                .max(s.fc2_weight + c * s.hidden)
+                .max(s.fc2_bias + c)
+                .max(epi(&s.epilogue, c))
+        }
+    }
+}
+
+fn ptr(m: &Memory, v: &View) -> *mut f32 {
+    m.base(v.mem).0
+}
+
+#[inline(always)]
+fn activate<S: Simd>(a: Act, w: *const f32, c: usize, v: S::V) -> S::V {
+    match a {
+        Act::None => v,
+        Act::Relu => S::max(v, S::zero()),
+        // max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v)
+        Act::Prelu(o) => S::madd(S::min(v, S::zero()), unsafe { S::load(w.add(o + c)) }, S::max(v, S::zero())),
+    }
+}
+
+/// The epilogue on the vector of channels `c..c + 8`.
+#[inline(always)]
+fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, v: S::V) -> S::V {
+    let mut v = activate::<S>(e.act, w, c, v);
+    if let Some((scale, shift)) = e.affine {
+        v = unsafe { S::madd(v, S::load(w.add(scale + c)), S::load(w.add(shift + c))) };
+    }
+    activate::<S>(e.act2, w, c, v)
+}
+
+/// Loads `n <= 8` channels at `p` spaced `stride` apart; other lanes are zero.
+#[inline(always)]
+unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
+    if n == LANES && stride == 1 {
+        return unsafe { S::load(p) };
+    }
+    let mut lanes = [0.0f32; LANES];
+    for (i, lane) in lanes.iter_mut().enumerate().take(n) {
+        *lane = unsafe { *p.add(i * stride) };
+    }
+    unsafe { S::load(lanes.as_ptr()) }
+}
+
+/// Stores the first `n <= 8` lanes at `p` spaced `stride` apart.
+#[inline(always)]
+unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
+    if n == LANES && stride == 1 {
+        return unsafe { S::store(p, v) };
+    }
+    let lanes = S::to_array(v);
+    for (i, lane) in lanes.iter().enumerate().take(n) {
+        unsafe { *p.add(i * stride) = *lane };
+    }
+}
+
+/// Pixels per tile for a group of `v` channel vectors: `pixels * v <= 12`
+/// accumulators, plus weights and a broadcast, fit in 16 vector registers.
+const fn tile_pixels(v: usize) -> usize {
+    match v {
+        4 => 3,
+        3 => 4,
+        2 => 6,
+        _ => 8,
+    }
+}
+
+unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+    let blocks = s.dst.c.div_ceil(LANES);
+    // All channel groups of a row walk the same pixel tiles, sized for the widest group,
+    // so that one tile of input stays in L1 while every group reads it.
+    let tile = tile_pixels(blocks.min(4));
+    for oy in rows {
+        for ox in (0..s.dst.w).step_by(tile) {
+            let n = tile.min(s.dst.w - ox);
+            let mut cb = 0;
+            while cb < blocks {
+                let nv = (blocks - cb).min(4);
+                unsafe {
+                    match nv {
+                        4 => conv_tile::<S, { tile_pixels(4) }, 4>(m, w, s, oy, ox, n, cb),
+                        3 => conv_tile::<S, { tile_pixels(3) }, 3>(m, w, s, oy, ox, n, cb),
+                        2 => conv_tile::<S, { tile_pixels(2) }, 2>(m, w, s, oy, ox, n, cb),
+                        _ => conv_tile::<S, { tile_pixels(1) }, 1>(m, w, s, oy, ox, n, cb),
+                    }
+                }
+                cb += nv;
+            }
+        }
+    }
+}
+
+/// Output pixels `ox..ox + np` of row `oy`, channel blocks `cb..cb + V`, in
+/// register tiles of `P` pixels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
+    m: &Memory,
+    w: *const f32,
+    s: &Conv,
+    oy: usize,
+    ox: usize,
+    np: usize,
+    cb: usize,
+) {
+    let blocks = s.dst.c.div_ceil(LANES);
+    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let co_pad = blocks * LANES;
+    let (k, stride, dil) = (s.kernel, s.stride, s.dilation);
+    let pad = (dil * (k - 1) / 2) as isize;
+    let (ci, cs) = (s.src.c, s.src.channel_stride);
+    // A tile may be narrower than P (the widest group's tile, or the row end): extra pixels are masked.
+    let mut done = 0;
+    while done < np {
+        let n = (np - done).min(P);
+        let x0 = ox + done;
+        let mut acc = [[S::zero(); V]; P];
+        for v in 0..V {
+            let b = unsafe { S::load(w.add(s.bias + (cb + v) * LANES)) };
+            for a in acc.iter_mut() {
+                a[v] = b;
+            }
+        }
+        for ky in 0..k {
+            let iy = (oy * stride + ky * dil) as isize - pad;
+            if iy < 0 || iy >= s.src.h as isize {
+                continue;
+            }
+            for kx in 0..k {
+                let ix0 = (x0 * stride + kx * dil) as isize - pad;
+                let ix_last = ix0 + ((n - 1) * stride) as isize;
+                let wrow = unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * LANES) };
+                if n == P && ix0 >= 0 && ix_last < s.src.w as isize {
+                    let mut base = [0usize; P];
+                    for (p, b) in base.iter_mut().enumerate() {
+                        *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
+                    }
+                    for c in 0..ci {
+                        let mut wv = [S::zero(); V];
+                        for (v, x) in wv.iter_mut().enumerate() {
+                            *x = unsafe { S::load(wrow.add(c * co_pad + v * LANES)) };
+                        }
+                        for p in 0..P {
+                            let b = S::splat(unsafe { *src.add(base[p] + c * cs) });
+                            for v in 0..V {
+                                acc[p][v] = S::madd(wv[v], b, acc[p][v]);
+                            }
+                        }
+                    }
+                } else {
+                    // Border or short tile: clamp addresses, zero the contribution of padding.
+                    let mut base = [0usize; P];
+                    let mut mask = [0.0f32; P];
+                    for p in 0..P {
+                        let ix = ix0 + (p * stride) as isize;
+                        let valid = p < n && ix >= 0 && ix < s.src.w as isize;
+                        mask[p] = if valid { 1.0 } else { 0.0 };
+                        base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
+                    }
+                    for c in 0..ci {
+                        let mut wv = [S::zero(); V];
+                        for (v, x) in wv.iter_mut().enumerate() {
+                            *x = unsafe { S::load(wrow.add(c * co_pad + v * LANES)) };
+                        }
+                        for p in 0..P {
+                            let b = S::splat(unsafe { *src.add(base[p] + c * cs) } * mask[p]);
+                            for v in 0..V {
+                                acc[p][v] = S::madd(wv[v], b, acc[p][v]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate().take(n) {
+            for (v, value) in a.iter().enumerate() {
+                let c = (cb + v) * LANES;
+                if c >= s.dst.c {
+                    break;
+                }
+                let out = epilogue::<S>(&s.epilogue, w, c, *value);
+                let at = s.dst.at(c, oy, x0 + p);
+                unsafe { store_n::<S>(dst.add(at), out, (s.dst.c - c).min(LANES), s.dst.channel_stride) };
+            }
+        }
+        done += n;
+    }
+}
+
+unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
+    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let c = s.src.c;
+    let c_pad = c.next_multiple_of(LANES) + LANES;
+    let (h, wd) = (s.src.h as isize, s.src.w as isize);
+    for oy in rows {
+        for ox in 0..s.dst.w {
+            for cb in (0..c).step_by(LANES) {
+                let n = (c - cb).min(LANES);
+                for (half, dil, weights, bias) in
+                    [(0, 1, s.loc_weights, s.loc_bias), (c, s.dilation, s.sur_weights, s.sur_bias)]
+                {
+                    let mut acc = unsafe { S::load(w.add(bias + cb)) };
+                    for ky in 0..3 {
+                        let iy = oy as isize + (ky as isize - 1) * dil as isize;
+                        if iy < 0 || iy >= h {
+                            continue;
+                        }
+                        for kx in 0..3 {
+                            let ix = ox as isize + (kx as isize - 1) * dil as isize;
+                            if ix < 0 || ix >= wd {
+                                continue;
+                            }
+                            let x = unsafe {
+                                load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, s.src.channel_stride)
+                            };
+                            let k = unsafe { S::load(w.add(weights + (ky * 3 + kx) * c_pad + cb)) };
+                            acc = S::madd(x, k, acc);
+                        }
+                    }
+                    let out = epilogue::<S>(&s.epilogue, w, half + cb, acc);
+                    unsafe { store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox)), out, n, s.dst.channel_stride) };
+                }
+            }
+        }
+    }
+}
+
+unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<usize>) {
+    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let ninth = S::splat(1.0 / 9.0);
+    for oy in rows {
+        for ox in 0..s.dst.w {
+            for cb in (0..s.dst.c).step_by(LANES) {
+                let n = (s.dst.c - cb).min(LANES);
+                let mut sum = S::zero();
+                for ky in 0..3 {
+                    let iy = (oy * 2 + ky) as isize - 1;
+                    if iy < 0 || iy >= s.src.h as isize {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let ix = (ox * 2 + kx) as isize - 1;
+                        if ix < 0 || ix >= s.src.w as isize {
+                            continue;
+                        }
+                        let at = s.src.at(cb, iy as usize, ix as usize);
+                        sum = S::add(sum, unsafe { load_n::<S>(src.add(at), n, s.src.channel_stride) });
+                    }
+                }
+                let out = epilogue::<S>(&s.epilogue, w, cb, S::mul(sum, ninth));
+                unsafe { store_n::<S>(dst.add(s.dst.at(cb, oy, ox)), out, n, s.dst.channel_stride) };
+            }
+        }
+    }
+}
+
+unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
+    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    for y in rows {
+        for x in 0..s.dst.w {
+            for cb in (0..s.dst.c).step_by(LANES) {
+                let n = (s.dst.c - cb).min(LANES);
+                let mut v = unsafe { load_n::<S>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride) };
+                if let Some(a) = &s.add {
+                    let av = unsafe { load_n::<S>(ptr(m, a).add(a.at(cb, y, x)), n, a.channel_stride) };
+                    v = S::add(v, av);
+                }
+                let out = epilogue::<S>(&s.epilogue, w, cb, v);
+                unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
+            }
+        }
+    }
+}
+
+unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
+    let c = s.x.c;
+    let (x, dst) = (ptr(m, &s.x), ptr(m, &s.dst));
+    let scratch = unsafe { m.arena.0.add(s.scratch) };
+    let (mean, hidden, scale) = unsafe { (scratch, scratch.add(c), scratch.add(c + s.hidden)) };
+    // Mean per channel, a vector of channels at a time.
+    let inv = S::splat(1.0 / (s.x.h * s.x.w) as f32);
+    for cb in (0..c).step_by(LANES) {
+        let n = (c - cb).min(LANES);
+        let mut sum = S::zero();
+        for y in 0..s.x.h {
+            for px in 0..s.x.w {
+                sum = S::add(sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
+            }
+        }
+        unsafe { store_n::<S>(mean.add(cb), S::mul(sum, inv), n, 1) };
+    }
+    // The two small FCs, in scalar: a few thousand multiply-adds.
+    for j in 0..s.hidden {
+        let mut acc = unsafe { *w.add(s.fc1_bias + j) };
+        for i in 0..c {
+            acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) };
+        }
+        unsafe { *hidden.add(j) = acc.max(0.0) };
+    }
+    for i in 0..c {
+        let mut acc = unsafe { *w.add(s.fc2_bias + i) };
+        for j in 0..s.hidden {
+            acc += unsafe { *w.add(s.fc2_weight + i * s.hidden + j) * *hidden.add(j) };
+        }
+        unsafe { *scale.add(i) = 1.0 / (1.0 + (-acc).exp()) };
+    }
+    for y in 0..s.x.h {
+        for px in 0..s.x.w {
+            for cb in (0..c).step_by(LANES) {
+                let n = (c - cb).min(LANES);
+                let v = unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) };
+                let k = unsafe { load_n::<S>(scale.add(cb), n, 1) };
+                let mut out = S::mul(v, k);
+                if let Some(r) = &s.residual {
+                    let rv = unsafe { load_n::<S>(ptr(m, r).add(r.at(cb, y, px)), n, r.channel_stride) };
+                    out = S::add(rv, out);
+                }
+                let out = epilogue::<S>(&s.epilogue, w, cb, out);
+                unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, px)), out, n, s.dst.channel_stride) };
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The steps of a compiled model: kernel calls whose every shape, stride and
+//! offset is a constant. The compiler (`cgnet-codegen::back::program`) builds
+//! them; generated Rust holds them as `const` literals and calls
+//! [`crate::kernels`] with them; the C emitter prints the same calls in C.
+
+/// Which memory a view addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mem {
+    /// The planned arena.
+    Arena,
+    /// The caller's input image, NCHW `[1, 3, H, W]`.
+    Input,
+    /// The caller's logits, NCHW.
+    Logits,
+    /// The caller's full-resolution scores, NCHW.
+    Scores,
+}
+
+/// A strided 3-D window: element `(c, y, x)` is at
+/// `offset + y * row_stride + x * pixel_stride + c * channel_stride` (in f32s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub mem: Mem,
+    pub offset: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub row_stride: usize,
+    pub pixel_stride: usize,
+    pub channel_stride: usize,
+}
+
+impl View {
+    /// Index of element `(c, y, x)`.
+    #[inline(always)]
+    pub fn at(&self, c: usize, y: usize, x: usize) -> usize {
+        self.offset + y * self.row_stride + x * self.pixel_stride + c * self.channel_stride
+    }
+
+    /// One past the last element addressed.
+    pub fn end(&self) -> usize {
+        if self.c == 0 || self.h == 0 || self.w == 0 {
+            return self.offset;
+        }
+        self.at(self.c - 1, self.h - 1, self.w - 1) + 1
+    }
+
+    /// Whether channels are contiguous (the internal NHWC layout).
+    pub fn is_nhwc(&self) -> bool {
+        self.channel_stride == 1
+    }
+}
+
+/// An activation applied per channel. `Prelu` holds the offset of its slopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu,
+    Prelu(usize),
+}
+
+/// What happens to a value between the kernel's accumulator and its store:
+/// `act2(affine(act(x)))`. Offsets index the packed weights; every per-channel
+/// vector is padded with zeros to a multiple of 8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epilogue {
+    pub act: Act,
+    /// `(scale, shift)`.
+    pub affine: Option<(usize, usize)>,
+    pub act2: Act,
+}
+
+impl Epilogue {
+    pub const NONE: Epilogue = Epilogue { act: Act::None, affine: None, act2: Act::None };
+}
+
+/// Dense convolution (groups = 1), zero padding `dilation * (kernel - 1) / 2`.
+/// Weights packed `[ky][kx][ci][co padded to 8]`; bias `[co padded]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv {
+    pub src: View,
+    pub dst: View,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub weights: usize,
+    pub bias: usize,
+    pub epilogue: Epilogue,
+}
+
+/// F_loc and F_sur: two depthwise 3x3 convs of `src` (dilation 1 and
+/// `dilation`) into channels `0..c` and `c..2c` of `dst`.
+/// Weights packed `[ky][kx][c padded]` for each half; each half has its own bias vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwisePair {
+    pub src: View,
+    pub dst: View,
+    pub dilation: usize,
+    pub loc_weights: usize,
+    pub sur_weights: usize,
+    pub loc_bias: usize,
+    pub sur_bias: usize,
+    /// Epilogue parameters cover all `2c` output channels.
+    pub epilogue: Epilogue,
+}
+
+/// `AvgPool2d(3, stride 2, padding 1)`, padding counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPool {
+    pub src: View,
+    pub dst: View,
+    pub epilogue: Epilogue,
+}
+
+/// F_glo: `dst = residual + x * sigmoid(fc2(relu(fc1(mean(x)))))`.
+/// `scratch` is arena room for `c` means, `hidden` units and `c` scales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalContext {
+    pub x: View,
+    pub residual: Option<View>,
+    pub dst: View,
+    pub hidden: usize,
+    /// `[hidden][c]`, `[hidden]`, `[c][hidden]`, `[c]`.
+    pub fc1_weight: usize,
+    pub fc1_bias: usize,
+    pub fc2_weight: usize,
+    pub fc2_bias: usize,
+    pub scratch: usize,
+    pub epilogue: Epilogue,
+}
+
+/// `dst = epilogue(src [+ add])`: a tee, a concat part that is not in place,
+/// or an elementwise add (the local residual).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Copy {
+    pub src: View,
+    pub add: Option<View>,
+    pub dst: View,
+    pub epilogue: Epilogue,
+}
+
+/// Bilinear resize (align_corners = False) of `src` to `dst`'s size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsample {
+    pub src: View,
+    pub dst: View,
+}
+
+/// Bilinear resize fused with argmax over channels: labels `[H * W]` as bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpsampleArgmax {
+    pub src: View,
+    pub height: usize,
+    pub width: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Conv(Conv),
+    DepthwisePair(DepthwisePair),
+    AvgPool(AvgPool),
+    GlobalContext(GlobalContext),
+    Copy(Copy),
+}
+
+impl Step {
+    /// Output rows, the unit in which a step is split across threads
+    /// (`None`: the step runs on one thread).
+    pub fn rows(&self) -> Option<usize> {
+        match self {
+            Step::Conv(s) => Some(s.dst.h),
+            Step::DepthwisePair(s) => Some(s.dst.h),
+            Step::AvgPool(s) => Some(s.dst.h),
+            Step::Copy(s) => Some(s.dst.h),
+            Step::GlobalContext(_) => None,
+        }
+    }
+}
