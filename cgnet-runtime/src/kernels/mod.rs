@@ -8,7 +8,7 @@
 
 pub mod head;
 mod ops;
-pub mod simd;
+mod simd;
 
 use std::ops::Range;
 
