@@ -18,6 +18,17 @@ pub struct Outputs {
     pub labels: Vec<u8>,
 }
 
+/// Runs the body and the logits tail, as `run` in emitted code does
+/// (allocating the arena and logits: for benchmarks and tests, not for products).
+pub fn execute_logits(
+    model: &CompiledModel,
+    isa: Isa,
+    parallel: Option<&dyn ParallelFor>,
+    input: &[f32],
+) -> Result<Vec<f32>, KernelError> {
+    Ok(execute_with(model, isa, parallel, input, false)?.logits)
+}
+
 /// Runs the body once and all three tails. `input` is NCHW `[3, H, W]`.
 pub fn execute(
     model: &CompiledModel,
@@ -25,11 +36,20 @@ pub fn execute(
     parallel: Option<&dyn ParallelFor>,
     input: &[f32],
 ) -> Result<Outputs, KernelError> {
+    execute_with(model, isa, parallel, input, true)
+}
+
+fn execute_with(
+    model: &CompiledModel,
+    isa: Isa,
+    parallel: Option<&dyn ParallelFor>,
+    input: &[f32],
+    tails: bool,
+) -> Result<Outputs, KernelError> {
     let mut arena = Arena::new(model.arena_bytes);
     let (h, w, c) = (model.height, model.width, model.classes);
     let mut logits = vec![0.0f32; model.logits_out.end()];
-    let mut scores = vec![0.0f32; c * h * w];
-    let mut labels = vec![0u8; h * w];
+    let (mut scores, mut labels) = if tails { (vec![0.0f32; c * h * w], vec![0u8; h * w]) } else { (vec![], vec![]) };
     let arena_f32 = arena.as_f32_mut();
     let memory = Memory {
         arena: (arena_f32.as_mut_ptr(), arena_f32.len()),
@@ -48,7 +68,9 @@ pub fn execute(
         epilogue: cgnet_runtime::program::Epilogue::NONE,
     };
     exec.step(&Step::Copy(copy))?;
-    head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
-    head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
+    if tails {
+        head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
+        head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
+    }
     Ok(Outputs { logits, scores, labels })
 }

@@ -12,6 +12,7 @@ use super::simd::{Simd, LANES};
 use super::Memory;
 use crate::program::{Act, AvgPool, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
 
+#[inline(always)]
 pub(super) unsafe fn run<S: Simd>(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
     let w = w.as_ptr();
     unsafe {
@@ -121,6 +122,7 @@ const fn tile_pixels(v: usize) -> usize {
     }
 }
 
+#[inline(always)]
 unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
     let blocks = s.dst.c.div_ceil(LANES);
     // All channel groups of a row walk the same pixel tiles, sized for the widest group,
@@ -243,6 +245,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
     }
 }
 
+#[inline(always)]
 unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     let c = s.src.c;
@@ -281,6 +284,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
     }
 }
 
+#[inline(always)]
 unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     let ninth = S::splat(1.0 / 9.0);
@@ -310,6 +314,7 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
     }
 }
 
+#[inline(always)]
 unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     for y in rows {
@@ -328,6 +333,7 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
     }
 }
 
+#[inline(always)]
 unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
     let c = s.x.c;
     let (x, dst) = (ptr(m, &s.x), ptr(m, &s.dst));

@@ -45,5 +45,6 @@ from_display!(
     cgnet_codegen::SpecError,
     cgnet_codegen::ir::VerifyError,
     cgnet_codegen::interp::InterpError,
-    cgnet_runtime::TensorFileError
+    cgnet_runtime::TensorFileError,
+    cgnet_codegen::back::CompileError
 );

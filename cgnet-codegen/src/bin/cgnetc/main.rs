@@ -4,17 +4,21 @@ mod failure;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
+use cgnet_codegen::back::{self, native, CompiledModel};
 use cgnet_codegen::ir::{Graph, OutputKind};
 use cgnet_codegen::report::InspectReport;
 use cgnet_codegen::spec::{read_spec_file, ModelSpec};
+use cgnet_codegen::testing::{bind_random_weights, image_like_input};
 use cgnet_codegen::{interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
-use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, Weights};
+use cgnet_runtime::kernels::{Isa, ParallelFor};
+use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, ThreadPool, Weights};
 use clap::{Parser, Subcommand, ValueEnum};
 use failure::Failure;
 
-/// Compiles CGNet segmentation models: inspect them, run them on a target.
+/// Compiles CGNet segmentation models: inspect them, run them on a target, benchmark them.
 #[derive(Parser)]
 #[command(name = "cgnetc", version, about, long_about = None)]
 struct Cli {
@@ -26,8 +30,10 @@ struct Cli {
 enum Command {
     /// Run a model on one input and write logits, scores and labels.
     Run(RunArgs),
-    /// Print parameters, MACs per layer and every tensor's shape.
+    /// Print parameters, MACs per layer, the fusions applied and the arena plan.
     Inspect(InspectArgs),
+    /// Time inference on a target: median milliseconds and GFLOP/s.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +56,9 @@ struct RunArgs {
     /// Run only the first N fusion passes (to bisect a wrong result; `interp-planned` only).
     #[arg(long, value_name = "N")]
     stop_after_pass: Option<usize>,
+    /// Worker threads for the compiled targets.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +72,24 @@ struct InspectArgs {
     /// Print the graph IR as text instead of the report.
     #[arg(long, value_enum)]
     ir: Option<IrStage>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Model spec (.json).
+    #[arg(long, value_name = "SPEC")]
+    model: PathBuf,
+    /// Weights; random weights with realistic scales when omitted.
+    #[arg(long, value_name = "W.safetensors")]
+    weights: Option<PathBuf>,
+    /// A compiled target.
+    #[arg(long, value_enum, default_value_t = Target::RustAvx2)]
+    target: Target,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed iterations (after 2 warm-up runs).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -85,6 +112,10 @@ enum Target {
     Interp,
     /// The interpreter on the fused graph, every tensor at its planned arena offset.
     InterpPlanned,
+    /// The compiled program on the runtime's portable kernels (what `cgnet!` runs without AVX2).
+    RustScalar,
+    /// The compiled program on the runtime's AVX2 + FMA kernels.
+    RustAvx2,
     /// Emitted portable C, compiled with `cc` and run.
     CScalar,
     /// Emitted C with AVX2 + FMA intrinsics.
@@ -95,11 +126,33 @@ enum Target {
     Gpu,
 }
 
+impl Target {
+    fn name(self) -> String {
+        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+
+    fn isa(self) -> Option<Isa> {
+        match self {
+            Target::RustScalar => Some(Isa::Scalar),
+            Target::RustAvx2 => Some(Isa::Avx2),
+            _ => None,
+        }
+    }
+
+    fn not_available(self) -> Failure {
+        Failure::new(format!(
+            "target `{}` is not available in this version of cgnetc (available: interp, interp-planned, rust-scalar, rust-avx2)",
+            self.name()
+        ))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Inspect(args) => inspect(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,10 +161,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn load_spec(path: &Path) -> Result<ModelSpec, Failure> {
-    Ok(read_spec_file(path)?)
 }
 
 fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
@@ -128,8 +177,18 @@ fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
     Ok(graph)
 }
 
+/// Reads the spec and the weights; returns the bound graph and the weights' SHA-256.
+fn load_model(model: &Path, weights: &Path) -> Result<(ModelSpec, Graph, String), Failure> {
+    let spec = read_spec_file(model)?;
+    let mut graph = build_graph(&spec)?;
+    let loaded = Weights::load(weights, &graph.expected_weights())?;
+    graph.bind(&loaded);
+    let bytes = std::fs::read(weights).map_err(|e| Failure::new(format!("cannot read {}: {e}", weights.display())))?;
+    Ok((spec, graph, back::program::sha256_hex(&bytes)))
+}
+
 /// Optimises a graph for the given outputs and plans its arena.
-fn compile(
+fn optimise_and_plan(
     graph: &Graph,
     stop_after: Option<usize>,
     outputs: &[OutputKind],
@@ -141,15 +200,39 @@ fn compile(
     Ok((fused, applied, plan))
 }
 
-fn run(args: &RunArgs) -> Result<(), Failure> {
-    let spec = load_spec(&args.model)?;
-    let mut graph = build_graph(&spec)?;
-    if !matches!(args.target, Target::Interp | Target::InterpPlanned) {
-        let name = args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-        return Err(Failure::new(format!(
-            "target `{name}` is not available in this version of cgnetc (available: interp, interp-planned)"
-        )));
+/// The three results of one inference, in the output file's layout.
+struct Results {
+    logits: Tensor,
+    scores: Tensor,
+    labels: Vec<i32>,
+}
+
+fn pool(threads: usize) -> Result<Option<ThreadPool>, Failure> {
+    if threads == 0 {
+        return Err(Failure::new("--threads must be at least 1"));
     }
+    if threads == 1 {
+        return Ok(None);
+    }
+    ThreadPool::new(threads).map(Some).map_err(|e| Failure::new(format!("cannot start {threads} threads: {e}")))
+}
+
+fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor) -> Result<Results, Failure> {
+    if !isa.is_supported() {
+        return Err(Failure::new(format!("this CPU does not support the {isa:?} kernels")));
+    }
+    let pool = pool(threads)?;
+    let out = native::execute(model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), &input.data)
+        .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
+    let (c, h, w) = (model.classes, model.height, model.width);
+    Ok(Results {
+        logits: Tensor { c, h: model.logits.h, w: model.logits.w, data: out.logits },
+        scores: Tensor { c, h, w, data: out.scores },
+        labels: out.labels.iter().map(|l| i32::from(*l)).collect(),
+    })
+}
+
+fn run(args: &RunArgs) -> Result<(), Failure> {
     if let Some(n) = args.stop_after_pass {
         if args.target != Target::InterpPlanned || n > passes::PIPELINE.len() {
             return Err(Failure::new(format!(
@@ -158,8 +241,10 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
     }
-    let weights = Weights::load(&args.weights, &graph.expected_weights())?;
-    graph.bind(&weights);
+    if matches!(args.target, Target::CScalar | Target::CAvx2 | Target::CNeon | Target::Gpu) {
+        return Err(args.target.not_available());
+    }
+    let (spec, graph, sha) = load_model(&args.model, &args.weights)?;
     let (shape, data) = read_f32_tensor(&args.input, "input")?;
     if shape != [1, 3, spec.height, spec.width] {
         return Err(Failure::new(format!(
@@ -170,36 +255,44 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
     let input = Tensor { c: 3, h: spec.height, w: spec.width, data };
-    let outputs = match args.target {
-        Target::InterpPlanned => {
-            let (fused, _, plan) = compile(&graph, args.stop_after_pass, &OutputKind::ALL)?;
-            interp::run_planned(&fused, &plan, &input)?
+    let results = match args.target {
+        Target::Interp | Target::InterpPlanned => {
+            let mut outputs = if args.target == Target::Interp {
+                interp::run(&graph, &input)?
+            } else {
+                let (fused, _, plan) = optimise_and_plan(&graph, args.stop_after_pass, &OutputKind::ALL)?;
+                interp::run_planned(&fused, &plan, &input)?
+            };
+            let mut take = |k| outputs.remove(&k).expect("all three outputs are requested");
+            let (logits, scores, labels) =
+                (take(OutputKind::Logits), take(OutputKind::Scores), take(OutputKind::Labels));
+            Results { logits, scores, labels: labels.data.iter().map(|v| *v as i32).collect() }
         }
-        _ => interp::run(&graph, &input)?,
+        target => {
+            let model = back::compile(&spec, &graph, &sha)?;
+            run_compiled(&model, target.isa().expect("compiled targets have an ISA"), args.threads, &input)?
+        }
     };
-    write_outputs(&args.out, &outputs)
+    write_results(&args.out, &results)
 }
 
-fn write_outputs(path: &Path, outputs: &std::collections::BTreeMap<OutputKind, Tensor>) -> Result<(), Failure> {
-    let labels: Vec<i32> = outputs[&OutputKind::Labels].data.iter().map(|v| *v as i32).collect();
+fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
     let shape4 = |t: &Tensor| vec![1, t.c, t.h, t.w];
-    let (logits, scores) = (&outputs[&OutputKind::Logits], &outputs[&OutputKind::Scores]);
-    let label_shape = vec![1, outputs[&OutputKind::Labels].h, outputs[&OutputKind::Labels].w];
     write_tensors_atomically(
         path,
         &[
-            OutputTensor::F32 { name: "logits", shape: shape4(logits), data: &logits.data },
-            OutputTensor::F32 { name: "scores", shape: shape4(scores), data: &scores.data },
-            OutputTensor::I32 { name: "labels", shape: label_shape, data: &labels },
+            OutputTensor::F32 { name: "logits", shape: shape4(&r.logits), data: &r.logits.data },
+            OutputTensor::F32 { name: "scores", shape: shape4(&r.scores), data: &r.scores.data },
+            OutputTensor::I32 { name: "labels", shape: vec![1, r.scores.h, r.scores.w], data: &r.labels },
         ],
     )?;
     Ok(())
 }
 
 fn inspect(args: &InspectArgs) -> Result<(), Failure> {
-    let spec = load_spec(&args.model)?;
+    let spec = read_spec_file(&args.model)?;
     let graph = build_graph(&spec)?;
-    let (fused, fusions, plan) = compile(&graph, None, INFERENCE_OUTPUTS)?;
+    let (fused, fusions, plan) = optimise_and_plan(&graph, None, INFERENCE_OUTPUTS)?;
     if let Some(which) = args.ir {
         print!("{}", if which == IrStage::Fused { &fused } else { &graph });
         return Ok(());
@@ -210,5 +303,50 @@ fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     } else {
         print!("{}", report.to_text());
     }
+    Ok(())
+}
+
+fn bench(args: &BenchArgs) -> Result<(), Failure> {
+    let Some(isa) = args.target.isa() else { return Err(args.target.not_available()) };
+    if args.iters == 0 {
+        return Err(Failure::new("--iters must be at least 1"));
+    }
+    let (spec, graph, sha) = match &args.weights {
+        Some(w) => load_model(&args.model, w)?,
+        None => {
+            let spec = read_spec_file(&args.model)?;
+            let mut graph = build_graph(&spec)?;
+            bind_random_weights(&mut graph, 1);
+            (spec, graph, "random weights (seed 1)".to_string())
+        }
+    };
+    let model = back::compile(&spec, &graph, &sha)?;
+    let input = image_like_input(spec.height, spec.width, 2);
+    let pool = pool(args.threads)?;
+    let parallel = pool.as_ref().map(|p| p as &dyn ParallelFor);
+    let mut times = Vec::with_capacity(args.iters);
+    for i in 0..args.iters + 2 {
+        let start = Instant::now();
+        native::execute_logits(&model, isa, parallel, &input.data)
+            .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
+        if i >= 2 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let gflops = 2.0 * model.macs as f64 / (median * 1e-3) / 1e9;
+    println!(
+        "{} {}x{} target {} threads {}: median {median:.1} ms (min {:.1}, max {:.1}) over {} runs, {gflops:.1} GFLOP/s, arena {} bytes",
+        spec.model_name(),
+        spec.height,
+        spec.width,
+        args.target.name(),
+        args.threads,
+        times[0],
+        times[times.len() - 1],
+        times.len(),
+        model.arena_bytes
+    );
     Ok(())
 }
