@@ -1,1 +1,0 @@
-//! The C backend (issue 5).

@@ -1,0 +1,349 @@
+/* ---- cgnet kernels: one C implementation over the 8-lane `vf` type above.
+ * Mirrors cgnet-runtime/src/kernels (the Rust kernels); both are checked
+ * against the reference interpreter. Views are strided windows:
+ * element (c, y, x) is at offset + y*row_stride + x*pixel_stride + c*channel_stride. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CG_INLINE static inline __attribute__((always_inline))
+#else
+#define CG_INLINE static inline
+#endif
+
+enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2 };
+enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
+
+typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride; } cg_view;
+typedef struct { int kind; size_t off; } cg_act;
+typedef struct { cg_act act; int has_affine; size_t scale, shift; cg_act act2; } cg_epilogue;
+typedef struct { cg_view src, dst; size_t kernel, stride, dilation, weights, bias; cg_epilogue epi; } cg_conv;
+typedef struct { cg_view src, dst; size_t dilation, loc_w, sur_w, loc_b, sur_b; cg_epilogue epi; } cg_dwpair;
+typedef struct { cg_view src, dst; cg_epilogue epi; } cg_pool;
+typedef struct { cg_view src; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
+typedef struct {
+    cg_view x; int has_residual; cg_view residual; cg_view dst;
+    size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; cg_epilogue epi;
+} cg_gc;
+typedef struct { float *arena; const float *input; float *logits; const float *w; } cg_mem;
+
+CG_INLINE float *cg_base(const cg_mem *m, int mem) {
+    switch (mem) {
+    case CG_INPUT: return (float *)m->input; /* only ever read */
+    case CG_LOGITS: return m->logits;
+    default: return m->arena;
+    }
+}
+
+CG_INLINE size_t cg_at(const cg_view *v, size_t c, size_t y, size_t x) {
+    return v->offset + y * v->row_stride + x * v->pixel_stride + c * v->channel_stride;
+}
+
+CG_INLINE vf cg_activate(const cg_act *a, const float *w, size_t c, vf v) {
+    if (a->kind == CG_ACT_RELU) return vf_max(v, vf_zero());
+    /* max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v) */
+    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), vf_load(w + a->off + c), vf_max(v, vf_zero()));
+    return v;
+}
+
+CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, vf v) {
+    v = cg_activate(&e->act, w, c, v);
+    if (e->has_affine) v = vf_madd(v, vf_load(w + e->scale + c), vf_load(w + e->shift + c));
+    return cg_activate(&e->act2, w, c, v);
+}
+
+/* Loads n <= 8 channels spaced `stride` apart; other lanes are zero. */
+CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
+    float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i;
+    if (n == 8 && stride == 1) return vf_load(p);
+    for (i = 0; i < n; i++) t[i] = p[i * stride];
+    return vf_load(t);
+}
+
+CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
+    float t[8];
+    size_t i;
+    if (n == 8 && stride == 1) { vf_store(p, v); return; }
+    vf_store(t, v);
+    for (i = 0; i < n; i++) p[i * stride] = t[i];
+}
+
+#define CG_MAX_P 8
+#define CG_MAX_V 4
+
+/* Output pixels ox..ox+np of row oy, channel blocks cb..cb+V, in register tiles of P pixels. */
+CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb,
+                            const size_t P, const size_t V) {
+    const float *w = m->w;
+    const float *src = cg_base(m, s->src.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    const size_t blocks = (s->dst.c + 7) / 8, co_pad = blocks * 8;
+    const size_t k = s->kernel, stride = s->stride, dil = s->dilation;
+    const long pad = (long)(dil * (k - 1) / 2);
+    const size_t ci = s->src.c, cs = s->src.channel_stride;
+    size_t done = 0;
+    while (done < np) {
+        const size_t n = np - done < P ? np - done : P;
+        const size_t x0 = ox + done;
+        vf acc[CG_MAX_P][CG_MAX_V];
+        size_t p, v, c, ky, kx;
+        for (v = 0; v < V; v++) {
+            vf b = vf_load(w + s->bias + (cb + v) * 8);
+            for (p = 0; p < P; p++) acc[p][v] = b;
+        }
+        for (ky = 0; ky < k; ky++) {
+            const long iy = (long)(oy * stride + ky * dil) - pad;
+            if (iy < 0 || iy >= (long)s->src.h) continue;
+            for (kx = 0; kx < k; kx++) {
+                const long ix0 = (long)(x0 * stride + kx * dil) - pad;
+                const long ix_last = ix0 + (long)((n - 1) * stride);
+                const float *wrow = w + s->weights + (ky * k + kx) * ci * co_pad + cb * 8;
+                size_t base[CG_MAX_P];
+                float mask[CG_MAX_P];
+                int interior = n == P && ix0 >= 0 && ix_last < (long)s->src.w;
+                for (p = 0; p < P; p++) {
+                    long ix = ix0 + (long)(p * stride);
+                    int valid = p < n && ix >= 0 && ix < (long)s->src.w;
+                    if (ix < 0) ix = 0;
+                    if (ix > (long)s->src.w - 1) ix = (long)s->src.w - 1;
+                    mask[p] = valid ? 1.0f : 0.0f;
+                    base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
+                }
+                if (interior) {
+                    for (c = 0; c < ci; c++) {
+                        vf wv[CG_MAX_V];
+                        for (v = 0; v < V; v++) wv[v] = vf_load(wrow + c * co_pad + v * 8);
+                        for (p = 0; p < P; p++) {
+                            vf b = vf_splat(src[base[p] + c * cs]);
+                            for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
+                        }
+                    }
+                } else {
+                    /* Border or short tile: clamped addresses, padding contributes zero. */
+                    for (c = 0; c < ci; c++) {
+                        vf wv[CG_MAX_V];
+                        for (v = 0; v < V; v++) wv[v] = vf_load(wrow + c * co_pad + v * 8);
+                        for (p = 0; p < P; p++) {
+                            vf b = vf_splat(src[base[p] + c * cs] * mask[p]);
+                            for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
+                        }
+                    }
+                }
+            }
+        }
+        for (p = 0; p < n; p++) {
+            for (v = 0; v < V; v++) {
+                const size_t ch = (cb + v) * 8;
+                if (ch >= s->dst.c) break;
+                cg_store_n(dst + cg_at(&s->dst, ch, oy, x0 + p), cg_epilogue_apply(&s->epi, w, ch, acc[p][v]),
+                           s->dst.c - ch < 8 ? s->dst.c - ch : 8, s->dst.channel_stride);
+            }
+        }
+        done += n;
+    }
+}
+
+/* Pixels per tile for a group of v channel vectors: p * v <= 12 accumulators in registers. */
+static size_t cg_tile_pixels(size_t v) { return v >= 4 ? 3 : v == 3 ? 4 : v == 2 ? 6 : 8; }
+
+static void cg_conv_tile_3_4(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 3, 4); }
+static void cg_conv_tile_4_3(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 4, 3); }
+static void cg_conv_tile_6_2(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 6, 2); }
+static void cg_conv_tile_8_1(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 8, 1); }
+
+static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
+    const size_t blocks = (s->dst.c + 7) / 8;
+    const size_t tile = cg_tile_pixels(blocks < 4 ? blocks : 4);
+    size_t oy, ox, cb;
+    for (oy = y0; oy < y1; oy++) {
+        for (ox = 0; ox < s->dst.w; ox += tile) {
+            const size_t np = s->dst.w - ox < tile ? s->dst.w - ox : tile;
+            for (cb = 0; cb < blocks;) {
+                const size_t nv = blocks - cb < 4 ? blocks - cb : 4;
+                if (nv == 4) cg_conv_tile_3_4(s, m, oy, ox, np, cb);
+                else if (nv == 3) cg_conv_tile_4_3(s, m, oy, ox, np, cb);
+                else if (nv == 2) cg_conv_tile_6_2(s, m, oy, ox, np, cb);
+                else cg_conv_tile_8_1(s, m, oy, ox, np, cb);
+                cb += nv;
+            }
+        }
+    }
+}
+
+static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *w = m->w;
+    const float *src = cg_base(m, s->src.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    const size_t c = s->src.c, c_pad = (c + 7) / 8 * 8 + 8;
+    const long h = (long)s->src.h, wd = (long)s->src.w;
+    size_t oy, ox, cb, half;
+    for (oy = y0; oy < y1; oy++) {
+        for (ox = 0; ox < s->dst.w; ox++) {
+            for (cb = 0; cb < c; cb += 8) {
+                const size_t n = c - cb < 8 ? c - cb : 8;
+                for (half = 0; half < 2; half++) {
+                    const long dil = half ? (long)s->dilation : 1;
+                    const size_t weights = half ? s->sur_w : s->loc_w;
+                    vf acc = vf_load(w + (half ? s->sur_b : s->loc_b) + cb);
+                    long ky, kx;
+                    for (ky = 0; ky < 3; ky++) {
+                        const long iy = (long)oy + (ky - 1) * dil;
+                        if (iy < 0 || iy >= h) continue;
+                        for (kx = 0; kx < 3; kx++) {
+                            const long ix = (long)ox + (kx - 1) * dil;
+                            if (ix < 0 || ix >= wd) continue;
+                            acc = vf_madd(cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride),
+                                          vf_load(w + weights + (size_t)(ky * 3 + kx) * c_pad + cb), acc);
+                        }
+                    }
+                    cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epi, w, half * c + cb, acc),
+                               n, s->dst.channel_stride);
+                }
+            }
+        }
+    }
+}
+
+static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *w = m->w;
+    const float *src = cg_base(m, s->src.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    const vf ninth = vf_splat(1.0f / 9.0f);
+    size_t oy, ox, cb;
+    for (oy = y0; oy < y1; oy++) {
+        for (ox = 0; ox < s->dst.w; ox++) {
+            for (cb = 0; cb < s->dst.c; cb += 8) {
+                const size_t n = s->dst.c - cb < 8 ? s->dst.c - cb : 8;
+                vf sum = vf_zero();
+                long ky, kx;
+                for (ky = 0; ky < 3; ky++) {
+                    const long iy = (long)(oy * 2) + ky - 1;
+                    if (iy < 0 || iy >= (long)s->src.h) continue;
+                    for (kx = 0; kx < 3; kx++) {
+                        const long ix = (long)(ox * 2) + kx - 1;
+                        if (ix < 0 || ix >= (long)s->src.w) continue;
+                        sum = vf_add(sum, cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride));
+                    }
+                }
+                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epi, w, cb, vf_mul(sum, ninth)), n,
+                           s->dst.channel_stride);
+            }
+        }
+    }
+}
+
+static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *w = m->w;
+    const float *src = cg_base(m, s->src.mem);
+    const float *add = cg_base(m, s->add.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    size_t y, x, cb;
+    for (y = y0; y < y1; y++) {
+        for (x = 0; x < s->dst.w; x++) {
+            for (cb = 0; cb < s->dst.c; cb += 8) {
+                const size_t n = s->dst.c - cb < 8 ? s->dst.c - cb : 8;
+                vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
+                if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
+                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epi, w, cb, v), n, s->dst.channel_stride);
+            }
+        }
+    }
+}
+
+static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
+    const float *w = m->w;
+    const float *x = cg_base(m, s->x.mem);
+    const float *res = cg_base(m, s->residual.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    const size_t c = s->x.c;
+    float *mean = m->arena + s->scratch, *hidden = mean + c, *scale = hidden + s->hidden;
+    const vf inv = vf_splat(1.0f / (float)(s->x.h * s->x.w));
+    size_t cb, y, px, i, j;
+    for (cb = 0; cb < c; cb += 8) {
+        const size_t n = c - cb < 8 ? c - cb : 8;
+        vf sum = vf_zero();
+        for (y = 0; y < s->x.h; y++)
+            for (px = 0; px < s->x.w; px++) sum = vf_add(sum, cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
+        cg_store_n(mean + cb, vf_mul(sum, inv), n, 1);
+    }
+    for (j = 0; j < s->hidden; j++) {
+        float acc = w[s->fc1_b + j];
+        for (i = 0; i < c; i++) acc += w[s->fc1_w + j * c + i] * mean[i];
+        hidden[j] = acc > 0.0f ? acc : 0.0f;
+    }
+    for (i = 0; i < c; i++) {
+        float acc = w[s->fc2_b + i];
+        for (j = 0; j < s->hidden; j++) acc += w[s->fc2_w + i * s->hidden + j] * hidden[j];
+        scale[i] = 1.0f / (1.0f + expf(-acc));
+    }
+    for (y = 0; y < s->x.h; y++) {
+        for (px = 0; px < s->x.w; px++) {
+            for (cb = 0; cb < c; cb += 8) {
+                const size_t n = c - cb < 8 ? c - cb : 8;
+                vf out = vf_mul(cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride), cg_load_n(scale + cb, n, 1));
+                if (s->has_residual)
+                    out = vf_add(cg_load_n(res + cg_at(&s->residual, cb, y, px), n, s->residual.channel_stride), out);
+                cg_store_n(dst + cg_at(&s->dst, cb, y, px), cg_epilogue_apply(&s->epi, w, cb, out), n, s->dst.channel_stride);
+            }
+        }
+    }
+}
+
+/* Source index and weights along one axis, as PyTorch's upsample_bilinear2d
+ * (align_corners = False, explicit output size). */
+static void cg_bilinear_tap(size_t in, size_t out, size_t dst, size_t *i0, size_t *i1, float *w0, float *w1) {
+    const float scale = (float)in / (float)out;
+    float src = scale * ((float)dst + 0.5f) - 0.5f;
+    if (src < 0.0f) src = 0.0f;
+    *i0 = (size_t)src;
+    if (*i0 > in - 1) *i0 = in - 1;
+    *i1 = *i0 < in - 1 ? *i0 + 1 : *i0;
+    *w1 = src - (float)*i0;
+    *w0 = 1.0f - *w1;
+}
+
+CG_INLINE float cg_bilinear(const float *a, const cg_view *v, size_t c, size_t y0, size_t y1, size_t x0, size_t x1,
+                            float wy0, float wy1, float wx0, float wx1) {
+    const float top = wx0 * a[cg_at(v, c, y0, x0)] + wx1 * a[cg_at(v, c, y0, x1)];
+    const float bottom = wx0 * a[cg_at(v, c, y1, x0)] + wx1 * a[cg_at(v, c, y1, x1)];
+    return wy0 * top + wy1 * bottom;
+}
+
+/* scores: NCHW [c, height, width]; labels: [height * width]. Either may be NULL. */
+static void cg_head(const float *arena, const cg_view *logits, size_t height, size_t width, float *scores, uint8_t *labels) {
+    size_t oy, ox, c;
+    for (oy = 0; oy < height; oy++) {
+        size_t y0, y1;
+        float wy0, wy1;
+        cg_bilinear_tap(logits->h, height, oy, &y0, &y1, &wy0, &wy1);
+        for (ox = 0; ox < width; ox++) {
+            size_t x0, x1, best = 0;
+            float wx0, wx1, best_score = 0.0f;
+            cg_bilinear_tap(logits->w, width, ox, &x0, &x1, &wx0, &wx1);
+            for (c = 0; c < logits->c; c++) {
+                const float s = cg_bilinear(arena, logits, c, y0, y1, x0, x1, wy0, wy1, wx0, wx1);
+                if (scores) scores[(c * height + oy) * width + ox] = s;
+                if (c == 0 || s > best_score) { best = c; best_score = s; }
+            }
+            if (labels) labels[oy * width + ox] = (uint8_t)best;
+        }
+    }
+}
+
+/* ---- Threads: each step is split by output rows through the host's parallel_for. */
+enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_GC = 4 };
+typedef struct { int kind; const void *step; const cg_mem *m; size_t parts, rows; } cg_task;
+
+static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
+    switch (kind) {
+    case CG_CONV: cg_conv_rows((const cg_conv *)step, m, y0, y1); break;
+    case CG_DWPAIR: cg_dwpair_rows((const cg_dwpair *)step, m, y0, y1); break;
+    case CG_POOL: cg_pool_rows((const cg_pool *)step, m, y0, y1); break;
+    case CG_COPY: cg_copy_rows((const cg_copy *)step, m, y0, y1); break;
+    default: cg_gc_run((const cg_gc *)step, m); break;
+    }
+}
+
+static void cg_task_run(void *arg, size_t i) {
+    const cg_task *t = (const cg_task *)arg;
+    cg_rows(t->kind, t->step, t->m, i * t->rows / t->parts, (i + 1) * t->rows / t->parts);
+}

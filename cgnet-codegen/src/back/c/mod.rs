@@ -1,0 +1,461 @@
+//! The C backend: a `CompiledModel` as standalone C99 for mobile SDKs.
+//!
+//! `NAME.h` declares the API; `NAME.c` holds the 8-lane SIMD layer of the
+//! target, the kernels (written once in `kernels.c` over that layer), the steps
+//! as `static const` structs and the straight-line body; `NAME_weights.c` holds
+//! the packed weights (or `NAME.weights`, a raw blob, with `weights_blob`).
+//! No malloc, no printf, no mutable globals: two arenas allow two concurrent runs.
+
+pub mod toolchain;
+
+use cgnet_runtime::program::{Act, Epilogue, Mem, Step, View};
+
+use super::writer::Writer;
+use super::{provenance, CompiledModel};
+
+/// The instruction set emitted C is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CTarget {
+    Scalar,
+    Avx2,
+    Neon,
+}
+
+impl CTarget {
+    pub fn name(self) -> &'static str {
+        match self {
+            CTarget::Scalar => "c-scalar",
+            CTarget::Avx2 => "c-avx2",
+            CTarget::Neon => "c-neon",
+        }
+    }
+
+    fn simd_layer(self) -> &'static str {
+        match self {
+            CTarget::Scalar => include_str!("simd_scalar.h"),
+            CTarget::Avx2 => include_str!("simd_avx2.h"),
+            CTarget::Neon => include_str!("simd_neon.h"),
+        }
+    }
+
+    /// Compiler flags the target needs beyond `-O3`.
+    pub fn flags(self) -> &'static [&'static str] {
+        match self {
+            CTarget::Avx2 => &["-mavx2", "-mfma"],
+            _ => &[],
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub target: CTarget,
+    /// Weights in a binary file passed at run time instead of a C array.
+    pub weights_blob: bool,
+}
+
+/// One emitted file.
+pub struct File {
+    pub name: String,
+    pub contents: FileContents,
+}
+
+pub enum FileContents {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl File {
+    fn text(name: String, contents: String) -> Self {
+        Self { name, contents: FileContents::Text(contents) }
+    }
+}
+
+/// Every file of a model for `target`, in memory (writing them is the caller's).
+pub fn emit(model: &CompiledModel, options: &Options) -> Vec<File> {
+    let n = &model.name;
+    let mut files = vec![
+        File::text(format!("{n}.h"), header(model, options)),
+        File::text(format!("{n}.c"), source(model, options)),
+    ];
+    if options.weights_blob {
+        let bytes = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+        files.push(File { name: format!("{n}.weights"), contents: FileContents::Binary(bytes) });
+    } else {
+        files.push(File::text(format!("{n}_weights.c"), weights_source(model)));
+    }
+    files.push(File::text("cgnet_pthread_pool.h".into(), include_str!("pthread_pool.h").to_string()));
+    files.push(File::text("CMakeLists.txt".into(), cmake(model, options)));
+    files.push(File::text("README.md".into(), usage(model, options)));
+    files
+}
+
+fn upper(model: &CompiledModel) -> String {
+    model.name.to_uppercase()
+}
+
+/// `const float *weights, ` in blob mode (the first parameter of every entry point).
+fn weights_param(options: &Options) -> &'static str {
+    if options.weights_blob {
+        "const float *weights, "
+    } else {
+        ""
+    }
+}
+
+fn file_header(w: &mut Writer, model: &CompiledModel, options: &Options) {
+    let mut lines = provenance(model);
+    lines.push(format!("target: {}", options.target.name()));
+    w.comment(&lines);
+}
+
+pub fn header(model: &CompiledModel, options: &Options) -> String {
+    let (n, u) = (&model.name, upper(model));
+    let wp = weights_param(options);
+    let mut w = Writer::default();
+    file_header(&mut w, model, options);
+    w.line(format!("#ifndef {u}_H"));
+    w.line(format!("#define {u}_H"));
+    w.blank();
+    w.line("#include <stddef.h>");
+    w.line("#include <stdint.h>");
+    w.blank();
+    w.line("#ifdef __cplusplus");
+    w.line("extern \"C\" {");
+    w.line("#endif");
+    w.blank();
+    let defines = [
+        ("INPUT_CHANNELS", "3".to_string()),
+        ("INPUT_HEIGHT", model.height.to_string()),
+        ("INPUT_WIDTH", model.width.to_string()),
+        ("CLASSES", model.classes.to_string()),
+        ("LOGITS_HEIGHT", model.logits.h.to_string()),
+        ("LOGITS_WIDTH", model.logits.w.to_string()),
+        ("ARENA_BYTES", format!("{}u", model.arena_bytes)),
+        ("ARENA_ALIGN", "64u".into()),
+        ("PARAMETERS", format!("{}u", model.parameters)),
+        ("MACS", format!("{}ull", model.macs)),
+        ("E_NULL", "(-1)".into()),
+        ("E_ALIGN", "(-2)".into()),
+    ];
+    for (name, value) in defines {
+        w.line(format!("#define {u}_{name} {value}"));
+    }
+    if options.weights_blob {
+        w.line(format!("#define {u}_WEIGHTS_BYTES {}u", model.weights.len() * 4));
+    }
+    w.blank();
+    w.comment(&[
+        "Runs fn(arg, i) for every i in 0..n, possibly concurrently, and returns when all".into(),
+        "have finished. Mobile SDKs plug in their own thread pool; `threads` is how many".into(),
+        "parts a step is split into.".into(),
+    ]);
+    w.line(format!("typedef void (*{n}_task_fn)(void *arg, size_t index);"));
+    w.block(format!("typedef struct {n}_parallel_for {{"), &format!("}} {n}_parallel_for;"), |w| {
+        w.line("void *ctx;");
+        w.line("size_t threads;");
+        w.line(format!("void (*run)(void *ctx, size_t n, {n}_task_fn fn, void *arg);"));
+    });
+    w.blank();
+    w.line(format!("/* == {u}_ARENA_BYTES: the arena every entry point needs (64-byte aligned). */"));
+    w.line(format!("size_t {n}_arena_bytes(void);"));
+    w.blank();
+    w.line(format!(
+        "/* input: [1,3,{},{}] NCHW float, as PyTorch. Returns 0, or {u}_E_NULL / {u}_E_ALIGN. */",
+        model.height, model.width
+    ));
+    w.line(format!("/* logits: [1,{},{},{}] NCHW. */", model.classes, model.logits.h, model.logits.w));
+    w.line(format!("int {n}_run({wp}const float *input, float *logits, void *arena);"));
+    w.line(format!(
+        "/* scores: [1,{},{},{}] NCHW, bilinearly upsampled logits. */",
+        model.classes, model.height, model.width
+    ));
+    w.line(format!("int {n}_scores({wp}const float *input, float *scores, void *arena);"));
+    w.line(format!("/* labels: [{}*{}] class indices. */", model.height, model.width));
+    w.line(format!("int {n}_segment({wp}const float *input, uint8_t *labels, void *arena);"));
+    w.blank();
+    w.line("/* The same, each step split across the host's threads (results are bit-identical). */");
+    w.line(format!(
+        "int {n}_run_parallel({wp}const float *input, float *logits, void *arena, const {n}_parallel_for *pf);"
+    ));
+    w.line(format!(
+        "int {n}_scores_parallel({wp}const float *input, float *scores, void *arena, const {n}_parallel_for *pf);"
+    ));
+    w.line(format!(
+        "int {n}_segment_parallel({wp}const float *input, uint8_t *labels, void *arena, const {n}_parallel_for *pf);"
+    ));
+    w.blank();
+    w.line("#ifdef __cplusplus");
+    w.line("}");
+    w.line("#endif");
+    w.blank();
+    w.line(format!("#endif /* {u}_H */"));
+    w.finish()
+}
+
+fn view(v: &View) -> String {
+    let mem = match v.mem {
+        Mem::Arena => "CG_ARENA",
+        Mem::Input => "CG_INPUT",
+        Mem::Logits => "CG_LOGITS",
+        Mem::Scores => unreachable!("the body never addresses the scores"),
+    };
+    format!(
+        "{{{mem}, {}, {}, {}, {}, {}, {}, {}}}",
+        v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride
+    )
+}
+
+fn act(a: &Act) -> String {
+    match a {
+        Act::None => "{CG_ACT_NONE, 0}".into(),
+        Act::Relu => "{CG_ACT_RELU, 0}".into(),
+        Act::Prelu(o) => format!("{{CG_ACT_PRELU, {o}}}"),
+    }
+}
+
+fn epilogue(e: &Epilogue) -> String {
+    let (has, sc, sh) = e.affine.map_or((0, 0, 0), |(a, b)| (1, a, b));
+    format!("{{{}, {has}, {sc}, {sh}, {}}}", act(&e.act), act(&e.act2))
+}
+
+const NO_VIEW: &str = "{CG_ARENA, 0, 0, 0, 0, 0, 0, 0}";
+
+/// The step's C type, kind constant, row count and initializer.
+fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
+    match step {
+        Step::Conv(s) => (
+            "cg_conv",
+            "CG_CONV",
+            s.dst.h,
+            format!(
+                "{{{}, {}, {}, {}, {}, {}, {}, {}}}",
+                view(&s.src),
+                view(&s.dst),
+                s.kernel,
+                s.stride,
+                s.dilation,
+                s.weights,
+                s.bias,
+                epilogue(&s.epilogue)
+            ),
+        ),
+        Step::DepthwisePair(s) => (
+            "cg_dwpair",
+            "CG_DWPAIR",
+            s.dst.h,
+            format!(
+                "{{{}, {}, {}, {}, {}, {}, {}, {}}}",
+                view(&s.src),
+                view(&s.dst),
+                s.dilation,
+                s.loc_weights,
+                s.sur_weights,
+                s.loc_bias,
+                s.sur_bias,
+                epilogue(&s.epilogue)
+            ),
+        ),
+        Step::AvgPool(s) => (
+            "cg_pool",
+            "CG_POOL",
+            s.dst.h,
+            format!("{{{}, {}, {}}}", view(&s.src), view(&s.dst), epilogue(&s.epilogue)),
+        ),
+        Step::Copy(s) => (
+            "cg_copy",
+            "CG_COPY",
+            s.dst.h,
+            format!(
+                "{{{}, {}, {}, {}, {}}}",
+                view(&s.src),
+                u8::from(s.add.is_some()),
+                s.add.as_ref().map_or(NO_VIEW.to_string(), view),
+                view(&s.dst),
+                epilogue(&s.epilogue)
+            ),
+        ),
+        Step::GlobalContext(s) => (
+            "cg_gc",
+            "CG_GC",
+            1,
+            format!(
+                "{{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}}",
+                view(&s.x),
+                u8::from(s.residual.is_some()),
+                s.residual.as_ref().map_or(NO_VIEW.to_string(), view),
+                view(&s.dst),
+                s.hidden,
+                s.fc1_weight,
+                s.fc1_bias,
+                s.fc2_weight,
+                s.fc2_bias,
+                s.scratch,
+                epilogue(&s.epilogue)
+            ),
+        ),
+    }
+}
+
+pub fn source(model: &CompiledModel, options: &Options) -> String {
+    let (n, u) = (&model.name, upper(model));
+    let wp = weights_param(options);
+    let mut w = Writer::default();
+    file_header(&mut w, model, options);
+    w.line(format!("#include \"{n}.h\""));
+    w.blank();
+    w.line("#include <math.h>");
+    w.blank();
+    w.raw(options.target.simd_layer());
+    w.blank();
+    w.raw(include_str!("kernels.c"));
+    w.blank();
+    w.line("/* ---- The model: every step's views and weight offsets are constants. */");
+    if !options.weights_blob {
+        w.line(format!("extern const float {n}_packed_weights[{}];", model.weights.len()));
+    }
+    let mut calls = Vec::new();
+    for (i, step) in model.steps.iter().enumerate() {
+        let (ty, kind, rows, init) = step_literal(step);
+        w.line(format!("static const {ty} s{i} = {init};"));
+        calls.push(format!("cg_exec({kind}, &s{i}, {rows}, m, pf);"));
+    }
+    w.line(format!(
+        "static const cg_copy logits_out = {{{}, 0, {NO_VIEW}, {}, {}}};",
+        view(&model.logits),
+        view(&model.logits_out),
+        epilogue(&Epilogue::NONE)
+    ));
+    w.line(format!("static const cg_view logits_view = {};", view(&model.logits)));
+    w.blank();
+    w.block(
+        format!("static void cg_exec(int kind, const void *step, size_t rows, const cg_mem *m, const {n}_parallel_for *pf) {{"),
+        "}",
+        |w| {
+            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_GC) {", "}", |w| {
+                w.line("cg_task t;");
+                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows;");
+                w.line("t.parts = pf->threads < rows ? pf->threads : rows;");
+                w.line("pf->run(pf->ctx, t.parts, cg_task_run, &t);");
+                w.line("return;");
+            });
+            w.line("cg_rows(kind, step, m, 0, rows);");
+        },
+    );
+    w.blank();
+    w.block(format!("static void {n}_body(const cg_mem *m, const {n}_parallel_for *pf) {{"), "}", |w| {
+        for call in &calls {
+            w.line(call);
+        }
+    });
+    w.blank();
+    w.line(format!("size_t {n}_arena_bytes(void) {{ return {u}_ARENA_BYTES; }}"));
+    w.blank();
+    let weights_expr = if options.weights_blob { "weights" } else { &format!("{n}_packed_weights") };
+    w.block(
+        format!("static int {n}_prepare({wp}const float *input, const void *out, void *arena, cg_mem *m) {{"),
+        "}",
+        |w| {
+            let null_weights = if options.weights_blob { " || !weights" } else { "" };
+            w.line(format!("if (!input || !out || !arena{null_weights}) return {u}_E_NULL;"));
+            w.line(format!("if ((uintptr_t)arena % {u}_ARENA_ALIGN != 0) return {u}_E_ALIGN;"));
+            w.line("m->arena = (float *)arena;");
+            w.line("m->input = input;");
+            w.line("m->logits = 0;");
+            w.line(format!("m->w = {weights_expr};"));
+            w.line("return 0;");
+        },
+    );
+    let pass_w = if options.weights_blob { "weights, " } else { "" };
+    for (entry, out_ty, out_name, tail) in [
+        (
+            "run",
+            "float *",
+            "logits",
+            "m.logits = logits;\n    cg_exec(CG_COPY, &logits_out, logits_out.dst.h, &m, pf);",
+        ),
+        ("scores", "float *", "scores", "cg_head(m.arena, &logits_view, ROWS, COLS, scores, 0);"),
+        ("segment", "uint8_t *", "labels", "cg_head(m.arena, &logits_view, ROWS, COLS, 0, labels);"),
+    ] {
+        let tail = tail.replace("ROWS", &format!("{u}_INPUT_HEIGHT")).replace("COLS", &format!("{u}_INPUT_WIDTH"));
+        w.blank();
+        w.block(
+            format!("int {n}_{entry}_parallel({wp}const float *input, {out_ty}{out_name}, void *arena, const {n}_parallel_for *pf) {{"),
+            "}",
+            |w| {
+                w.line("cg_mem m;");
+                w.line(format!("int status = {n}_prepare({pass_w}input, {out_name}, arena, &m);"));
+                w.line("if (status != 0) return status;");
+                w.line(format!("{n}_body(&m, pf);"));
+                for l in tail.lines() {
+                    w.line(l.trim());
+                }
+                w.line("return 0;");
+            },
+        );
+        w.block(format!("int {n}_{entry}({wp}const float *input, {out_ty}{out_name}, void *arena) {{"), "}", |w| {
+            w.line(format!("return {n}_{entry}_parallel({pass_w}input, {out_name}, arena, 0);"));
+        });
+    }
+    w.finish()
+}
+
+pub fn weights_source(model: &CompiledModel) -> String {
+    let mut w = Writer::default();
+    w.comment(&provenance(model));
+    let mut body = String::with_capacity(model.weights.len() * 16);
+    for (i, v) in model.weights.iter().enumerate() {
+        // `{:e}` prints the shortest text that reads back as the same f32.
+        body.push_str(&format!("{v:e}f,"));
+        body.push(if i % 8 == 7 { '\n' } else { ' ' });
+    }
+    w.line(format!("const float {}_packed_weights[{}] = {{", model.name, model.weights.len()));
+    w.raw(&body);
+    w.line("};");
+    w.finish()
+}
+
+fn cmake(model: &CompiledModel, options: &Options) -> String {
+    let n = &model.name;
+    let sources = if options.weights_blob { format!("{n}.c") } else { format!("{n}.c {n}_weights.c") };
+    let flags: Vec<&str> = std::iter::once("-O3").chain(options.target.flags().iter().copied()).collect();
+    let mut w = Writer::default();
+    w.line(format!("# {}", provenance(model).join("\n# ")));
+    w.line("cmake_minimum_required(VERSION 3.10)");
+    w.line(format!("project({n} C)"));
+    w.line(format!("add_library({n} STATIC {sources})"));
+    w.line(format!("target_include_directories({n} PUBLIC ${{CMAKE_CURRENT_SOURCE_DIR}})"));
+    w.line(format!("set_target_properties({n} PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON)"));
+    w.line(format!("target_compile_options({n} PRIVATE {})", flags.join(" ")));
+    w.line("find_library(CGNET_LIBM m)");
+    w.line(format!("if(CGNET_LIBM)\n  target_link_libraries({n} PUBLIC ${{CGNET_LIBM}})\nendif()"));
+    w.finish()
+}
+
+fn usage(model: &CompiledModel, options: &Options) -> String {
+    let (n, u) = (&model.name, upper(model));
+    let weights = if options.weights_blob {
+        format!(
+            "Weights are in `{n}.weights` (raw little-endian float32, {u}_WEIGHTS_BYTES bytes): load or map it \
+             4-byte aligned and pass it as the first argument of every call."
+        )
+    } else {
+        format!("Weights are compiled in (`{n}_weights.c`).")
+    };
+    format!(
+        "# {n}: CGNet, generated by cgnetc {} for {}\n\n\
+         Build: add this folder with `add_subdirectory` (CMake, Android NDK) or add `{n}.c`{} to an Xcode target.\n\n\
+         ```c\n#include \"{n}.h\"\n\n\
+         void *arena = aligned_alloc({u}_ARENA_ALIGN, {u}_ARENA_BYTES);  /* once; reuse for every frame */\n\
+         int status = {n}_segment({}input, labels, arena);           /* input [1,3,{},{}] NCHW float */\n```\n\n\
+         Entry points: `{n}_run` (logits), `{n}_scores` (upsampled scores), `{n}_segment` (labels); each returns 0 or \
+         {u}_E_NULL / {u}_E_ALIGN. The `_parallel` variants take a `{n}_parallel_for` so the host's thread pool runs \
+         each step's rows. No malloc, no global state: one arena per concurrent inference.\n\n{weights}\n",
+        env!("CARGO_PKG_VERSION"),
+        options.target.name(),
+        if options.weights_blob { String::new() } else { format!(" and `{n}_weights.c`") },
+        if options.weights_blob { "weights, " } else { "" },
+        model.height,
+        model.width,
+    )
+}
