@@ -18,15 +18,49 @@ pub struct Outputs {
     pub labels: Vec<u8>,
 }
 
-/// Runs the body and the logits tail, as `run` in emitted code does
-/// (allocating the arena and logits: for benchmarks and tests, not for products).
-pub fn execute_logits(
-    model: &CompiledModel,
-    isa: Isa,
-    parallel: Option<&dyn ParallelFor>,
-    input: &[f32],
-) -> Result<Vec<f32>, KernelError> {
-    Ok(execute_with(model, isa, parallel, input, false)?.logits)
+/// The body and the logits tail, as `run` in emitted code does, with the
+/// arena and logits allocated once (for benchmarks).
+pub struct Runner {
+    arena: Arena,
+    logits: Vec<f32>,
+}
+
+impl Runner {
+    pub fn new(model: &CompiledModel) -> Self {
+        Self { arena: Arena::new(model.arena_bytes), logits: vec![0.0; model.logits_out.end()] }
+    }
+
+    pub fn run(
+        &mut self,
+        model: &CompiledModel,
+        isa: Isa,
+        parallel: Option<&dyn ParallelFor>,
+        input: &[f32],
+    ) -> Result<&[f32], KernelError> {
+        let arena = self.arena.as_f32_mut();
+        let memory = Memory {
+            arena: (arena.as_mut_ptr(), arena.len()),
+            input: (input.as_ptr(), input.len()),
+            logits: (self.logits.as_mut_ptr(), self.logits.len()),
+            scores: (std::ptr::null_mut(), 0),
+        };
+        let exec = Exec { memory, weights: &model.weights, isa, parallel };
+        for step in &model.steps {
+            exec.step(step)?;
+        }
+        exec.step(&logits_tail(model))?;
+        Ok(&self.logits)
+    }
+}
+
+/// The step that copies the logits from the arena (NHWC) to the caller (NCHW).
+pub fn logits_tail(model: &CompiledModel) -> Step {
+    Step::Copy(cgnet_runtime::program::Copy {
+        src: model.logits,
+        add: None,
+        dst: model.logits_out,
+        epilogue: cgnet_runtime::program::Epilogue::NONE,
+    })
 }
 
 /// Runs the body once and all three tails. `input` is NCHW `[3, H, W]`.
@@ -36,20 +70,11 @@ pub fn execute(
     parallel: Option<&dyn ParallelFor>,
     input: &[f32],
 ) -> Result<Outputs, KernelError> {
-    execute_with(model, isa, parallel, input, true)
-}
-
-fn execute_with(
-    model: &CompiledModel,
-    isa: Isa,
-    parallel: Option<&dyn ParallelFor>,
-    input: &[f32],
-    tails: bool,
-) -> Result<Outputs, KernelError> {
     let mut arena = Arena::new(model.arena_bytes);
     let (h, w, c) = (model.height, model.width, model.classes);
     let mut logits = vec![0.0f32; model.logits_out.end()];
-    let (mut scores, mut labels) = if tails { (vec![0.0f32; c * h * w], vec![0u8; h * w]) } else { (vec![], vec![]) };
+    let mut scores = vec![0.0f32; c * h * w];
+    let mut labels = vec![0u8; h * w];
     let arena_f32 = arena.as_f32_mut();
     let memory = Memory {
         arena: (arena_f32.as_mut_ptr(), arena_f32.len()),
@@ -61,16 +86,8 @@ fn execute_with(
     for step in &model.steps {
         exec.step(step)?;
     }
-    let copy = cgnet_runtime::program::Copy {
-        src: model.logits,
-        add: None,
-        dst: model.logits_out,
-        epilogue: cgnet_runtime::program::Epilogue::NONE,
-    };
-    exec.step(&Step::Copy(copy))?;
-    if tails {
-        head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
-        head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
-    }
+    exec.step(&logits_tail(model))?;
+    head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
+    head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
     Ok(Outputs { logits, scores, labels })
 }

@@ -95,5 +95,11 @@ int main(int argc, char **argv) {
         free(ms);
     }
     cgnet_pool_destroy(&pool);
+    WEIGHTS_FREE
+    free(arena);
+    free(labels);
+    free(scores);
+    free(logits);
+    free(input);
     return 0;
 }

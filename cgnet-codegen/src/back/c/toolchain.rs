@@ -100,14 +100,15 @@ pub struct HarnessOutputs {
 /// The harness source for `model`, specialised to its names and weight mode.
 pub fn harness_source(model: &CompiledModel, weights_blob: bool) -> String {
     let (n, u) = (&model.name, model.name.to_uppercase());
-    let (decl, load, arg) = if weights_blob {
+    let (decl, load, arg, free) = if weights_blob {
         (
             "float *weights;".to_string(),
             format!("weights = (float *)read_file(argv[1], \"{n}.weights\", {u}_WEIGHTS_BYTES);"),
             "weights, ",
+            "free(weights);",
         )
     } else {
-        (String::new(), String::new(), "")
+        (String::new(), String::new(), "", "")
     };
     include_str!("harness.c")
         .replace("MODEL.h", &format!("{n}.h"))
@@ -116,6 +117,7 @@ pub fn harness_source(model: &CompiledModel, weights_blob: bool) -> String {
         .replace("WEIGHTS_DECL", &decl)
         .replace("WEIGHTS_LOAD", &load)
         .replace("WEIGHTS_ARG ", arg)
+        .replace("WEIGHTS_FREE", free)
 }
 
 /// Emits `model` into `dir`, builds it with the harness, and returns the executable.

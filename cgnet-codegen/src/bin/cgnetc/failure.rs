@@ -46,5 +46,6 @@ from_display!(
     cgnet_codegen::ir::VerifyError,
     cgnet_codegen::interp::InterpError,
     cgnet_runtime::TensorFileError,
-    cgnet_codegen::back::CompileError
+    cgnet_codegen::back::CompileError,
+    cgnet_codegen::back::c::toolchain::ToolchainError
 );

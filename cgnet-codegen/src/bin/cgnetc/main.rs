@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cgnet_codegen::back::c::{self, CTarget};
 use cgnet_codegen::back::{self, native, CompiledModel};
 use cgnet_codegen::ir::{Graph, OutputKind};
 use cgnet_codegen::report::InspectReport;
@@ -34,6 +35,30 @@ enum Command {
     Inspect(InspectArgs),
     /// Time inference on a target: median milliseconds and GFLOP/s.
     Bench(BenchArgs),
+    /// Emit standalone C (NAME.h, NAME.c, weights, CMakeLists.txt) for a mobile SDK.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Model spec (.json).
+    #[arg(long, value_name = "SPEC")]
+    model: PathBuf,
+    /// Weights (.safetensors, authors' state-dict keys).
+    #[arg(long, value_name = "W.safetensors")]
+    weights: PathBuf,
+    /// c-scalar, c-avx2 or c-neon.
+    #[arg(long, value_enum)]
+    target: Target,
+    /// Output folder (created if missing; existing files of the same names are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Symbol prefix (lower case); defaults to the spec's `name`, else `cgnet`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Write the weights as a binary file `NAME.weights` passed at run time, not a C array.
+    #[arg(long)]
+    weights_blob: bool,
 }
 
 #[derive(clap::Args)]
@@ -131,6 +156,15 @@ impl Target {
         self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
     }
 
+    fn c_target(self) -> Option<CTarget> {
+        match self {
+            Target::CScalar => Some(CTarget::Scalar),
+            Target::CAvx2 => Some(CTarget::Avx2),
+            Target::CNeon => Some(CTarget::Neon),
+            _ => None,
+        }
+    }
+
     fn isa(self) -> Option<Isa> {
         match self {
             Target::RustScalar => Some(Isa::Scalar),
@@ -141,7 +175,7 @@ impl Target {
 
     fn not_available(self) -> Failure {
         Failure::new(format!(
-            "target `{}` is not available in this version of cgnetc (available: interp, interp-planned, rust-scalar, rust-avx2)",
+            "target `{}` is not available in this version of cgnetc (available: interp, interp-planned, rust-scalar, rust-avx2, c-scalar, c-avx2, c-neon)",
             self.name()
         ))
     }
@@ -153,6 +187,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Inspect(args) => inspect(&args),
         Command::Bench(args) => bench(&args),
+        Command::Build(args) => build(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -232,6 +267,89 @@ fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor)
     })
 }
 
+/// Builds the emitted C with the harness in a temporary folder and runs it;
+/// `iters > 0` also returns the median ms of that many `run` calls.
+fn run_c(
+    model: &CompiledModel,
+    target: CTarget,
+    threads: usize,
+    input: &Tensor,
+    iters: usize,
+) -> Result<(Results, Option<f64>), Failure> {
+    if threads == 0 {
+        return Err(Failure::new("--threads must be at least 1"));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("cgnetc-")
+        .tempdir()
+        .map_err(|e| Failure::new(format!("cannot create a temporary folder: {e}")))?;
+    let options = c::Options { target, weights_blob: true };
+    let exe = c::toolchain::build(model, &options, dir.path())?;
+    let out = c::toolchain::run(target, &exe, &input.data, threads, iters)?;
+    let (c, h, w) = (model.classes, model.height, model.width);
+    let results = Results {
+        logits: Tensor { c, h: model.logits.h, w: model.logits.w, data: out.logits },
+        scores: Tensor { c, h, w, data: out.scores },
+        labels: out.labels.iter().map(|l| i32::from(*l)).collect(),
+    };
+    Ok((results, out.median_ms))
+}
+
+fn build(args: &BuildArgs) -> Result<(), Failure> {
+    let Some(target) = args.target.c_target() else {
+        return Err(Failure::new(format!(
+            "`cgnetc build` emits C: --target must be c-scalar, c-avx2 or c-neon (got `{}`)",
+            args.target.name()
+        )));
+    };
+    let (mut spec, graph, sha) = load_model(&args.model, &args.weights)?;
+    if let Some(name) = &args.name {
+        spec.name = Some(name.clone());
+        spec.validate()?;
+    }
+    let model = back::compile(&spec, &graph, &sha)?;
+    let files = c::emit(&model, &c::Options { target, weights_blob: args.weights_blob });
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Failure::new(format!("cannot create {}: {e}", args.out.display())))?;
+    let written = write_all_or_nothing(&args.out, &files)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Writes every file through a temporary name, then renames them all; on any
+/// failure removes what it wrote, so no partial output is left behind.
+fn write_all_or_nothing(dir: &Path, files: &[c::File]) -> Result<Vec<PathBuf>, Failure> {
+    let mut temps = Vec::new();
+    let cleanup = |temps: &[(PathBuf, PathBuf)]| {
+        for (tmp, _) in temps {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    for file in files {
+        let path = dir.join(&file.name);
+        let tmp = dir.join(format!(".{}.tmp{}", file.name, std::process::id()));
+        let bytes: &[u8] = match &file.contents {
+            c::FileContents::Text(t) => t.as_bytes(),
+            c::FileContents::Binary(b) => b,
+        };
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            let _ = std::fs::remove_file(&tmp);
+            cleanup(&temps);
+            return Err(Failure::new(format!("cannot write {}: {e}", path.display())));
+        }
+        temps.push((tmp, path));
+    }
+    for (tmp, path) in &temps {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            cleanup(&temps);
+            return Err(Failure::new(format!("cannot write {}: {e}", path.display())));
+        }
+    }
+    Ok(temps.into_iter().map(|(_, p)| p).collect())
+}
+
 fn run(args: &RunArgs) -> Result<(), Failure> {
     if let Some(n) = args.stop_after_pass {
         if args.target != Target::InterpPlanned || n > passes::PIPELINE.len() {
@@ -241,7 +359,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
     }
-    if matches!(args.target, Target::CScalar | Target::CAvx2 | Target::CNeon | Target::Gpu) {
+    if args.target == Target::Gpu {
         return Err(args.target.not_available());
     }
     let (spec, graph, sha) = load_model(&args.model, &args.weights)?;
@@ -270,7 +388,12 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         }
         target => {
             let model = back::compile(&spec, &graph, &sha)?;
-            run_compiled(&model, target.isa().expect("compiled targets have an ISA"), args.threads, &input)?
+            match target.c_target() {
+                Some(c) => run_c(&model, c, args.threads, &input, 0)?.0,
+                None => {
+                    run_compiled(&model, target.isa().expect("compiled targets have an ISA"), args.threads, &input)?
+                }
+            }
         }
     };
     write_results(&args.out, &results)
@@ -307,7 +430,9 @@ fn inspect(args: &InspectArgs) -> Result<(), Failure> {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), Failure> {
-    let Some(isa) = args.target.isa() else { return Err(args.target.not_available()) };
+    if args.target.isa().is_none() && args.target.c_target().is_none() {
+        return Err(args.target.not_available());
+    }
     if args.iters == 0 {
         return Err(Failure::new("--iters must be at least 1"));
     }
@@ -322,30 +447,39 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let model = back::compile(&spec, &graph, &sha)?;
     let input = image_like_input(spec.height, spec.width, 2);
-    let pool = pool(args.threads)?;
-    let parallel = pool.as_ref().map(|p| p as &dyn ParallelFor);
-    let mut times = Vec::with_capacity(args.iters);
-    for i in 0..args.iters + 2 {
-        let start = Instant::now();
-        native::execute_logits(&model, isa, parallel, &input.data)
-            .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
-        if i >= 2 {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
+    let (median, range) = match (args.target.isa(), args.target.c_target()) {
+        (Some(isa), _) => {
+            let pool = pool(args.threads)?;
+            let parallel = pool.as_ref().map(|p| p as &dyn ParallelFor);
+            let mut runner = native::Runner::new(&model);
+            let mut times = Vec::with_capacity(args.iters);
+            for i in 0..args.iters + 2 {
+                let start = Instant::now();
+                runner
+                    .run(&model, isa, parallel, &input.data)
+                    .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
+                if i >= 2 {
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            (times[times.len() / 2], format!(" (min {:.1}, max {:.1})", times[0], times[times.len() - 1]))
         }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+        (None, Some(target)) => {
+            let (_, median) = run_c(&model, target, args.threads, &input, args.iters)?;
+            (median.ok_or_else(|| Failure::new("the C harness printed no timing"))?, String::new())
+        }
+        (None, None) => unreachable!("checked above"),
+    };
     let gflops = 2.0 * model.macs as f64 / (median * 1e-3) / 1e9;
     println!(
-        "{} {}x{} target {} threads {}: median {median:.1} ms (min {:.1}, max {:.1}) over {} runs, {gflops:.1} GFLOP/s, arena {} bytes",
+        "{} {}x{} target {} threads {}: median {median:.1} ms{range} over {} runs, {gflops:.1} GFLOP/s, arena {} bytes",
         spec.model_name(),
         spec.height,
         spec.width,
         args.target.name(),
         args.threads,
-        times[0],
-        times[times.len() - 1],
-        times.len(),
+        args.iters,
         model.arena_bytes
     );
     Ok(())
