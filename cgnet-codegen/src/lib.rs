@@ -10,6 +10,7 @@ pub mod passes;
 pub mod plan;
 pub mod report;
 pub mod spec;
+pub mod syntax;
 pub mod testing;
 
 pub use interp::kernels::Tensor;

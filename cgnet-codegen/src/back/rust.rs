@@ -1,1 +1,362 @@
-//! The Rust backend (issue 4).
+//! The Rust backend: `cgnet!` expansions. A model becomes a type whose `run`,
+//! `scores` and `segment` are straight-line calls into cgnet-runtime's kernels
+//! with every view, stride and weight offset a literal constant.
+//!
+//! The macro (`cgnet-dsl`) is a thin shim over [`expand_macro`]. Weight files
+//! named in the description are read and checked while the user's crate
+//! compiles, and tracked with `include_bytes!` so that editing them rebuilds it.
+
+use std::path::{Path, PathBuf};
+
+use cgnet_runtime::program::{Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::{WeightError, Weights};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use super::{compile, CompiledModel};
+use crate::ir::Graph;
+use crate::lower;
+use crate::spec::ModelSpec;
+use crate::syntax::{parse_model, ModelDecl, RustTarget};
+
+/// The whole macro: description tokens in, items out. Errors become
+/// `compile_error!`s at their spans, plus a stub of the type so that one
+/// mistake gives one message.
+pub fn expand_macro(input: TokenStream) -> TokenStream {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_default();
+    match parse_model(input.clone()).and_then(|decl| build(&decl, &manifest_dir).map(|out| (decl, out))) {
+        Ok((decl, (model, weights_file))) => expand(&decl, &model, weights_file.as_deref()),
+        Err(errors) => {
+            let stub = stub_name(input).map(|(vis, name)| stub(&vis, &name));
+            let errors = errors.to_compile_error();
+            quote! { #errors #stub }
+        }
+    }
+}
+
+/// Reads and checks the weights (when named) and compiles the model.
+fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<(CompiledModel, Option<PathBuf>), syn::Error> {
+    let mut graph: Graph = lower(&decl.spec);
+    let Some(lit) = &decl.weights else {
+        // No weights at compile time: the program layout does not depend on their values.
+        zero_weights(&mut graph);
+        let model = compile(&decl.spec, &graph, "none (loaded at run time)")
+            .map_err(|e| syn::Error::new(decl.name.span(), e))?;
+        return Ok((model, None));
+    };
+    let path = manifest_dir.join(lit.value());
+    let bytes = std::fs::read(&path)
+        .map_err(|e| syn::Error::new(lit.span(), format!("cannot read weights file {}: {e}", path.display())))?;
+    let weights = Weights::from_bytes(&bytes, &lit.value(), &graph.expected_weights())
+        .map_err(|e| weight_errors(&e, lit.span()))?;
+    graph.bind(&weights);
+    let sha = super::program::sha256_hex(&bytes);
+    let model = compile(&decl.spec, &graph, &sha).map_err(|e| syn::Error::new(lit.span(), e))?;
+    Ok((model, Some(path)))
+}
+
+/// One error per problem of a weight file, all at the path's span.
+fn weight_errors(e: &WeightError, span: Span) -> syn::Error {
+    let mut all = syn::Error::new(span, e.to_string());
+    for detail in e.details() {
+        all.combine(syn::Error::new(span, detail));
+    }
+    all
+}
+
+fn zero_weights(graph: &mut Graph) {
+    for h in graph.params.handles().collect::<Vec<_>>() {
+        let n = graph.params[h].len();
+        graph.params[h].value = Some(vec![0.0; n].into());
+    }
+}
+
+/// Re-packs weights at run time (`from_safetensors_bytes`), checking that the
+/// layout is the one the expansion was compiled with.
+pub fn pack_weights(
+    spec_json: &str,
+    bytes: &[u8],
+    origin: &str,
+    expected_len: usize,
+) -> Result<Vec<f32>, cgnet_runtime::ModelError> {
+    use cgnet_runtime::ModelError;
+    let spec = ModelSpec::from_json(spec_json).map_err(|e| ModelError::Layout(e.to_string()))?;
+    let mut graph = lower(&spec);
+    let weights = Weights::from_bytes(bytes, origin, &graph.expected_weights())?;
+    graph.bind(&weights);
+    let model = compile(&spec, &graph, "").map_err(|e| ModelError::Layout(e.to_string()))?;
+    if model.weights.len() != expected_len {
+        return Err(ModelError::Layout(format!(
+            "{} packed floats, the program expects {expected_len} (cgnet versions differ?)",
+            model.weights.len()
+        )));
+    }
+    Ok(model.weights)
+}
+
+/// `(visibility, name)` of a description that did not parse, for the stub.
+fn stub_name(input: TokenStream) -> Option<(syn::Visibility, Ident)> {
+    struct Head(syn::Visibility, Ident);
+    impl syn::parse::Parse for Head {
+        fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+            input.call(syn::Attribute::parse_outer)?;
+            let vis = input.parse()?;
+            let _model: Ident = input.parse()?;
+            let name = input.parse()?;
+            input.parse::<proc_macro2::TokenTree>()?;
+            Ok(Head(vis, name))
+        }
+    }
+    syn::parse2::<Head>(input).ok().map(|h| (h.0, h.1))
+}
+
+/// The public API of a model with no body, so that code using it type-checks
+/// while the real error is reported once.
+fn stub(vis: &syn::Visibility, name: &Ident) -> TokenStream {
+    quote! {
+        #vis struct #name;
+        #[allow(dead_code, unused_variables, clippy::all)]
+        impl #name {
+            pub const INPUT_SHAPE: [usize; 4] = [1, 3, 0, 0];
+            pub const LOGITS_SHAPE: [usize; 4] = [1, 0, 0, 0];
+            pub const SCORES_SHAPE: [usize; 4] = [1, 0, 0, 0];
+            pub const LABELS_LEN: usize = 0;
+            pub const ARENA_BYTES: usize = 0;
+            pub const PARAMETERS: usize = 0;
+            pub const MACS: u64 = 0;
+            pub fn new() -> Self { unreachable!() }
+            pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn from_path(path: impl AsRef<::std::path::Path>) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn new_arena() -> ::cgnet::runtime::Arena { unreachable!() }
+            pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+        }
+    }
+}
+
+fn view(v: &View) -> TokenStream {
+    let mem = match v.mem {
+        Mem::Arena => quote!(Arena),
+        Mem::Input => quote!(Input),
+        Mem::Logits => quote!(Logits),
+        Mem::Scores => quote!(Scores),
+    };
+    let View { offset, c, h, w, row_stride, pixel_stride, channel_stride, .. } = *v;
+    quote! {
+        View { mem: Mem::#mem, offset: #offset, c: #c, h: #h, w: #w, row_stride: #row_stride, pixel_stride: #pixel_stride, channel_stride: #channel_stride }
+    }
+}
+
+fn act(a: &Act) -> TokenStream {
+    match a {
+        Act::None => quote!(Act::None),
+        Act::Relu => quote!(Act::Relu),
+        Act::Prelu(o) => quote!(Act::Prelu(#o)),
+    }
+}
+
+fn epilogue(e: &Epilogue) -> TokenStream {
+    let (a, a2) = (act(&e.act), act(&e.act2));
+    let affine = match e.affine {
+        Some((s, t)) => quote!(Some((#s, #t))),
+        None => quote!(None),
+    };
+    quote!(Epilogue { act: #a, affine: #affine, act2: #a2 })
+}
+
+fn opt_view(v: &Option<View>) -> TokenStream {
+    match v {
+        Some(v) => {
+            let v = view(v);
+            quote!(Some(#v))
+        }
+        None => quote!(None),
+    }
+}
+
+fn step(s: &Step) -> TokenStream {
+    match s {
+        Step::Conv(c) => {
+            let (src, dst, e) = (view(&c.src), view(&c.dst), epilogue(&c.epilogue));
+            let (k, st, d, w, b) = (c.kernel, c.stride, c.dilation, c.weights, c.bias);
+            quote!(Step::Conv(Conv { src: #src, dst: #dst, kernel: #k, stride: #st, dilation: #d, weights: #w, bias: #b, epilogue: #e }))
+        }
+        Step::DepthwisePair(p) => {
+            let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
+            let (d, lw, sw, lb, sb) = (p.dilation, p.loc_weights, p.sur_weights, p.loc_bias, p.sur_bias);
+            quote!(Step::DepthwisePair(DepthwisePair {
+                src: #src, dst: #dst, dilation: #d, loc_weights: #lw, sur_weights: #sw, loc_bias: #lb, sur_bias: #sb, epilogue: #e
+            }))
+        }
+        Step::AvgPool(p) => {
+            let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
+            quote!(Step::AvgPool(AvgPool { src: #src, dst: #dst, epilogue: #e }))
+        }
+        Step::Copy(c) => {
+            let (src, add, dst, e) = (view(&c.src), opt_view(&c.add), view(&c.dst), epilogue(&c.epilogue));
+            quote!(Step::Copy(Copy { src: #src, add: #add, dst: #dst, epilogue: #e }))
+        }
+        Step::GlobalContext(g) => {
+            let (x, r, dst, e) = (view(&g.x), opt_view(&g.residual), view(&g.dst), epilogue(&g.epilogue));
+            let (h, w1, b1, w2, b2, sc) = (g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch);
+            quote!(Step::GlobalContext(GlobalContext {
+                x: #x, residual: #r, dst: #dst, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc, epilogue: #e
+            }))
+        }
+    }
+}
+
+/// The expansion of a checked description.
+pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Path>) -> TokenStream {
+    let (attrs, vis, name) = (&decl.attrs, &decl.vis, &decl.name);
+    let steps_mod = format_ident!("__cgnet_steps_{}", name.to_string().to_lowercase());
+    let (h, w, c) = (model.height, model.width, model.classes);
+    let (lh, lw) = (model.logits.h, model.logits.w);
+    let (arena_bytes, parameters, macs) = (model.arena_bytes, model.parameters, model.macs);
+    let weights_len = model.weights.len();
+    let spec_json = serde_json::to_string(&model.spec).expect("specs serialise");
+    let isa = match decl.target {
+        RustTarget::Scalar => quote!(::cgnet::runtime::kernels::Isa::Scalar),
+        RustTarget::Avx2 => quote!(::cgnet::runtime::kernels::Isa::Avx2),
+        RustTarget::Neon => quote!(::cgnet::runtime::kernels::Isa::Neon),
+        RustTarget::Native => quote!(::cgnet::runtime::kernels::Isa::detect()),
+    };
+    let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
+    let steps: Vec<TokenStream> = model.steps.iter().map(step).collect();
+    let logits_view = view(&model.logits);
+    let logits_tail = step(&super::native::logits_tail(model));
+    let doc = format!(
+        "CGNet compiled by cgnet {}: input 1x3x{h}x{w}, {c} classes, {parameters} parameters, {macs} MACs, arena {arena_bytes} bytes.",
+        env!("CARGO_PKG_VERSION")
+    );
+    let embedded = weights_file.map(|p| {
+        let path = p.display().to_string();
+        quote! {
+            /// The weight file named in the description, embedded (and tracked: editing it rebuilds this crate).
+            const WEIGHTS_FILE: &'static [u8] = include_bytes!(#path);
+
+            /// The model with the weights it was compiled with (checked when this crate compiled).
+            pub fn new() -> Self {
+                match Self::from_safetensors_bytes(Self::WEIGHTS_FILE) {
+                    Ok(model) => model,
+                    Err(e) => unreachable!("weights were checked when the crate was compiled: {e}"),
+                }
+            }
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #vis struct #name {
+            weights: ::std::vec::Vec<f32>,
+            isa: ::cgnet::runtime::kernels::Isa,
+        }
+
+        #[doc(hidden)]
+        #[allow(non_snake_case, clippy::all)]
+        mod #steps_mod {
+            use ::cgnet::runtime::program::*;
+            #(pub const #names: Step = #steps;)*
+            pub const LOGITS: View = #logits_view;
+            pub const LOGITS_OUT: Step = #logits_tail;
+        }
+
+        #[allow(dead_code, clippy::all)]
+        impl #name {
+            pub const INPUT_SHAPE: [usize; 4] = [1, 3, #h, #w];
+            pub const LOGITS_SHAPE: [usize; 4] = [1, #c, #lh, #lw];
+            pub const SCORES_SHAPE: [usize; 4] = [1, #c, #h, #w];
+            pub const LABELS_LEN: usize = #h * #w;
+            /// Bytes of the arena `run`, `scores` and `segment` need.
+            pub const ARENA_BYTES: usize = #arena_bytes;
+            pub const PARAMETERS: usize = #parameters;
+            pub const MACS: u64 = #macs;
+            const SPEC_JSON: &'static str = #spec_json;
+            const WEIGHTS_LEN: usize = #weights_len;
+
+            #embedded
+
+            /// The model with weights from a `.safetensors` file's bytes (authors' keys).
+            pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> {
+                let weights = ::cgnet::codegen::back::rust::pack_weights(Self::SPEC_JSON, bytes, "weights", Self::WEIGHTS_LEN)?;
+                Ok(Self { weights, isa: #isa })
+            }
+
+            /// The model with weights from a `.safetensors` file.
+            pub fn from_path(path: impl AsRef<::std::path::Path>) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> {
+                let path = path.as_ref();
+                let bytes = ::std::fs::read(path)
+                    .map_err(|source| ::cgnet::runtime::ModelError::Io { path: path.display().to_string(), source })?;
+                Self::from_safetensors_bytes(&bytes)
+            }
+
+            /// An arena of `ARENA_BYTES`, 64-byte aligned; allocate once, reuse for every call.
+            pub fn new_arena() -> ::cgnet::runtime::Arena {
+                ::cgnet::runtime::Arena::new(Self::ARENA_BYTES)
+            }
+
+            fn body(exec: &::cgnet::runtime::kernels::Exec<'_>) -> ::core::result::Result<(), ::cgnet::runtime::kernels::KernelError> {
+                #(exec.step(&#steps_mod::#names)?;)*
+                Ok(())
+            }
+
+            /// Logits `[1, C, ceil(H/8), ceil(W/8)]` NCHW of an input `[1, 3, H, W]` NCHW. Allocates nothing.
+            pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                self.run_parallel(input, arena, logits, None)
+            }
+
+            /// `run`, each step split across `parallel`'s threads.
+            pub fn run_parallel(
+                &self,
+                input: &[f32],
+                arena: &mut [f32],
+                logits: &mut [f32],
+                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                ::cgnet::runtime::model::check_len("logits", logits.len(), #c * #lh * #lw)?;
+                let exec = ::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, Some(logits))?;
+                Self::body(&exec)?;
+                exec.step(&#steps_mod::LOGITS_OUT)?;
+                Ok(())
+            }
+
+            /// Scores `[1, C, H, W]` NCHW: the logits bilinearly upsampled. Allocates nothing.
+            pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                self.scores_parallel(input, arena, scores, None)
+            }
+
+            pub fn scores_parallel(
+                &self,
+                input: &[f32],
+                arena: &mut [f32],
+                scores: &mut [f32],
+                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                ::cgnet::runtime::model::check_len("scores", scores.len(), #c * #h * #w)?;
+                Self::body(&::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
+                ::cgnet::runtime::kernels::head::upsample(arena, &#steps_mod::LOGITS, scores, #h, #w);
+                Ok(())
+            }
+
+            /// Labels `[H * W]`: the class of every pixel. Allocates nothing.
+            pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                self.segment_parallel(input, arena, labels, None)
+            }
+
+            pub fn segment_parallel(
+                &self,
+                input: &[f32],
+                arena: &mut [f32],
+                labels: &mut [u8],
+                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+                ::cgnet::runtime::model::check_len("labels", labels.len(), #h * #w)?;
+                Self::body(&::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
+                ::cgnet::runtime::kernels::head::upsample_argmax(arena, &#steps_mod::LOGITS, labels, #h, #w);
+                Ok(())
+            }
+        }
+    }
+}

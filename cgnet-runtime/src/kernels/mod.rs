@@ -21,6 +21,8 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA (x86-64).
     Avx2,
+    /// AArch64 NEON (every AArch64 CPU has it).
+    Neon,
 }
 
 impl Isa {
@@ -30,6 +32,9 @@ impl Isa {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return Isa::Avx2;
         }
+        #[cfg(target_arch = "aarch64")]
+        return Isa::Neon;
+        #[allow(unreachable_code)]
         Isa::Scalar
     }
 
@@ -41,6 +46,7 @@ impl Isa {
             Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 => false,
+            Isa::Neon => cfg!(target_arch = "aarch64"),
         }
     }
 }
@@ -144,8 +150,10 @@ impl Exec<'_> {
             Isa::Scalar => unsafe { ops::run::<simd::Scalar>(m, w, step, rows) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { run_avx2(m, w, step, rows) },
-            #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => unreachable!("Exec::step rejects unsupported variants"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { ops::run::<simd::Neon>(m, w, step, rows) },
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("Exec::step rejects unsupported variants"),
         }
     }
 }

@@ -127,3 +127,64 @@ mod avx2 {
         }
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+pub use neon::Neon;
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{Simd, LANES};
+    use std::arch::aarch64::*;
+
+    /// Two NEON registers per 8-lane vector (NEON is baseline on AArch64).
+    #[derive(Clone, Copy)]
+    pub struct Neon;
+
+    #[derive(Clone, Copy)]
+    pub struct V2(float32x4_t, float32x4_t);
+
+    unsafe impl Simd for Neon {
+        type V = V2;
+        #[inline(always)]
+        fn splat(x: f32) -> V2 {
+            unsafe { V2(vdupq_n_f32(x), vdupq_n_f32(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> V2 {
+            unsafe { V2(vld1q_f32(p), vld1q_f32(p.add(4))) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: V2) {
+            unsafe {
+                vst1q_f32(p, v.0);
+                vst1q_f32(p.add(4), v.1);
+            }
+        }
+        #[inline(always)]
+        fn madd(a: V2, b: V2, c: V2) -> V2 {
+            unsafe { V2(vfmaq_f32(c.0, a.0, b.0), vfmaq_f32(c.1, a.1, b.1)) }
+        }
+        #[inline(always)]
+        fn add(a: V2, b: V2) -> V2 {
+            unsafe { V2(vaddq_f32(a.0, b.0), vaddq_f32(a.1, b.1)) }
+        }
+        #[inline(always)]
+        fn mul(a: V2, b: V2) -> V2 {
+            unsafe { V2(vmulq_f32(a.0, b.0), vmulq_f32(a.1, b.1)) }
+        }
+        #[inline(always)]
+        fn max(a: V2, b: V2) -> V2 {
+            unsafe { V2(vmaxq_f32(a.0, b.0), vmaxq_f32(a.1, b.1)) }
+        }
+        #[inline(always)]
+        fn min(a: V2, b: V2) -> V2 {
+            unsafe { V2(vminq_f32(a.0, b.0), vminq_f32(a.1, b.1)) }
+        }
+        #[inline(always)]
+        fn to_array(v: V2) -> [f32; LANES] {
+            let mut out = [0.0; LANES];
+            unsafe { Self::store(out.as_mut_ptr(), v) };
+            out
+        }
+    }
+}

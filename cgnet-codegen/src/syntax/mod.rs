@@ -1,0 +1,486 @@
+//! The model-description language, parsed from `proc_macro2` tokens so that
+//! the `cgnet!` macro and `cgnetc` (`.cgnet` files) share one parser and one
+//! set of errors. Every error carries the span of the token that caused it,
+//! and all errors of one description are reported together.
+//!
+//! ```text
+//! /// CGNet-M3N21 trained on CamVid (11 classes).
+//! pub model CamVid {
+//!     input: 3 x 360 x 480,
+//!     classes: 11,
+//!     stage1: { channels: 32, convs: 3 },
+//!     stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
+//!     stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
+//!     residual: global,          // global | local | none
+//!     input_injection: true,
+//!     activation: prelu,         // prelu | relu
+//!     global_context: true,
+//!     weights: "weights/cgnet_camvid.safetensors",
+//!     target: native,            // scalar | avx2 | neon | native
+//! }
+//! ```
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::{Parse, ParseStream};
+use syn::{braced, Attribute, Ident, LitBool, LitInt, LitStr, Token, Visibility};
+
+use crate::spec::{Activation, CgStage, ModelSpec, Residual, Stage1};
+
+/// Which kernels generated Rust runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RustTarget {
+    Scalar,
+    Avx2,
+    Neon,
+    /// The best the running CPU supports, detected at construction.
+    Native,
+}
+
+/// A parsed, validated model description.
+pub struct ModelDecl {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub spec: ModelSpec,
+    /// The weights path as written, with its span.
+    pub weights: Option<LitStr>,
+    pub target: RustTarget,
+}
+
+/// One `name: value` entry.
+struct Field {
+    name: Ident,
+    value: Value,
+}
+
+enum Value {
+    Int(LitInt),
+    Bool(LitBool),
+    Str(LitStr),
+    Word(Ident),
+    /// `3 x 360 x 480`
+    Dims(Vec<LitInt>, Span),
+    Block(Vec<Field>, Span),
+}
+
+impl Value {
+    fn span(&self) -> Span {
+        match self {
+            Value::Int(v) => v.span(),
+            Value::Bool(v) => v.span,
+            Value::Str(v) => v.span(),
+            Value::Word(v) => v.span(),
+            Value::Dims(_, s) | Value::Block(_, s) => *s,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "an integer",
+            Value::Bool(_) => "`true` or `false`",
+            Value::Str(_) => "a string",
+            Value::Word(_) => "a name",
+            Value::Dims(..) => "dimensions (`3 x H x W`)",
+            Value::Block(..) => "a `{ ... }` block",
+        }
+    }
+}
+
+impl Parse for Field {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let value = if input.peek(syn::token::Brace) {
+            let content;
+            let brace = braced!(content in input);
+            let fields = content.parse_terminated(Field::parse, Token![,])?;
+            Value::Block(fields.into_iter().collect(), brace.span.join())
+        } else if input.peek(LitInt) {
+            let first: LitInt = input.parse()?;
+            if !first.suffix().is_empty() && first.suffix().starts_with('x') {
+                // `3x360x480` lexes as one literal with the suffix `x360x480`.
+                let mut dims = vec![LitInt::new(first.base10_digits(), first.span())];
+                for part in first.suffix()[1..].split('x') {
+                    dims.push(LitInt::new(part, first.span()));
+                }
+                Value::Dims(dims, first.span())
+            } else if input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "x") {
+                let mut dims = vec![first.clone()];
+                while input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "x") {
+                    input.parse::<Ident>()?;
+                    dims.push(input.parse()?);
+                }
+                let span = first.span().join(dims.last().map_or(first.span(), |d| d.span())).unwrap_or(first.span());
+                Value::Dims(dims, span)
+            } else {
+                Value::Int(first)
+            }
+        } else if input.peek(LitBool) {
+            Value::Bool(input.parse()?)
+        } else if input.peek(LitStr) {
+            Value::Str(input.parse()?)
+        } else if input.peek(Ident) {
+            Value::Word(input.parse()?)
+        } else {
+            return Err(input.error("expected a value: an integer, `true` / `false`, a string, a name or `{ ... }`"));
+        };
+        Ok(Field { name, value })
+    }
+}
+
+/// The raw declaration before field checking.
+struct RawModel {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Ident,
+    fields: Vec<Field>,
+}
+
+impl Parse for RawModel {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let keyword: Ident = input.parse()?;
+        if keyword != "model" {
+            return Err(syn::Error::new(keyword.span(), "expected `model NAME { ... }`"));
+        }
+        let name: Ident = input.parse()?;
+        let content;
+        braced!(content in input);
+        let fields = content.parse_terminated(Field::parse, Token![,])?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the model's `}`"));
+        }
+        Ok(RawModel { attrs, vis, name, fields: fields.into_iter().collect() })
+    }
+}
+
+/// Collects errors so that all of them are reported at once.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let e = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+}
+
+/// Parses and validates a model description.
+pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
+    let raw: RawModel = syn::parse2(tokens)?;
+    let mut errors = Errors::default();
+    let mut spans: HashMap<String, Span> = HashMap::new();
+    let mut spec = ModelSpec::cityscapes(0, 0);
+    spec.name = Some(raw.name.to_string());
+    spec.classes = 0;
+    let (mut weights, mut target) = (None, RustTarget::Native);
+    let mut seen_input = false;
+    let mut seen_classes = false;
+
+    let mut seen: HashMap<String, Span> = HashMap::new();
+    for field in &raw.fields {
+        let key = field.name.to_string();
+        if let Some(first) = seen.insert(key.clone(), field.name.span()) {
+            errors.push(field.name.span(), format!("duplicate field `{key}`"));
+            let _ = first;
+            continue;
+        }
+        spans.insert(key.clone(), field.value.span());
+        let v = &field.value;
+        match key.as_str() {
+            "input" => {
+                seen_input = true;
+                if let Some([c, h, w]) = dims(v, &mut errors, "input", 3) {
+                    if c != 3 {
+                        errors.push(v.span(), format!("CGNet takes 3 input channels (RGB), not {c}"));
+                    }
+                    (spec.height, spec.width) = (h, w);
+                    spans.insert("height".into(), v.span());
+                    spans.insert("width".into(), v.span());
+                }
+            }
+            "classes" => {
+                seen_classes = true;
+                spec.classes = int(v, &mut errors, "classes").unwrap_or(1);
+            }
+            "stage1" => {
+                block(v, &mut errors, "stage1", &mut spans, &["channels", "convs"], |name, value, errors| {
+                    let n = int(value, errors, name);
+                    let Stage1 { channels, convs } = &mut spec.stage1;
+                    match name {
+                        "channels" => *channels = n.unwrap_or(*channels),
+                        _ => *convs = n.unwrap_or(*convs),
+                    }
+                });
+            }
+            "stage2" | "stage3" => {
+                let stage: &mut CgStage = if key == "stage2" { &mut spec.stage2 } else { &mut spec.stage3 };
+                let blocks = if key == "stage2" { &mut spec.stage2_blocks } else { &mut spec.stage3_blocks };
+                let fields = ["channels", "blocks", "dilation", "reduction"];
+                block(v, &mut errors, &key, &mut spans, &fields, |name, value, errors| {
+                    let n = int(value, errors, name);
+                    let slot = match name {
+                        "channels" => &mut stage.channels,
+                        "blocks" => &mut *blocks,
+                        "dilation" => &mut stage.dilation,
+                        _ => &mut stage.reduction,
+                    };
+                    *slot = n.unwrap_or(*slot);
+                });
+                if let Some(s) = spans.get(&format!("{key}.blocks")).copied() {
+                    spans.insert(format!("{key}_blocks"), s);
+                }
+            }
+            "residual" => {
+                if let Some(w) = word(v, &mut errors, "residual", &["global", "local", "none"]) {
+                    spec.residual = match w.as_str() {
+                        "global" => Residual::Global,
+                        "local" => Residual::Local,
+                        _ => Residual::None,
+                    };
+                }
+            }
+            "activation" => {
+                if let Some(w) = word(v, &mut errors, "activation", &["prelu", "relu"]) {
+                    spec.activation = if w == "prelu" { Activation::Prelu } else { Activation::Relu };
+                }
+            }
+            "input_injection" => spec.input_injection = boolean(v, &mut errors, &key).unwrap_or(true),
+            "global_context" => spec.global_context = boolean(v, &mut errors, &key).unwrap_or(true),
+            "weights" => match v {
+                Value::Str(s) => weights = Some(s.clone()),
+                other => errors.push(other.span(), format!("`weights` takes a string path, not {}", other.kind())),
+            },
+            "target" => {
+                if let Some(w) = word(v, &mut errors, "target", &["scalar", "avx2", "neon", "native"]) {
+                    target = match w.as_str() {
+                        "scalar" => RustTarget::Scalar,
+                        "avx2" => RustTarget::Avx2,
+                        "neon" => RustTarget::Neon,
+                        _ => RustTarget::Native,
+                    };
+                }
+            }
+            _ => errors.push(
+                field.name.span(),
+                format!(
+                    "unknown field `{key}`; expected one of: input, classes, stage1, stage2, stage3, residual, \
+                     input_injection, activation, global_context, weights, target"
+                ),
+            ),
+        }
+    }
+    for (present, name) in [(seen_input, "input"), (seen_classes, "classes")] {
+        if !present {
+            errors.push(raw.name.span(), format!("missing required field `{name}`"));
+        }
+    }
+    if seen_input && seen_classes && errors.0.is_none() {
+        if let Err(crate::spec::SpecError::Invalid(messages)) = spec.validate() {
+            for m in messages {
+                // Point at the field the message names (`stage3.reduction` ...), else at the model.
+                let field = m.split('`').nth(1).unwrap_or_default();
+                let span = spans.get(field).copied().unwrap_or(raw.name.span());
+                errors.push(span, m);
+            }
+        }
+    }
+    match errors.0 {
+        Some(e) => Err(e),
+        None => Ok(ModelDecl { attrs: raw.attrs, vis: raw.vis, name: raw.name, spec, weights, target }),
+    }
+}
+
+fn int(v: &Value, errors: &mut Errors, name: &str) -> Option<usize> {
+    match v {
+        Value::Int(i) => match i.base10_parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.push(i.span(), format!("`{name}`: {e}"));
+                None
+            }
+        },
+        other => {
+            errors.push(other.span(), format!("`{name}` takes an integer, not {}", other.kind()));
+            None
+        }
+    }
+}
+
+fn boolean(v: &Value, errors: &mut Errors, name: &str) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(b.value),
+        other => {
+            errors.push(other.span(), format!("`{name}` takes `true` or `false`, not {}", other.kind()));
+            None
+        }
+    }
+}
+
+fn word(v: &Value, errors: &mut Errors, name: &str, allowed: &[&str]) -> Option<String> {
+    match v {
+        Value::Word(w) if allowed.iter().any(|a| w == a) => Some(w.to_string()),
+        Value::Word(w) => {
+            errors.push(w.span(), format!("unknown {name} `{w}`; expected one of: {}", allowed.join(", ")));
+            None
+        }
+        other => {
+            errors.push(other.span(), format!("`{name}` takes one of {}, not {}", allowed.join(", "), other.kind()));
+            None
+        }
+    }
+}
+
+fn dims<const N: usize>(v: &Value, errors: &mut Errors, name: &str, _n: usize) -> Option<[usize; N]> {
+    let Value::Dims(parts, span) = v else {
+        errors.push(v.span(), format!("`{name}` takes dimensions like `3 x 360 x 480`, not {}", v.kind()));
+        return None;
+    };
+    if parts.len() != N {
+        errors.push(*span, format!("`{name}` takes {N} dimensions (`3 x H x W`), found {}", parts.len()));
+        return None;
+    }
+    let mut out = [0; N];
+    for (slot, lit) in out.iter_mut().zip(parts) {
+        match lit.base10_parse::<usize>() {
+            Ok(n) => *slot = n,
+            Err(e) => {
+                errors.push(lit.span(), format!("`{name}`: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A `{ name: value, ... }` block of known fields.
+fn block(
+    v: &Value,
+    errors: &mut Errors,
+    name: &str,
+    spans: &mut HashMap<String, Span>,
+    allowed: &[&str],
+    mut set: impl FnMut(&str, &Value, &mut Errors),
+) {
+    let Value::Block(fields, _) = v else {
+        errors.push(v.span(), format!("`{name}` takes a `{{ ... }}` block, not {}", v.kind()));
+        return;
+    };
+    let mut seen = Vec::new();
+    for f in fields {
+        let key = f.name.to_string();
+        if !allowed.contains(&key.as_str()) {
+            errors
+                .push(f.name.span(), format!("unknown field `{name}.{key}`; expected one of: {}", allowed.join(", ")));
+        } else if seen.contains(&key) {
+            errors.push(f.name.span(), format!("duplicate field `{name}.{key}`"));
+        } else {
+            spans.insert(format!("{name}.{key}"), f.value.span());
+            set(&key, &f.value, errors);
+            seen.push(key);
+        }
+    }
+}
+
+/// Parses a `.cgnet` file; errors are rendered as `path:line:column: message`.
+pub fn parse_file(path: &std::path::Path) -> Result<ModelDecl, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_text(&text, &path.display().to_string())
+}
+
+/// Parses description text; `origin` names it in errors.
+pub fn parse_text(text: &str, origin: &str) -> Result<ModelDecl, String> {
+    let tokens: TokenStream = text.parse().map_err(|e| format!("{origin}: cannot tokenize: {e}"))?;
+    parse_model(tokens).map_err(|e| {
+        e.into_iter()
+            .map(|e| {
+                let start = e.span().start();
+                format!("{origin}:{}:{}: {e}", start.line, start.column + 1)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn errors(tokens: TokenStream) -> Vec<String> {
+        match parse_model(tokens) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let decl = parse_model(quote! {
+            /// CGNet-M3N21 trained on CamVid (11 classes).
+            pub model CamVid {
+                input: 3 x 360 x 480,
+                classes: 11,
+                stage1: { channels: 32, convs: 3 },
+                stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
+                stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
+                residual: global,
+                input_injection: true,
+                activation: prelu,
+                global_context: true,
+                weights: "weights/cgnet_camvid.safetensors",
+                target: native,
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decl.name, "CamVid");
+        assert_eq!((decl.spec.height, decl.spec.width, decl.spec.classes), (360, 480, 11));
+        assert_eq!((decl.spec.stage2_blocks, decl.spec.stage3_blocks), (3, 21));
+        assert_eq!(decl.weights.unwrap().value(), "weights/cgnet_camvid.safetensors");
+        assert_eq!(decl.target, RustTarget::Native);
+        assert_eq!(decl.attrs.len(), 1);
+    }
+
+    #[test]
+    fn compact_dimensions_and_defaults() {
+        let decl = parse_model(quote! { model M { input: 3x64x128, classes: 19 } }).unwrap();
+        assert_eq!(decl.spec, {
+            let mut s = ModelSpec::cityscapes(64, 128);
+            s.name = Some("M".into());
+            s
+        });
+    }
+
+    #[test]
+    fn all_mistakes_are_reported_together() {
+        let e = errors(quote! {
+            model M {
+                input: 3 x 64 x 64,
+                clases: 4,
+                residual: sideways,
+                stage2: { channels: 64, blocks: "three" },
+                stage2: { channels: 64 },
+                target: tpu,
+            }
+        });
+        assert!(e.iter().any(|m| m.starts_with("unknown field `clases`")), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("unknown residual `sideways`")), "{e:?}");
+        assert!(e.iter().any(|m| m == "`blocks` takes an integer, not a string"), "{e:?}");
+        assert!(e.iter().any(|m| m == "duplicate field `stage2`"), "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("unknown target `tpu`")), "{e:?}");
+        assert!(e.iter().any(|m| m == "missing required field `classes`"), "{e:?}");
+    }
+
+    #[test]
+    fn spec_violations_point_at_their_field() {
+        let text = "model M {\n  input: 3 x 64 x 64,\n  classes: 4,\n  stage3: { channels: 128, reduction: 7 },\n}";
+        let err = parse_text(text, "m.cgnet").err().unwrap();
+        assert!(err.starts_with("m.cgnet:4:39: `stage3.reduction` (7) must divide"), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! What generated models share at run time: their error type and the
+//! argument checks every entry point makes before any kernel runs.
+
+use crate::kernels::{Exec, Isa, KernelError, Memory, ParallelFor};
+
+/// Why a generated model could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("`{what}` has {found} elements; this model needs {expected}")]
+    Length { what: &'static str, expected: usize, found: usize },
+    #[error("the arena has {found} bytes; this model needs {expected} (use `ARENA_BYTES` or `new_arena()`)")]
+    ArenaTooSmall { expected: usize, found: usize },
+    #[error(transparent)]
+    Weights(#[from] crate::WeightError),
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("these weights do not fit the compiled program: {0}")]
+    Layout(String),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
+
+/// Checks a caller's buffer length.
+pub fn check_len(what: &'static str, found: usize, expected: usize) -> Result<(), ModelError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(ModelError::Length { what, expected, found })
+    }
+}
+
+/// Checks the input and arena and binds them (and the logits, when given)
+/// to an executor. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn exec<'a>(
+    weights: &'a [f32],
+    isa: Isa,
+    parallel: Option<&'a dyn ParallelFor>,
+    input: &'a [f32],
+    input_len: usize,
+    arena: &'a mut [f32],
+    arena_bytes: usize,
+    logits: Option<&'a mut [f32]>,
+) -> Result<Exec<'a>, ModelError> {
+    check_len("input", input.len(), input_len)?;
+    let found = std::mem::size_of_val(arena);
+    if found < arena_bytes {
+        return Err(ModelError::ArenaTooSmall { expected: arena_bytes, found });
+    }
+    let logits = logits.map_or((std::ptr::null_mut(), 0), |l| (l.as_mut_ptr(), l.len()));
+    let memory = Memory {
+        arena: (arena.as_mut_ptr(), arena.len()),
+        input: (input.as_ptr(), input.len()),
+        logits,
+        scores: (std::ptr::null_mut(), 0),
+    };
+    Ok(Exec { memory, weights, isa, parallel })
+}

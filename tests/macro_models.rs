@@ -1,0 +1,123 @@
+//! Models built by `cgnet!` against the PyTorch goldens, and the bundled CamVid model.
+
+mod common;
+
+cgnet::cgnet! {
+    /// The authors' CamVid model, as bundled with this repository.
+    pub model CamVid {
+        input: 3 x 360 x 480,
+        classes: 11,
+        stage1: { channels: 32, convs: 3 },
+        stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
+        stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
+        residual: global,
+        input_injection: true,
+        activation: prelu,
+        global_context: true,
+        weights: "weights/cgnet_camvid.safetensors",
+        target: native,
+    }
+}
+
+cgnet::cgnet! {
+    model LocalResidual {
+        input: 3 x 48 x 80,
+        classes: 5,
+        stage2: { blocks: 2 },
+        stage3: { blocks: 3 },
+        residual: local,
+        input_injection: false,
+        weights: "../shared/golden/lrl_noinj_m2n3_c5_48x80.safetensors",
+        target: avx2,
+    }
+}
+
+cgnet::cgnet! {
+    model ReluNoGlobal {
+        input: 3x40x72,
+        classes: 7,
+        stage2: { blocks: 3 },
+        stage3: { blocks: 4 },
+        activation: relu,
+        global_context: false,
+        weights: "../shared/golden/relu_noglo_m3n4_c7_40x72.safetensors",
+        target: scalar,
+    }
+}
+
+cgnet::cgnet! {
+    /// No weights at compile time: loaded at run time.
+    model TinyLater {
+        input: 3 x 37 x 53,
+        classes: 4,
+        stage2: { blocks: 1 },
+        stage3: { blocks: 1 },
+    }
+}
+
+/// Runs a macro model's three entry points and checks them against the golden case.
+macro_rules! check_golden {
+    ($model:expr, $ty:ty, $case:expr) => {{
+        let model = $model;
+        let golden = common::load($case);
+        let mut arena = <$ty>::new_arena();
+        let arena = arena.as_f32_mut();
+        let shape = <$ty>::LOGITS_SHAPE;
+        let mut logits = vec![0.0; shape.iter().product()];
+        model.run(&golden.input.data, arena, &mut logits).unwrap();
+        let mut labels = vec![0u8; <$ty>::LABELS_LEN];
+        model.segment(&golden.input.data, arena, &mut labels).unwrap();
+        let mut scores = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
+        model.scores(&golden.input.data, arena, &mut scores).unwrap();
+        let t = cgnet::codegen::Tensor { c: shape[1], h: shape[2], w: shape[3], data: logits };
+        let labels: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
+        let ratio = golden.check(&t, &labels, stringify!($ty));
+        eprintln!("{}: worst logit error = {ratio:.3} of tolerance", $case);
+        assert_eq!(<$ty>::PARAMETERS, golden.spec.parameters.unwrap());
+    }};
+}
+
+#[test]
+fn camvid_macro_model_matches_the_reference() {
+    check_golden!(CamVid::new(), CamVid, "camvid_official_360x480");
+}
+
+#[test]
+fn local_residual_without_injection_matches() {
+    if !cgnet::runtime::kernels::Isa::Avx2.is_supported() {
+        eprintln!("SKIPPED: this CPU has no AVX2");
+        return;
+    }
+    check_golden!(LocalResidual::new(), LocalResidual, "lrl_noinj_m2n3_c5_48x80");
+}
+
+#[test]
+fn relu_without_global_context_matches() {
+    check_golden!(ReluNoGlobal::new(), ReluNoGlobal, "relu_noglo_m3n4_c7_40x72");
+}
+
+#[test]
+fn weights_loaded_at_run_time_match() {
+    let path = common::golden_dir().join("tiny_m1n1_c4_37x53.safetensors");
+    check_golden!(TinyLater::from_path(&path).unwrap(), TinyLater, "tiny_m1n1_c4_37x53");
+}
+
+#[test]
+fn wrong_sizes_and_weights_are_errors() {
+    let model = TinyLater::from_path(common::golden_dir().join("tiny_m1n1_c4_37x53.safetensors")).unwrap();
+    let mut arena = TinyLater::new_arena();
+    let input = vec![0.0f32; 3 * 37 * 53];
+    let mut logits = vec![0.0f32; TinyLater::LOGITS_SHAPE.iter().product()];
+    let err = model.run(&input[1..], arena.as_f32_mut(), &mut logits).unwrap_err();
+    assert_eq!(err.to_string(), format!("`input` has {} elements; this model needs {}", input.len() - 1, input.len()));
+    let err = model.run(&input, &mut arena.as_f32_mut()[..10], &mut logits).unwrap_err();
+    assert!(err.to_string().starts_with("the arena has 40 bytes"), "{err}");
+    let err = model.run(&input, arena.as_f32_mut(), &mut logits[1..]).unwrap_err();
+    assert!(err.to_string().starts_with("`logits` has"), "{err}");
+    let mut labels = vec![0u8; 5];
+    assert!(model.segment(&input, arena.as_f32_mut(), &mut labels).is_err());
+    // Weights of another topology.
+    let err = TinyLater::from_path(common::golden_dir().join("nores_m2n2_c3_33x65.safetensors")).err().unwrap();
+    assert!(err.to_string().contains("does not match the model"), "{err}");
+    assert!(TinyLater::from_path("/nonexistent.safetensors").is_err());
+}
