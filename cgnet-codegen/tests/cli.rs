@@ -301,3 +301,19 @@ fn build_and_c_targets_fail_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn cgnet_files_describe_models_too() {
+    let camvid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/camvid.cgnet");
+    let o = cgnetc(&["inspect", "--model", path(&camvid), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["parameters"], 494_258);
+    assert_eq!(report["model"], "CamVid");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.cgnet");
+    std::fs::write(&bad, "model M {\n    input: 3 x 64 x 64,\n    classes: 4,\n    residual: sideways,\n}\n").unwrap();
+    let err = fails(&["inspect", "--model", path(&bad)]);
+    assert!(err.contains("bad.cgnet:4:15: unknown residual `sideways`"), "{err}");
+}

@@ -21,3 +21,21 @@ fn fused_ir_of_a_small_model() {
 fn plan_report_of_a_small_model() {
     insta::assert_snapshot!(plan::plan(&tiny()).to_text());
 }
+
+#[test]
+fn rust_expansion_of_a_small_model() {
+    let tokens = quote::quote! {
+        /// A small model for the snapshot.
+        pub model Tiny {
+            input: 3 x 16 x 16,
+            classes: 2,
+            stage1: { channels: 8, convs: 2 },
+            stage2: { channels: 8, blocks: 2, reduction: 2 },
+            stage3: { channels: 16, blocks: 2, reduction: 4 },
+            target: avx2,
+        }
+    };
+    let expanded = cgnet_codegen::back::rust::expand_macro(tokens);
+    let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
+    insta::assert_snapshot!(prettyplease::unparse(&file));
+}

@@ -46,8 +46,10 @@ fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<(CompiledModel, Option
         return Ok((model, None));
     };
     let path = manifest_dir.join(lit.value());
-    let bytes = std::fs::read(&path)
-        .map_err(|e| syn::Error::new(lit.span(), format!("cannot read weights file {}: {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        let message = format!("cannot read weights file `{}` (relative to the crate's Cargo.toml): {e}", lit.value());
+        syn::Error::new(lit.span(), message)
+    })?;
     let weights = Weights::from_bytes(&bytes, &lit.value(), &graph.expected_weights())
         .map_err(|e| weight_errors(&e, lit.span()))?;
     graph.bind(&weights);
@@ -136,6 +138,11 @@ fn stub(vis: &syn::Visibility, name: &Ident) -> TokenStream {
     }
 }
 
+/// An integer literal without a type suffix (`12`, not `12usize`), for readable expansions.
+fn n(value: usize) -> proc_macro2::Literal {
+    proc_macro2::Literal::usize_unsuffixed(value)
+}
+
 fn view(v: &View) -> TokenStream {
     let mem = match v.mem {
         Mem::Arena => quote!(Arena),
@@ -143,7 +150,8 @@ fn view(v: &View) -> TokenStream {
         Mem::Logits => quote!(Logits),
         Mem::Scores => quote!(Scores),
     };
-    let View { offset, c, h, w, row_stride, pixel_stride, channel_stride, .. } = *v;
+    let [offset, c, h, w, row_stride, pixel_stride, channel_stride] =
+        [v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride].map(n);
     quote! {
         View { mem: Mem::#mem, offset: #offset, c: #c, h: #h, w: #w, row_stride: #row_stride, pixel_stride: #pixel_stride, channel_stride: #channel_stride }
     }
@@ -153,14 +161,20 @@ fn act(a: &Act) -> TokenStream {
     match a {
         Act::None => quote!(Act::None),
         Act::Relu => quote!(Act::Relu),
-        Act::Prelu(o) => quote!(Act::Prelu(#o)),
+        Act::Prelu(o) => {
+            let o = n(*o);
+            quote!(Act::Prelu(#o))
+        }
     }
 }
 
 fn epilogue(e: &Epilogue) -> TokenStream {
     let (a, a2) = (act(&e.act), act(&e.act2));
     let affine = match e.affine {
-        Some((s, t)) => quote!(Some((#s, #t))),
+        Some((s, t)) => {
+            let (s, t) = (n(s), n(t));
+            quote!(Some((#s, #t)))
+        }
         None => quote!(None),
     };
     quote!(Epilogue { act: #a, affine: #affine, act2: #a2 })
@@ -180,12 +194,12 @@ fn step(s: &Step) -> TokenStream {
     match s {
         Step::Conv(c) => {
             let (src, dst, e) = (view(&c.src), view(&c.dst), epilogue(&c.epilogue));
-            let (k, st, d, w, b) = (c.kernel, c.stride, c.dilation, c.weights, c.bias);
+            let [k, st, d, w, b] = [c.kernel, c.stride, c.dilation, c.weights, c.bias].map(n);
             quote!(Step::Conv(Conv { src: #src, dst: #dst, kernel: #k, stride: #st, dilation: #d, weights: #w, bias: #b, epilogue: #e }))
         }
         Step::DepthwisePair(p) => {
             let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
-            let (d, lw, sw, lb, sb) = (p.dilation, p.loc_weights, p.sur_weights, p.loc_bias, p.sur_bias);
+            let [d, lw, sw, lb, sb] = [p.dilation, p.loc_weights, p.sur_weights, p.loc_bias, p.sur_bias].map(n);
             quote!(Step::DepthwisePair(DepthwisePair {
                 src: #src, dst: #dst, dilation: #d, loc_weights: #lw, sur_weights: #sw, loc_bias: #lb, sur_bias: #sb, epilogue: #e
             }))
@@ -200,7 +214,8 @@ fn step(s: &Step) -> TokenStream {
         }
         Step::GlobalContext(g) => {
             let (x, r, dst, e) = (view(&g.x), opt_view(&g.residual), view(&g.dst), epilogue(&g.epilogue));
-            let (h, w1, b1, w2, b2, sc) = (g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch);
+            let [h, w1, b1, w2, b2, sc] =
+                [g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch].map(n);
             quote!(Step::GlobalContext(GlobalContext {
                 x: #x, residual: #r, dst: #dst, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc, epilogue: #e
             }))
@@ -212,10 +227,18 @@ fn step(s: &Step) -> TokenStream {
 pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Path>) -> TokenStream {
     let (attrs, vis, name) = (&decl.attrs, &decl.vis, &decl.name);
     let steps_mod = format_ident!("__cgnet_steps_{}", name.to_string().to_lowercase());
-    let (h, w, c) = (model.height, model.width, model.classes);
-    let (lh, lw) = (model.logits.h, model.logits.w);
-    let (arena_bytes, parameters, macs) = (model.arena_bytes, model.parameters, model.macs);
-    let weights_len = model.weights.len();
+    let [h, w, c, lh, lw, arena_bytes, parameters, weights_len] = [
+        model.height,
+        model.width,
+        model.classes,
+        model.logits.h,
+        model.logits.w,
+        model.arena_bytes,
+        model.parameters,
+        model.weights.len(),
+    ]
+    .map(n);
+    let macs = proc_macro2::Literal::u64_unsuffixed(model.macs);
     let spec_json = serde_json::to_string(&model.spec).expect("specs serialise");
     let isa = match decl.target {
         RustTarget::Scalar => quote!(::cgnet::runtime::kernels::Isa::Scalar),
@@ -228,8 +251,14 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
     let logits_view = view(&model.logits);
     let logits_tail = step(&super::native::logits_tail(model));
     let doc = format!(
-        "CGNet compiled by cgnet {}: input 1x3x{h}x{w}, {c} classes, {parameters} parameters, {macs} MACs, arena {arena_bytes} bytes.",
-        env!("CARGO_PKG_VERSION")
+        " CGNet compiled by cgnet {}: input 1x3x{}x{}, {} classes, {} parameters, {} MACs, arena {} bytes.",
+        env!("CARGO_PKG_VERSION"),
+        model.height,
+        model.width,
+        model.classes,
+        model.parameters,
+        model.macs,
+        model.arena_bytes
     );
     let embedded = weights_file.map(|p| {
         let path = p.display().to_string();

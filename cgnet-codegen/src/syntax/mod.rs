@@ -157,6 +157,36 @@ impl Parse for RawModel {
     }
 }
 
+const FIELDS: [&str; 11] = [
+    "input",
+    "classes",
+    "stage1",
+    "stage2",
+    "stage3",
+    "residual",
+    "input_injection",
+    "activation",
+    "global_context",
+    "weights",
+    "target",
+];
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Collects errors so that all of them are reported at once.
 #[derive(Default)]
 struct Errors(Option<syn::Error>);
@@ -267,13 +297,16 @@ pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
                     };
                 }
             }
-            _ => errors.push(
-                field.name.span(),
-                format!(
-                    "unknown field `{key}`; expected one of: input, classes, stage1, stage2, stage3, residual, \
-                     input_injection, activation, global_context, weights, target"
-                ),
-            ),
+            _ => match FIELDS.iter().find(|f| edit_distance(f, &key) <= 2) {
+                Some(known) => {
+                    errors.push(field.name.span(), format!("unknown field `{key}`; did you mean `{known}`?"));
+                    // The intended field is there, misspelt: do not also report it missing.
+                    seen_input |= *known == "input";
+                    seen_classes |= *known == "classes";
+                }
+                None => errors
+                    .push(field.name.span(), format!("unknown field `{key}`; expected one of: {}", FIELDS.join(", "))),
+            },
         }
     }
     for (present, name) in [(seen_input, "input"), (seen_classes, "classes")] {
@@ -469,11 +502,14 @@ mod tests {
                 target: tpu,
             }
         });
-        assert!(e.iter().any(|m| m.starts_with("unknown field `clases`")), "{e:?}");
+        assert!(e.iter().any(|m| m == "unknown field `clases`; did you mean `classes`?"), "{e:?}");
         assert!(e.iter().any(|m| m.starts_with("unknown residual `sideways`")), "{e:?}");
         assert!(e.iter().any(|m| m == "`blocks` takes an integer, not a string"), "{e:?}");
         assert!(e.iter().any(|m| m == "duplicate field `stage2`"), "{e:?}");
         assert!(e.iter().any(|m| m.starts_with("unknown target `tpu`")), "{e:?}");
+        assert!(!e.iter().any(|m| m.starts_with("missing required field")), "a typo is one error: {e:?}");
+        let e = errors(quote! { model M { input: 3 x 64 x 64, colour: 1 } });
+        assert!(e.iter().any(|m| m.starts_with("unknown field `colour`; expected one of: input, classes")), "{e:?}");
         assert!(e.iter().any(|m| m == "missing required field `classes`"), "{e:?}");
     }
 

@@ -41,7 +41,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BuildArgs {
-    /// Model spec (.json).
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
     #[arg(long, value_name = "SPEC")]
     model: PathBuf,
     /// Weights (.safetensors, authors' state-dict keys).
@@ -63,7 +63,7 @@ struct BuildArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Model spec (.json).
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
     #[arg(long, value_name = "SPEC")]
     model: PathBuf,
     /// Weights (.safetensors, authors' state-dict keys; f32, f16 or bf16).
@@ -88,7 +88,7 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// Model spec (.json).
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
     #[arg(long, value_name = "SPEC")]
     model: PathBuf,
     /// Print JSON instead of text.
@@ -101,7 +101,7 @@ struct InspectArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Model spec (.json).
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
     #[arg(long, value_name = "SPEC")]
     model: PathBuf,
     /// Weights; random weights with realistic scales when omitted.
@@ -198,6 +198,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
+fn read_model(path: &Path) -> Result<ModelSpec, Failure> {
+    if path.extension().is_some_and(|e| e == "cgnet") {
+        return cgnet_codegen::syntax::parse_file(path).map(|decl| decl.spec).map_err(Failure::new);
+    }
+    Ok(read_spec_file(path)?)
+}
+
 fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
     let graph = lower(spec);
     verify(&graph)?;
@@ -214,7 +222,7 @@ fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
 
 /// Reads the spec and the weights; returns the bound graph and the weights' SHA-256.
 fn load_model(model: &Path, weights: &Path) -> Result<(ModelSpec, Graph, String), Failure> {
-    let spec = read_spec_file(model)?;
+    let spec = read_model(model)?;
     let mut graph = build_graph(&spec)?;
     let loaded = Weights::load(weights, &graph.expected_weights())?;
     graph.bind(&loaded);
@@ -413,7 +421,7 @@ fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
 }
 
 fn inspect(args: &InspectArgs) -> Result<(), Failure> {
-    let spec = read_spec_file(&args.model)?;
+    let spec = read_model(&args.model)?;
     let graph = build_graph(&spec)?;
     let (fused, fusions, plan) = optimise_and_plan(&graph, None, INFERENCE_OUTPUTS)?;
     if let Some(which) = args.ir {
@@ -439,7 +447,7 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     let (spec, graph, sha) = match &args.weights {
         Some(w) => load_model(&args.model, w)?,
         None => {
-            let spec = read_spec_file(&args.model)?;
+            let spec = read_model(&args.model)?;
             let mut graph = build_graph(&spec)?;
             bind_random_weights(&mut graph, 1);
             (spec, graph, "random weights (seed 1)".to_string())

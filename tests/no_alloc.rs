@@ -1,0 +1,84 @@
+//! `run`, `scores` and `segment` of a macro model allocate nothing, on one
+//! thread or on a pool: proved with a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+cgnet::cgnet! {
+    model Small {
+        input: 3 x 40 x 72,
+        classes: 7,
+        stage2: { blocks: 3 },
+        stage3: { blocks: 4 },
+        activation: relu,
+        global_context: false,
+        weights: "../shared/golden/relu_noglo_m3n4_c7_40x72.safetensors",
+    }
+}
+
+cgnet::cgnet! {
+    model WithContext {
+        input: 3 x 37 x 53,
+        classes: 4,
+        stage2: { blocks: 1 },
+        stage3: { blocks: 1 },
+        weights: "../shared/golden/tiny_m1n1_c4_37x53.safetensors",
+    }
+}
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    f();
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+macro_rules! assert_no_allocation {
+    ($ty:ty) => {{
+        let model = <$ty>::new();
+        let pool = cgnet::runtime::ThreadPool::new(2).unwrap();
+        let mut arena = <$ty>::new_arena();
+        let input = vec![0.5f32; <$ty>::INPUT_SHAPE.iter().product()];
+        let mut logits = vec![0.0f32; <$ty>::LOGITS_SHAPE.iter().product()];
+        let mut scores = vec![0.0f32; <$ty>::SCORES_SHAPE.iter().product()];
+        let mut labels = vec![0u8; <$ty>::LABELS_LEN];
+        // Warm up once (thread start-up, lazy CPU-feature detection).
+        model.run_parallel(&input, arena.as_f32_mut(), &mut logits, Some(&pool)).unwrap();
+        let n = allocations_during(|| {
+            model.run(&input, arena.as_f32_mut(), &mut logits).unwrap();
+            model.segment(&input, arena.as_f32_mut(), &mut labels).unwrap();
+            model.scores(&input, arena.as_f32_mut(), &mut scores).unwrap();
+            model.run_parallel(&input, arena.as_f32_mut(), &mut logits, Some(&pool)).unwrap();
+            model.segment_parallel(&input, arena.as_f32_mut(), &mut labels, Some(&pool)).unwrap();
+        });
+        assert_eq!(n, 0, "{} allocated {n} times during inference", stringify!($ty));
+        // The counter works: constructing a model allocates.
+        assert!(allocations_during(|| drop(<$ty>::new())) > 0);
+    }};
+}
+
+#[test]
+fn inference_allocates_nothing() {
+    assert_no_allocation!(Small);
+    assert_no_allocation!(WithContext);
+}

@@ -1,0 +1,9 @@
+cgnet::cgnet! {
+    model Missing {
+        input: 3 x 16 x 16,
+        classes: 2,
+        weights: "no/such/file.safetensors",
+    }
+}
+
+fn main() {}
