@@ -112,13 +112,13 @@ pub struct AvgPool {
     pub epilogue: Epilogue,
 }
 
-/// F_glo: `dst = residual + x * sigmoid(fc2(relu(fc1(mean(x)))))`.
-/// `scratch` is arena room for `c` means, `hidden` units and `c` scales.
+/// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
+/// channel. `scratch` is arena room for `c` means, `hidden` units and the `c`
+/// scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`] with
+/// `scale` then applies them (with the residual add) row-parallel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalContext {
     pub x: View,
-    pub residual: Option<View>,
-    pub dst: View,
     pub hidden: usize,
     /// `[hidden][c]`, `[hidden]`, `[c][hidden]`, `[c]`.
     pub fc1_weight: usize,
@@ -126,14 +126,28 @@ pub struct GlobalContext {
     pub fc2_weight: usize,
     pub fc2_bias: usize,
     pub scratch: usize,
-    pub epilogue: Epilogue,
 }
 
-/// `dst = epilogue(src [+ add])`: a tee, a concat part that is not in place,
-/// or an elementwise add (the local residual).
+impl GlobalContext {
+    /// Arena offset of the per-channel scales this step computes.
+    pub const fn scale_offset(&self) -> usize {
+        self.scratch + self.x.c + self.hidden
+    }
+
+    /// Floats of scratch the step uses.
+    pub const fn scratch_len(&self) -> usize {
+        2 * self.x.c + self.hidden
+    }
+}
+
+/// `dst = epilogue(src [* scale] [+ add])`: a tee, a concat part that is not
+/// in place, an elementwise add (the local residual), or F_glo's channel
+/// scale with the global residual.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Copy {
     pub src: View,
+    /// Arena offset of per-channel multipliers (from a [`GlobalContext`]).
+    pub scale: Option<usize>,
     pub add: Option<View>,
     pub dst: View,
     pub epilogue: Epilogue,

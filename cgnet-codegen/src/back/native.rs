@@ -57,6 +57,7 @@ impl Runner {
 pub fn logits_tail(model: &CompiledModel) -> Step {
     Step::Copy(cgnet_runtime::program::Copy {
         src: model.logits,
+        scale: None,
         add: None,
         dst: model.logits_out,
         epilogue: cgnet_runtime::program::Epilogue::NONE,

@@ -196,7 +196,13 @@ impl Lowering<'_> {
                         let offset: usize = node.inputs[..index].iter().map(|q| g.nodes[*q].shape.c).sum();
                         let (src, c) = (self.view(*part), g.nodes[*part].shape.c);
                         let dst = self.buffer_view(id, offset, c);
-                        self.steps.push(Step::Copy(p::Copy { src, add: None, dst, epilogue: Epilogue::NONE }));
+                        self.steps.push(Step::Copy(p::Copy {
+                            src,
+                            scale: None,
+                            add: None,
+                            dst,
+                            epilogue: Epilogue::NONE,
+                        }));
                     }
                 }
                 None
@@ -230,6 +236,7 @@ impl Lowering<'_> {
             }
             Op::Add => Some(Step::Copy(p::Copy {
                 src: self.view(node.inputs[0]),
+                scale: None,
                 add: Some(self.view(node.inputs[1])),
                 dst: self.view(id),
                 epilogue,
@@ -239,18 +246,23 @@ impl Lowering<'_> {
             }
             Op::GlobalContext(gc) => {
                 let x = self.view(node.inputs[0]);
-                let hidden = g.params[gc.fc1_weight].shape[0];
-                *scratch_floats = (*scratch_floats).max(2 * x.c + hidden);
-                Some(Step::GlobalContext(p::GlobalContext {
+                let squeeze = p::GlobalContext {
                     x,
-                    residual: node.inputs.get(1).map(|r| self.view(*r)),
-                    dst: self.view(id),
-                    hidden,
+                    hidden: g.params[gc.fc1_weight].shape[0],
                     fc1_weight: self.packer.dense(g, gc.fc1_weight),
                     fc1_bias: self.packer.dense(g, gc.fc1_bias),
                     fc2_weight: self.packer.dense(g, gc.fc2_weight),
                     fc2_bias: self.packer.dense(g, gc.fc2_bias),
                     scratch: scratch_at,
+                };
+                *scratch_floats = (*scratch_floats).max(squeeze.scratch_len());
+                self.steps.push(Step::GlobalContext(squeeze));
+                // The excitation and the residual add, row-parallel.
+                Some(Step::Copy(p::Copy {
+                    src: x,
+                    scale: Some(squeeze.scale_offset()),
+                    add: node.inputs.get(1).map(|r| self.view(*r)),
+                    dst: self.view(id),
                     epilogue,
                 }))
             }
@@ -260,7 +272,7 @@ impl Lowering<'_> {
         for tee in &node.tees {
             let epilogue = self.epilogue(id, &tee.epilogue)?;
             let dst = self.buffer_view(tee.owner, tee.channel_offset, node.shape.c);
-            self.steps.push(Step::Copy(p::Copy { src: self.view(id), add: None, dst, epilogue }));
+            self.steps.push(Step::Copy(p::Copy { src: self.view(id), scale: None, add: None, dst, epilogue }));
         }
         Ok(())
     }

@@ -210,14 +210,21 @@ fn step(s: &Step) -> TokenStream {
         }
         Step::Copy(c) => {
             let (src, add, dst, e) = (view(&c.src), opt_view(&c.add), view(&c.dst), epilogue(&c.epilogue));
-            quote!(Step::Copy(Copy { src: #src, add: #add, dst: #dst, epilogue: #e }))
+            let scale = match c.scale {
+                Some(o) => {
+                    let o = n(o);
+                    quote!(Some(#o))
+                }
+                None => quote!(None),
+            };
+            quote!(Step::Copy(Copy { src: #src, scale: #scale, add: #add, dst: #dst, epilogue: #e }))
         }
         Step::GlobalContext(g) => {
-            let (x, r, dst, e) = (view(&g.x), opt_view(&g.residual), view(&g.dst), epilogue(&g.epilogue));
+            let x = view(&g.x);
             let [h, w1, b1, w2, b2, sc] =
                 [g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch].map(n);
             quote!(Step::GlobalContext(GlobalContext {
-                x: #x, residual: #r, dst: #dst, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc, epilogue: #e
+                x: #x, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc
             }))
         }
     }

@@ -147,21 +147,15 @@ impl Exec<'_> {
     unsafe fn rows(&self, step: &Step, rows: Range<usize>) {
         let (m, w) = (&self.memory, self.weights);
         match self.isa {
-            Isa::Scalar => unsafe { ops::run::<simd::Scalar>(m, w, step, rows) },
+            Isa::Scalar => unsafe { ops::scalar::run(m, w, step, rows) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { run_avx2(m, w, step, rows) },
+            Isa::Avx2 => unsafe { ops::avx2::run(m, w, step, rows) },
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => unsafe { ops::run::<simd::Neon>(m, w, step, rows) },
+            Isa::Neon => unsafe { ops::neon::run(m, w, step, rows) },
             #[allow(unreachable_patterns)]
             _ => unreachable!("Exec::step rejects unsupported variants"),
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
-    unsafe { ops::run::<simd::Avx2>(m, w, step, rows) }
 }
 
 /// Every view a step reads or writes (no allocation: this runs per inference).
@@ -170,19 +164,12 @@ fn views(step: &Step) -> [Option<View>; 4] {
         Step::Conv(s) => [Some(s.src), Some(s.dst), None, None],
         Step::DepthwisePair(s) => [Some(s.src), Some(s.dst), None, None],
         Step::AvgPool(s) => [Some(s.src), Some(s.dst), None, None],
-        Step::Copy(s) => [Some(s.src), Some(s.dst), s.add, None],
-        Step::GlobalContext(s) => {
-            let scratch = View {
-                mem: Mem::Arena,
-                offset: s.scratch,
-                c: 2 * s.x.c + s.hidden,
-                h: 1,
-                w: 1,
-                row_stride: 0,
-                pixel_stride: 0,
-                channel_stride: 1,
-            };
-            [Some(s.x), s.residual, Some(s.dst), Some(scratch)]
-        }
+        Step::Copy(s) => [Some(s.src), Some(s.dst), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))],
+        Step::GlobalContext(s) => [Some(s.x), Some(scratch_view(s.scratch, s.scratch_len())), None, None],
     }
+}
+
+/// `len` floats of arena scratch at `offset`, as a view for the bounds check.
+fn scratch_view(offset: usize, len: usize) -> View {
+    View { mem: Mem::Arena, offset, c: len, h: 1, w: 1, row_stride: 0, pixel_stride: 0, channel_stride: 1 }
 }

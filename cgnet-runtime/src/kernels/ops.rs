@@ -6,25 +6,79 @@
 //! views are in bounds of their memories and all weight offsets of the packed
 //! weights, and that concurrent callers write disjoint destination rows.
 
+// Register tiles are indexed by (pixel, vector); index loops say that most directly.
+#![allow(clippy::needless_range_loop)]
+
 use std::ops::Range;
 
 use super::simd::{Simd, LANES};
 use super::Memory;
 use crate::program::{Act, AvgPool, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
 
-#[inline(always)]
-pub(super) unsafe fn run<S: Simd>(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
-    let w = w.as_ptr();
-    unsafe {
-        match step {
-            Step::Conv(s) => conv::<S>(m, w, s, rows),
-            Step::DepthwisePair(s) => depthwise_pair::<S>(m, w, s, rows),
-            Step::AvgPool(s) => avg_pool::<S>(m, w, s, rows),
-            Step::Copy(s) => copy::<S>(m, w, s, rows),
-            Step::GlobalContext(s) => global_context::<S>(m, w, s),
+/// Per instruction set, one entry point per op, each compiled with the set's
+/// target features (so the generic kernels inline into it with their
+/// intrinsics) and kept out of line (so each op gets its own register
+/// allocation and shows up by name in profiles).
+macro_rules! entry_points {
+    ($module:ident, $simd:ty $(, $features:literal)?) => {
+        pub(super) mod $module {
+            use super::*;
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn conv_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+                unsafe { conv::<$simd>(m, w, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn depthwise_pair_rows(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
+                unsafe { depthwise_pair::<$simd>(m, w, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn avg_pool_rows(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<usize>) {
+                unsafe { avg_pool::<$simd>(m, w, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn copy_rows(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
+                unsafe { copy::<$simd>(m, w, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn squeeze(m: &Memory, w: *const f32, s: &GlobalContext) {
+                unsafe { global_context::<$simd>(m, w, s) }
+            }
+
+            /// # Safety
+            /// As for every kernel: views and weight offsets in bounds (checked by
+            /// `Exec::step`), disjoint destination rows per thread, and the
+            /// instruction set supported by this CPU.
+            pub(in crate::kernels) unsafe fn run(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
+                let w = w.as_ptr();
+                unsafe {
+                    match step {
+                        Step::Conv(s) => conv_rows(m, w, s, rows),
+                        Step::DepthwisePair(s) => depthwise_pair_rows(m, w, s, rows),
+                        Step::AvgPool(s) => avg_pool_rows(m, w, s, rows),
+                        Step::Copy(s) => copy_rows(m, w, s, rows),
+                        Step::GlobalContext(s) => squeeze(m, w, s),
+                    }
+                }
+            }
         }
-    }
+    };
 }
+
+entry_points!(scalar, super::super::simd::Scalar);
+#[cfg(target_arch = "x86_64")]
+entry_points!(avx2, super::super::simd::Avx2, "avx2,fma");
+#[cfg(target_arch = "aarch64")]
+entry_points!(neon, super::super::simd::Neon, "neon");
 
 /// One past the largest packed-weight index a step reads.
 pub(super) fn max_weight_offset(step: &Step) -> usize {
@@ -57,7 +111,6 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
                 .max(s.fc1_bias + s.hidden)
                 .max(s.fc2_weight + c * s.hidden)
                 .max(s.fc2_bias + c)
-                .max(epi(&s.epilogue, c))
         }
     }
 }
@@ -108,6 +161,65 @@ unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
     let lanes = S::to_array(v);
     for (i, lane) in lanes.iter().enumerate().take(n) {
         unsafe { *p.add(i * stride) = *lane };
+    }
+}
+
+/// `acc[p][v] += w[c][v] * x[p][c]` over all input channels `c`: the conv's
+/// inner loop. Of the weights (`V` vectors) and the broadcast inputs (`P`),
+/// whichever is fewer is loaded up front and the other one at a time, so that
+/// the accumulators plus operands fit in the 16 vector registers of AVX2.
+/// With `MASK`, each pixel's input is multiplied by `mask[p]` (0 for padding).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
+    acc: &mut [[S::V; V]; P],
+    wrow: *const f32,
+    co_pad: usize,
+    src: *const f32,
+    base: &[usize; P],
+    cs: usize,
+    ci: usize,
+    mask: &[f32; P],
+) {
+    // A plain function, not a closure: closures do not inherit target features
+    // and would not inline into the vector code.
+    #[inline(always)]
+    fn input<S: Simd, const P: usize, const MASK: bool>(
+        src: *const f32,
+        base: &[usize; P],
+        cs: usize,
+        mask: &[f32; P],
+        p: usize,
+        c: usize,
+    ) -> S::V {
+        let x = unsafe { *src.add(base[p] + c * cs) };
+        S::splat(if MASK { x * mask[p] } else { x })
+    }
+    for c in 0..ci {
+        let w = unsafe { wrow.add(c * co_pad) };
+        if V <= P {
+            let mut wv = [S::zero(); V];
+            for (v, x) in wv.iter_mut().enumerate() {
+                *x = unsafe { S::load(w.add(v * LANES)) };
+            }
+            for p in 0..P {
+                let b = input::<S, P, MASK>(src, base, cs, mask, p, c);
+                for v in 0..V {
+                    acc[p][v] = S::madd(wv[v], b, acc[p][v]);
+                }
+            }
+        } else {
+            let mut b = [S::zero(); P];
+            for (p, x) in b.iter_mut().enumerate() {
+                *x = input::<S, P, MASK>(src, base, cs, mask, p, c);
+            }
+            for v in 0..V {
+                let wv = unsafe { S::load(w.add(v * LANES)) };
+                for p in 0..P {
+                    acc[p][v] = S::madd(wv, b[p], acc[p][v]);
+                }
+            }
+        }
     }
 }
 
@@ -193,18 +305,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                     for (p, b) in base.iter_mut().enumerate() {
                         *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
                     }
-                    for c in 0..ci {
-                        let mut wv = [S::zero(); V];
-                        for (v, x) in wv.iter_mut().enumerate() {
-                            *x = unsafe { S::load(wrow.add(c * co_pad + v * LANES)) };
-                        }
-                        for p in 0..P {
-                            let b = S::splat(unsafe { *src.add(base[p] + c * cs) });
-                            for v in 0..V {
-                                acc[p][v] = S::madd(wv[v], b, acc[p][v]);
-                            }
-                        }
-                    }
+                    unsafe { accumulate::<S, P, V, false>(&mut acc, wrow, co_pad, src, &base, cs, ci, &[1.0; P]) };
                 } else {
                     // Border or short tile: clamp addresses, zero the contribution of padding.
                     let mut base = [0usize; P];
@@ -215,18 +316,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                         mask[p] = if valid { 1.0 } else { 0.0 };
                         base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
                     }
-                    for c in 0..ci {
-                        let mut wv = [S::zero(); V];
-                        for (v, x) in wv.iter_mut().enumerate() {
-                            *x = unsafe { S::load(wrow.add(c * co_pad + v * LANES)) };
-                        }
-                        for p in 0..P {
-                            let b = S::splat(unsafe { *src.add(base[p] + c * cs) } * mask[p]);
-                            for v in 0..V {
-                                acc[p][v] = S::madd(wv[v], b, acc[p][v]);
-                            }
-                        }
-                    }
+                    unsafe { accumulate::<S, P, V, true>(&mut acc, wrow, co_pad, src, &base, cs, ci, &mask) };
                 }
             }
         }
@@ -245,39 +335,73 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
     }
 }
 
+/// Pixels a depthwise conv computes at once.
+const DW_PIXELS: usize = 4;
+
+/// F_loc and F_sur: per row and channel block, the 9 weights of each half stay
+/// in registers while the row streams by; interior pixels skip bounds checks.
 #[inline(always)]
 unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     let c = s.src.c;
     let c_pad = c.next_multiple_of(LANES) + LANES;
-    let (h, wd) = (s.src.h as isize, s.src.w as isize);
+    let (h, wd) = (s.src.h, s.src.w);
+    let (ps, cs) = (s.src.pixel_stride, s.src.channel_stride);
     for oy in rows {
-        for ox in 0..s.dst.w {
-            for cb in (0..c).step_by(LANES) {
-                let n = (c - cb).min(LANES);
-                for (half, dil, weights, bias) in
-                    [(0, 1, s.loc_weights, s.loc_bias), (c, s.dilation, s.sur_weights, s.sur_bias)]
-                {
-                    let mut acc = unsafe { S::load(w.add(bias + cb)) };
-                    for ky in 0..3 {
-                        let iy = oy as isize + (ky as isize - 1) * dil as isize;
-                        if iy < 0 || iy >= h {
-                            continue;
+        for cb in (0..c).step_by(LANES) {
+            let n = (c - cb).min(LANES);
+            for (half, dil, weights, bias) in
+                [(0, 1, s.loc_weights, s.loc_bias), (c, s.dilation, s.sur_weights, s.sur_bias)]
+            {
+                let mut k = [S::zero(); 9];
+                for (t, kt) in k.iter_mut().enumerate() {
+                    *kt = unsafe { S::load(w.add(weights + t * c_pad + cb)) };
+                }
+                let b = unsafe { S::load(w.add(bias + cb)) };
+                // The input rows of the three taps, when inside the image.
+                let tap_rows: [Option<usize>; 3] = std::array::from_fn(|ky| {
+                    let iy = oy as isize + (ky as isize - 1) * dil as isize;
+                    (iy >= 0 && (iy as usize) < h).then_some(iy as usize)
+                });
+                let interior = dil.min(wd)..wd.saturating_sub(dil).max(dil.min(wd));
+                let mut ox = 0;
+                while ox < wd {
+                    if interior.contains(&ox) && ox + DW_PIXELS <= interior.end {
+                        // DW_PIXELS independent accumulators hide the FMA latency.
+                        let mut acc = [b; DW_PIXELS];
+                        for (ky, iy) in tap_rows.iter().enumerate() {
+                            let Some(iy) = *iy else { continue };
+                            let row = unsafe { src.add(s.src.at(cb, iy, ox - dil)) };
+                            for kx in 0..3 {
+                                for (p, a) in acc.iter_mut().enumerate() {
+                                    let x = unsafe { load_n::<S>(row.add((p + kx * dil) * ps), n, cs) };
+                                    *a = S::madd(x, k[ky * 3 + kx], *a);
+                                }
+                            }
                         }
+                        for (p, a) in acc.iter().enumerate() {
+                            let out = epilogue::<S>(&s.epilogue, w, half + cb, *a);
+                            unsafe {
+                                store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
+                            };
+                        }
+                        ox += DW_PIXELS;
+                        continue;
+                    }
+                    let mut acc = b;
+                    for (ky, iy) in tap_rows.iter().enumerate() {
+                        let Some(iy) = *iy else { continue };
                         for kx in 0..3 {
                             let ix = ox as isize + (kx as isize - 1) * dil as isize;
-                            if ix < 0 || ix >= wd {
-                                continue;
+                            if ix >= 0 && (ix as usize) < wd {
+                                let at = s.src.at(cb, iy, ix as usize);
+                                acc = S::madd(unsafe { load_n::<S>(src.add(at), n, cs) }, k[ky * 3 + kx], acc);
                             }
-                            let x = unsafe {
-                                load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, s.src.channel_stride)
-                            };
-                            let k = unsafe { S::load(w.add(weights + (ky * 3 + kx) * c_pad + cb)) };
-                            acc = S::madd(x, k, acc);
                         }
                     }
                     let out = epilogue::<S>(&s.epilogue, w, half + cb, acc);
                     unsafe { store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox)), out, n, s.dst.channel_stride) };
+                    ox += 1;
                 }
             }
         }
@@ -322,6 +446,9 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
             for cb in (0..s.dst.c).step_by(LANES) {
                 let n = (s.dst.c - cb).min(LANES);
                 let mut v = unsafe { load_n::<S>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride) };
+                if let Some(scale) = s.scale {
+                    v = S::mul(v, unsafe { load_n::<S>(m.arena.0.add(scale + cb), n, 1) });
+                }
                 if let Some(a) = &s.add {
                     let av = unsafe { load_n::<S>(ptr(m, a).add(a.at(cb, y, x)), n, a.channel_stride) };
                     v = S::add(v, av);
@@ -333,29 +460,33 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
     }
 }
 
+/// The squeeze of F_glo: per-channel means (pixel-major, so `x` streams once),
+/// the two small FCs, and the sigmoid scales into scratch.
 #[inline(always)]
 unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
     let c = s.x.c;
-    let (x, dst) = (ptr(m, &s.x), ptr(m, &s.dst));
+    let x = ptr(m, &s.x);
     let scratch = unsafe { m.arena.0.add(s.scratch) };
     let (mean, hidden, scale) = unsafe { (scratch, scratch.add(c), scratch.add(c + s.hidden)) };
-    // Mean per channel, a vector of channels at a time.
-    let inv = S::splat(1.0 / (s.x.h * s.x.w) as f32);
-    for cb in (0..c).step_by(LANES) {
-        let n = (c - cb).min(LANES);
-        let mut sum = S::zero();
-        for y in 0..s.x.h {
-            for px in 0..s.x.w {
-                sum = S::add(sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
+    for i in 0..c {
+        unsafe { *mean.add(i) = 0.0 };
+    }
+    for y in 0..s.x.h {
+        for px in 0..s.x.w {
+            for cb in (0..c).step_by(LANES) {
+                let n = (c - cb).min(LANES);
+                let v = unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) };
+                let sum = S::add(unsafe { load_n::<S>(mean.add(cb), n, 1) }, v);
+                unsafe { store_n::<S>(mean.add(cb), sum, n, 1) };
             }
         }
-        unsafe { store_n::<S>(mean.add(cb), S::mul(sum, inv), n, 1) };
     }
+    let inv = 1.0 / (s.x.h * s.x.w) as f32;
     // The two small FCs, in scalar: a few thousand multiply-adds.
     for j in 0..s.hidden {
         let mut acc = unsafe { *w.add(s.fc1_bias + j) };
         for i in 0..c {
-            acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) };
+            acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) * inv };
         }
         unsafe { *hidden.add(j) = acc.max(0.0) };
     }
@@ -365,21 +496,5 @@ unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) 
             acc += unsafe { *w.add(s.fc2_weight + i * s.hidden + j) * *hidden.add(j) };
         }
         unsafe { *scale.add(i) = 1.0 / (1.0 + (-acc).exp()) };
-    }
-    for y in 0..s.x.h {
-        for px in 0..s.x.w {
-            for cb in (0..c).step_by(LANES) {
-                let n = (c - cb).min(LANES);
-                let v = unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) };
-                let k = unsafe { load_n::<S>(scale.add(cb), n, 1) };
-                let mut out = S::mul(v, k);
-                if let Some(r) = &s.residual {
-                    let rv = unsafe { load_n::<S>(ptr(m, r).add(r.at(cb, y, px)), n, r.channel_stride) };
-                    out = S::add(rv, out);
-                }
-                let out = epilogue::<S>(&s.epilogue, w, cb, out);
-                unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, px)), out, n, s.dst.channel_stride) };
-            }
-        }
     }
 }

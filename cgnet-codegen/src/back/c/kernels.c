@@ -18,11 +18,8 @@ typedef struct { cg_act act; int has_affine; size_t scale, shift; cg_act act2; }
 typedef struct { cg_view src, dst; size_t kernel, stride, dilation, weights, bias; cg_epilogue epi; } cg_conv;
 typedef struct { cg_view src, dst; size_t dilation, loc_w, sur_w, loc_b, sur_b; cg_epilogue epi; } cg_dwpair;
 typedef struct { cg_view src, dst; cg_epilogue epi; } cg_pool;
-typedef struct { cg_view src; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
-typedef struct {
-    cg_view x; int has_residual; cg_view residual; cg_view dst;
-    size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; cg_epilogue epi;
-} cg_gc;
+typedef struct { cg_view src; int has_scale; size_t scale; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
+typedef struct { cg_view x; size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; } cg_gc;
 typedef struct { float *arena; const float *input; float *logits; const float *w; } cg_mem;
 
 CG_INLINE float *cg_base(const cg_mem *m, int mem) {
@@ -52,11 +49,13 @@ CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, v
 
 /* Loads n <= 8 channels spaced `stride` apart; other lanes are zero. */
 CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
-    float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i;
     if (n == 8 && stride == 1) return vf_load(p);
-    for (i = 0; i < n; i++) t[i] = p[i * stride];
-    return vf_load(t);
+    {
+        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i;
+        for (i = 0; i < n; i++) t[i] = p[i * stride];
+        return vf_load(t);
+    }
 }
 
 CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
@@ -69,6 +68,34 @@ CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
 
 #define CG_MAX_P 8
 #define CG_MAX_V 4
+
+/* acc[p][v] += w[c][v] * x[p][c] over all input channels c: the conv's inner loop.
+ * Of the weights (V vectors) and the broadcast inputs (P), whichever is fewer is
+ * loaded up front and the other one at a time, so that the accumulators and
+ * operands fit in 16 vector registers. With a mask, pixel p's input is scaled
+ * by mask[p] (0 for padding). */
+CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size_t co_pad, const float *src,
+                             const size_t *base, size_t cs, size_t ci, const float *mask, const size_t P, const size_t V) {
+    size_t c, p, v;
+    for (c = 0; c < ci; c++) {
+        const float *w = wrow + c * co_pad;
+        if (V <= P) {
+            vf wv[CG_MAX_V];
+            for (v = 0; v < V; v++) wv[v] = vf_load(w + v * 8);
+            for (p = 0; p < P; p++) {
+                const vf b = vf_splat(mask ? src[base[p] + c * cs] * mask[p] : src[base[p] + c * cs]);
+                for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
+            }
+        } else {
+            vf b[CG_MAX_P];
+            for (p = 0; p < P; p++) b[p] = vf_splat(mask ? src[base[p] + c * cs] * mask[p] : src[base[p] + c * cs]);
+            for (v = 0; v < V; v++) {
+                const vf wv = vf_load(w + v * 8);
+                for (p = 0; p < P; p++) acc[p][v] = vf_madd(wv, b[p], acc[p][v]);
+            }
+        }
+    }
+}
 
 /* Output pixels ox..ox+np of row oy, channel blocks cb..cb+V, in register tiles of P pixels. */
 CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb,
@@ -85,7 +112,7 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
         const size_t n = np - done < P ? np - done : P;
         const size_t x0 = ox + done;
         vf acc[CG_MAX_P][CG_MAX_V];
-        size_t p, v, c, ky, kx;
+        size_t p, v, ky, kx;
         for (v = 0; v < V; v++) {
             vf b = vf_load(w + s->bias + (cb + v) * 8);
             for (p = 0; p < P; p++) acc[p][v] = b;
@@ -108,26 +135,9 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
                     mask[p] = valid ? 1.0f : 0.0f;
                     base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
                 }
-                if (interior) {
-                    for (c = 0; c < ci; c++) {
-                        vf wv[CG_MAX_V];
-                        for (v = 0; v < V; v++) wv[v] = vf_load(wrow + c * co_pad + v * 8);
-                        for (p = 0; p < P; p++) {
-                            vf b = vf_splat(src[base[p] + c * cs]);
-                            for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
-                        }
-                    }
-                } else {
-                    /* Border or short tile: clamped addresses, padding contributes zero. */
-                    for (c = 0; c < ci; c++) {
-                        vf wv[CG_MAX_V];
-                        for (v = 0; v < V; v++) wv[v] = vf_load(wrow + c * co_pad + v * 8);
-                        for (p = 0; p < P; p++) {
-                            vf b = vf_splat(src[base[p] + c * cs] * mask[p]);
-                            for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
-                        }
-                    }
-                }
+                /* Two call sites so that each inlined copy has a constant mask. */
+                if (interior) cg_accumulate(acc, wrow, co_pad, src, base, cs, ci, 0, P, V);
+                else cg_accumulate(acc, wrow, co_pad, src, base, cs, ci, mask, P, V);
             }
         }
         for (p = 0; p < n; p++) {
@@ -169,34 +179,81 @@ static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1
     }
 }
 
+#define CG_DW_PIXELS 4 /* written out as a0..a3 below */
+
+/* F_loc and F_sur: per row and channel block, the 9 weights of each half stay in
+ * registers while the row streams by; interior pixels skip bounds checks. */
 static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
     const size_t c = s->src.c, c_pad = (c + 7) / 8 * 8 + 8;
-    const long h = (long)s->src.h, wd = (long)s->src.w;
-    size_t oy, ox, cb, half;
+    const size_t h = s->src.h, wd = s->src.w, ps = s->src.pixel_stride, cs = s->src.channel_stride;
+    size_t oy, ox, cb, half, t, ky, kx;
     for (oy = y0; oy < y1; oy++) {
-        for (ox = 0; ox < s->dst.w; ox++) {
-            for (cb = 0; cb < c; cb += 8) {
-                const size_t n = c - cb < 8 ? c - cb : 8;
-                for (half = 0; half < 2; half++) {
-                    const long dil = half ? (long)s->dilation : 1;
-                    const size_t weights = half ? s->sur_w : s->loc_w;
-                    vf acc = vf_load(w + (half ? s->sur_b : s->loc_b) + cb);
-                    long ky, kx;
-                    for (ky = 0; ky < 3; ky++) {
-                        const long iy = (long)oy + (ky - 1) * dil;
-                        if (iy < 0 || iy >= h) continue;
-                        for (kx = 0; kx < 3; kx++) {
-                            const long ix = (long)ox + (kx - 1) * dil;
-                            if (ix < 0 || ix >= wd) continue;
-                            acc = vf_madd(cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride),
-                                          vf_load(w + weights + (size_t)(ky * 3 + kx) * c_pad + cb), acc);
+        for (cb = 0; cb < c; cb += 8) {
+            const size_t n = c - cb < 8 ? c - cb : 8;
+            for (half = 0; half < 2; half++) {
+                const size_t dil = half ? s->dilation : 1;
+                const size_t weights = half ? s->sur_w : s->loc_w;
+                const vf b = vf_load(w + (half ? s->sur_b : s->loc_b) + cb);
+                const size_t lo = dil < wd ? dil : wd, hi = wd > 2 * dil ? wd - dil : lo;
+                vf k[9];
+                int row_ok[3];
+                size_t row[3];
+                for (t = 0; t < 9; t++) k[t] = vf_load(w + weights + t * c_pad + cb);
+                for (ky = 0; ky < 3; ky++) {
+                    const long iy = (long)oy + ((long)ky - 1) * (long)dil;
+                    row_ok[ky] = iy >= 0 && iy < (long)h;
+                    row[ky] = row_ok[ky] ? (size_t)iy : 0;
+                }
+                for (ox = 0; ox < wd;) {
+                    if (ox >= lo && ox + CG_DW_PIXELS <= hi) {
+                        /* Four independent accumulators (named, so they stay in registers) hide the FMA latency. */
+                        vf a0 = b, a1 = b, a2 = b, a3 = b;
+                        const int full = n == 8 && cs == 1;
+                        for (ky = 0; ky < 3; ky++) {
+                            const float *r;
+                            if (!row_ok[ky]) continue;
+                            r = src + cg_at(&s->src, cb, row[ky], ox - dil);
+                            for (kx = 0; kx < 3; kx++) {
+                                const float *q = r + kx * dil * ps;
+                                const vf kk = k[ky * 3 + kx];
+                                if (full) {
+                                    a0 = vf_madd(vf_load(q), kk, a0);
+                                    a1 = vf_madd(vf_load(q + ps), kk, a1);
+                                    a2 = vf_madd(vf_load(q + 2 * ps), kk, a2);
+                                    a3 = vf_madd(vf_load(q + 3 * ps), kk, a3);
+                                } else {
+                                    a0 = vf_madd(cg_load_n(q, n, cs), kk, a0);
+                                    a1 = vf_madd(cg_load_n(q + ps, n, cs), kk, a1);
+                                    a2 = vf_madd(cg_load_n(q + 2 * ps, n, cs), kk, a2);
+                                    a3 = vf_madd(cg_load_n(q + 3 * ps, n, cs), kk, a3);
+                                }
+                            }
                         }
+                        {
+                            const size_t ch = half * c + cb;
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox), cg_epilogue_apply(&s->epi, w, ch, a0), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 1), cg_epilogue_apply(&s->epi, w, ch, a1), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 2), cg_epilogue_apply(&s->epi, w, ch, a2), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 3), cg_epilogue_apply(&s->epi, w, ch, a3), n, s->dst.channel_stride);
+                        }
+                        ox += CG_DW_PIXELS;
+                    } else {
+                        vf acc = b;
+                        for (ky = 0; ky < 3; ky++) {
+                            if (!row_ok[ky]) continue;
+                            for (kx = 0; kx < 3; kx++) {
+                                const long ix = (long)ox + ((long)kx - 1) * (long)dil;
+                                if (ix < 0 || ix >= (long)wd) continue;
+                                acc = vf_madd(cg_load_n(src + cg_at(&s->src, cb, row[ky], (size_t)ix), n, cs), k[ky * 3 + kx], acc);
+                            }
+                        }
+                        cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epi, w, half * c + cb, acc), n,
+                                   s->dst.channel_stride);
+                        ox++;
                     }
-                    cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epi, w, half * c + cb, acc),
-                               n, s->dst.channel_stride);
                 }
             }
         }
@@ -242,6 +299,7 @@ static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1
             for (cb = 0; cb < s->dst.c; cb += 8) {
                 const size_t n = s->dst.c - cb < 8 ? s->dst.c - cb : 8;
                 vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
+                if (s->has_scale) v = vf_mul(v, cg_load_n(m->arena + s->scale + cb, n, 1));
                 if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
                 cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epi, w, cb, v), n, s->dst.channel_stride);
             }
@@ -249,42 +307,34 @@ static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1
     }
 }
 
+/* F_glo's squeeze: per-channel means (pixel-major, so x streams once), the two
+ * small FCs, and the sigmoid scales into scratch (after c means and the hidden units). */
 static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
     const float *w = m->w;
     const float *x = cg_base(m, s->x.mem);
-    const float *res = cg_base(m, s->residual.mem);
-    float *dst = cg_base(m, s->dst.mem);
     const size_t c = s->x.c;
     float *mean = m->arena + s->scratch, *hidden = mean + c, *scale = hidden + s->hidden;
-    const vf inv = vf_splat(1.0f / (float)(s->x.h * s->x.w));
+    const float inv = 1.0f / (float)(s->x.h * s->x.w);
     size_t cb, y, px, i, j;
-    for (cb = 0; cb < c; cb += 8) {
-        const size_t n = c - cb < 8 ? c - cb : 8;
-        vf sum = vf_zero();
-        for (y = 0; y < s->x.h; y++)
-            for (px = 0; px < s->x.w; px++) sum = vf_add(sum, cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
-        cg_store_n(mean + cb, vf_mul(sum, inv), n, 1);
+    for (i = 0; i < c; i++) mean[i] = 0.0f;
+    for (y = 0; y < s->x.h; y++) {
+        for (px = 0; px < s->x.w; px++) {
+            for (cb = 0; cb < c; cb += 8) {
+                const size_t n = c - cb < 8 ? c - cb : 8;
+                cg_store_n(mean + cb, vf_add(cg_load_n(mean + cb, n, 1), cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride)),
+                           n, 1);
+            }
+        }
     }
     for (j = 0; j < s->hidden; j++) {
         float acc = w[s->fc1_b + j];
-        for (i = 0; i < c; i++) acc += w[s->fc1_w + j * c + i] * mean[i];
+        for (i = 0; i < c; i++) acc += w[s->fc1_w + j * c + i] * (mean[i] * inv);
         hidden[j] = acc > 0.0f ? acc : 0.0f;
     }
     for (i = 0; i < c; i++) {
         float acc = w[s->fc2_b + i];
         for (j = 0; j < s->hidden; j++) acc += w[s->fc2_w + i * s->hidden + j] * hidden[j];
         scale[i] = 1.0f / (1.0f + expf(-acc));
-    }
-    for (y = 0; y < s->x.h; y++) {
-        for (px = 0; px < s->x.w; px++) {
-            for (cb = 0; cb < c; cb += 8) {
-                const size_t n = c - cb < 8 ? c - cb : 8;
-                vf out = vf_mul(cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride), cg_load_n(scale + cb, n, 1));
-                if (s->has_residual)
-                    out = vf_add(cg_load_n(res + cg_at(&s->residual, cb, y, px), n, s->residual.channel_stride), out);
-                cg_store_n(dst + cg_at(&s->dst, cb, y, px), cg_epilogue_apply(&s->epi, w, cb, out), n, s->dst.channel_stride);
-            }
-        }
     }
 }
 

@@ -267,8 +267,10 @@ fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
             "CG_COPY",
             s.dst.h,
             format!(
-                "{{{}, {}, {}, {}, {}}}",
+                "{{{}, {}, {}, {}, {}, {}, {}}}",
                 view(&s.src),
+                u8::from(s.scale.is_some()),
+                s.scale.unwrap_or(0),
                 u8::from(s.add.is_some()),
                 s.add.as_ref().map_or(NO_VIEW.to_string(), view),
                 view(&s.dst),
@@ -280,18 +282,14 @@ fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
             "CG_GC",
             1,
             format!(
-                "{{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}}",
+                "{{{}, {}, {}, {}, {}, {}, {}}}",
                 view(&s.x),
-                u8::from(s.residual.is_some()),
-                s.residual.as_ref().map_or(NO_VIEW.to_string(), view),
-                view(&s.dst),
                 s.hidden,
                 s.fc1_weight,
                 s.fc1_bias,
                 s.fc2_weight,
                 s.fc2_bias,
-                s.scratch,
-                epilogue(&s.epilogue)
+                s.scratch
             ),
         ),
     }
@@ -321,7 +319,7 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
         calls.push(format!("cg_exec({kind}, &s{i}, {rows}, m, pf);"));
     }
     w.line(format!(
-        "static const cg_copy logits_out = {{{}, 0, {NO_VIEW}, {}, {}}};",
+        "static const cg_copy logits_out = {{{}, 0, 0, 0, {NO_VIEW}, {}, {}}};",
         view(&model.logits),
         view(&model.logits_out),
         epilogue(&Epilogue::NONE)

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Compare cgnet's emitted code with ONNX Runtime and ncnn on the same network.
+
+Needs only: pip install onnx onnxruntime ncnn pnnx numpy safetensors
+(no PyTorch). Builds the network as an ONNX graph from a cgnet spec (JSON) and
+a .safetensors file with the authors' keys, converts it for ncnn with the
+`pnnx` command, checks every engine's logits against ours, and times ours
+(emitted C through ctypes, and the Rust backend through `cgnetc bench`), ncnn
+and ONNX Runtime in alternation on an image-like input (uniform 0..255 minus
+the Cityscapes mean). Prints a markdown table.
+
+    python3 bench/compare.py --spec S.json --weights W.safetensors \
+        --height 512 --width 1024 --threads 1 2 --rounds 7
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CITYSCAPES_MEAN = np.array([72.39239876, 82.90891754, 73.15835921], dtype=np.float32)
+
+
+def normalise_key(key):
+    if key.startswith("module."):
+        key = key[len("module."):]
+    if key.startswith("classifier.conv."):
+        key = "classifier.0.conv." + key[len("classifier.conv."):]
+    return key
+
+
+class Builder:
+    """Emits the authors' Context_Guided_Network as ONNX nodes."""
+
+    def __init__(self, weights, spec):
+        self.w = {normalise_key(k): v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
+        self.spec = spec
+        self.nodes, self.inits, self.n = [], [], 0
+
+    def name(self, hint):
+        self.n += 1
+        return f"{hint}_{self.n}"
+
+    def init(self, key, array=None, dtype=np.float32):
+        name = self.name(key.replace(".", "_"))
+        value = self.w[key] if array is None else array
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, op, inputs, **attrs):
+        out = self.name(op)
+        self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    def conv(self, x, key, stride=1, dilation=1, groups=1):
+        w = self.w[key]
+        k = w.shape[2]
+        pad = dilation * (k - 1) // 2
+        return self.op("Conv", [x, self.init(key)], kernel_shape=[k, k], strides=[stride, stride],
+                       dilations=[dilation, dilation], pads=[pad] * 4, group=groups)
+
+    def bn(self, x, prefix):
+        names = [self.init(f"{prefix}.{p}") for p in ("weight", "bias", "running_mean", "running_var")]
+        return self.op("BatchNormalization", [x] + names, epsilon=1e-3)
+
+    def act(self, x, prefix):
+        if self.spec["activation"] == "relu":
+            return self.op("Relu", [x])
+        slope = self.w[f"{prefix}.weight"].reshape(-1, 1, 1)
+        return self.op("PRelu", [x, self.init(f"{prefix}.weight", slope)])
+
+    def bn_act(self, x, prefix):
+        return self.act(self.bn(x, f"{prefix}.bn"), f"{prefix}.act")
+
+    def conv_bn_act(self, x, prefix, stride=1):
+        return self.bn_act(self.conv(x, f"{prefix}.conv.weight", stride), prefix)
+
+    def pool(self, x):
+        return self.op("AveragePool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+
+    def f_glo(self, x, prefix):
+        if not self.spec.get("global_context", True):
+            return x
+        y = self.op("GlobalAveragePool", [x])
+        y = self.op("Flatten", [y], axis=1)
+        y = self.op("Gemm", [y, self.init(f"{prefix}.F_glo.fc.0.weight"), self.init(f"{prefix}.F_glo.fc.0.bias")], transB=1)
+        y = self.op("Relu", [y])
+        y = self.op("Gemm", [y, self.init(f"{prefix}.F_glo.fc.2.weight"), self.init(f"{prefix}.F_glo.fc.2.bias")], transB=1)
+        y = self.op("Sigmoid", [y])
+        y = self.op("Unsqueeze", [y, self.init(f"{prefix}.axes", np.array([2, 3]), dtype=np.int64)])
+        return self.op("Mul", [x, y])
+
+    def joint(self, x, prefix, dilation):
+        c = self.w[f"{prefix}.F_loc.conv.weight"].shape[0]
+        loc = self.conv(x, f"{prefix}.F_loc.conv.weight", groups=c)
+        sur = self.conv(x, f"{prefix}.F_sur.conv.weight", dilation=dilation, groups=c)
+        return self.op("Concat", [loc, sur], axis=1)
+
+    def down(self, x, prefix, dilation):
+        out = self.conv_bn_act(x, f"{prefix}.conv1x1", stride=2)
+        joint = self.bn_act(self.joint(out, prefix, dilation), prefix)
+        return self.f_glo(self.conv(joint, f"{prefix}.reduce.conv.weight"), prefix)
+
+    def block(self, x, prefix, dilation):
+        out = self.conv_bn_act(x, f"{prefix}.conv1x1")
+        joint = self.bn_act(self.joint(out, prefix, dilation), f"{prefix}.bn_prelu")
+        residual = self.spec["residual"]
+        if residual == "global":
+            return self.op("Add", [x, self.f_glo(joint, prefix)])
+        if residual == "local":
+            return self.f_glo(self.op("Add", [x, joint]), prefix)
+        return self.f_glo(joint, prefix)
+
+    def network(self):
+        s = self.spec
+        x = "input"
+        out = self.conv_bn_act(x, "level1_0", stride=2)
+        for i in range(1, s.get("stage1", {}).get("convs", 3)):
+            out = self.conv_bn_act(out, f"level1_{i}")
+        parts = [out]
+        if s.get("input_injection", True):
+            parts.append(self.pool(x))
+        cat = self.bn_act(self.op("Concat", parts, axis=1), "b1")
+        d2 = s.get("stage2", {}).get("dilation", 2)
+        down2 = self.down(cat, "level2_0", d2)
+        out2 = down2
+        for i in range(s["stage2_blocks"] - 1):
+            out2 = self.block(out2, f"level2.{i}", d2)
+        parts = [out2, down2]
+        if s.get("input_injection", True):
+            parts.append(self.pool(self.pool(x)))
+        cat2 = self.bn_act(self.op("Concat", parts, axis=1), "bn_prelu_2")
+        d3 = s.get("stage3", {}).get("dilation", 4)
+        down3 = self.down(cat2, "level3_0", d3)
+        out3 = down3
+        for i in range(s["stage3_blocks"] - 1):
+            out3 = self.block(out3, f"level3.{i}", d3)
+        cat3 = self.bn_act(self.op("Concat", [down3, out3], axis=1), "bn_prelu_3")
+        return self.conv(cat3, "classifier.0.conv.weight")
+
+
+def build_onnx(spec, weights, path):
+    b = Builder(weights, spec)
+    logits = b.network()
+    h, w = spec["height"], spec["width"]
+    graph = helper.make_graph(
+        b.nodes, "cgnet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info(logits, TensorProto.FLOAT, [1, spec["classes"], -(-h // 8), -(-w // 8)])],
+        b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return logits
+
+
+def median_ms(samples):
+    return statistics.median(samples) * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--height", type=int)
+    ap.add_argument("--width", type=int)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--cgnetc", default=os.path.join(ROOT, "target", "release", "cgnetc"))
+    args = ap.parse_args()
+
+    spec = json.load(open(args.spec))
+    spec["height"] = args.height or spec["height"]
+    spec["width"] = args.width or spec["width"]
+    spec.pop("parameters", None)
+    spec["name"] = "bench"
+    h, w = spec["height"], spec["width"]
+    weights = load_file(args.weights)
+    work = tempfile.mkdtemp(prefix="cgnet-bench-")
+    spec_path = os.path.join(work, "spec.json")
+    json.dump(spec, open(spec_path, "w"))
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, size=(1, 3, h, w)).astype(np.float32) - CITYSCAPES_MEAN.reshape(1, 3, 1, 1)
+
+    # ONNX + ONNX Runtime.
+    onnx_path = os.path.join(work, "cgnet.onnx")
+    out_name = build_onnx(spec, weights, onnx_path)
+    import onnxruntime as ort
+
+    # ncnn through pnnx.
+    pnnx = shutil.which("pnnx") or os.path.join(os.path.dirname(sys.executable), "pnnx")
+    subprocess.run([pnnx, onnx_path, "fp16=0", f"inputshape=[1,3,{h},{w}]"], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import ncnn
+    param = os.path.join(work, "cgnet.ncnn.param")
+    binf = os.path.join(work, "cgnet.ncnn.bin")
+
+    # Ours: emitted C (AVX2) as a shared library, called through ctypes.
+    subprocess.run([args.cgnetc, "build", "--model", spec_path, "--weights", args.weights, "--target", "c-avx2",
+                    "--out", os.path.join(work, "c")], check=True, stdout=subprocess.DEVNULL)
+    cdir = os.path.join(work, "c")
+    lib_path = os.path.join(cdir, "libbench.so")
+    pool_src = os.path.join(cdir, "pool.c")
+    with open(pool_src, "w") as f:
+        f.write('#include "cgnet_pthread_pool.h"\n#include "bench.h"\n'
+                'static cgnet_pool pool; static bench_parallel_for pf; static int started;\n'
+                'int bench_set_threads(size_t n) {\n'
+                '    if (started) cgnet_pool_destroy(&pool);\n'
+                '    started = cgnet_pool_init(&pool, n) == 0;\n'
+                '    pf.ctx = &pool; pf.threads = n; pf.run = cgnet_pool_run;\n'
+                '    return started ? 0 : -1;\n}\n'
+                'int bench_run_threads(const float *i, float *o, void *a) { return bench_run_parallel(i, o, a, &pf); }\n')
+    subprocess.run(["cc", "-O3", "-mavx2", "-mfma", "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
+                    "-lm", "-lpthread"], cwd=cdir, check=True)
+    lib = ctypes.CDLL(lib_path)
+    lib.bench_arena_bytes.restype = ctypes.c_size_t
+    arena = np.zeros(lib.bench_arena_bytes() // 4 + 16, dtype=np.float32)
+    offset = (-arena.ctypes.data % 64) // 4
+    arena_ptr = ctypes.c_void_p(arena.ctypes.data + offset * 4)
+    ref = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": image})[0]
+    ours = np.zeros_like(ref)
+    fp = ctypes.POINTER(ctypes.c_float)
+
+    def run_c():
+        status = lib.bench_run_threads(image.ctypes.data_as(fp), ours.ctypes.data_as(fp), arena_ptr)
+        assert status == 0
+
+    rows = []
+    for threads in args.threads:
+        assert lib.bench_set_threads(ctypes.c_size_t(threads)) == 0
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        net = ncnn.Net()
+        net.opt.num_threads = threads
+        net.opt.use_fp16_packed = False
+        net.opt.use_fp16_storage = False
+        net.opt.use_fp16_arithmetic = False
+        net.load_param(param)
+        net.load_model(binf)
+
+        def run_ncnn():
+            ex = net.create_extractor()
+            ex.input("in0", ncnn.Mat(image[0]).clone())
+            _, out = ex.extract("out0")
+            return np.array(out)
+
+        def run_ort():
+            return sess.run(None, {"input": image})[0]
+
+        # Accuracy against ONNX Runtime (which follows the ONNX graph exactly).
+        run_c()
+        scale = max(1.0, float(np.abs(ref).max()))
+        errs = {"ours (C)": float(np.abs(ours - ref).max()) / scale,
+                "ncnn": float(np.abs(run_ncnn().reshape(ref.shape) - ref).max()) / scale}
+        times = {"ours C (c-avx2)": [], "ncnn": [], "ONNX Runtime": []}
+        for _ in range(2):
+            run_c(); run_ncnn(); run_ort()
+        for _ in range(args.rounds):
+            for key, fn in (("ours C (c-avx2)", run_c), ("ncnn", run_ncnn), ("ONNX Runtime", run_ort)):
+                t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
+        # The Rust backend, timed by cgnetc in blocks between the same rounds' engines.
+        out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", "rust-avx2",
+                              "--threads", str(threads), "--iters", str(args.rounds)], check=True, capture_output=True, text=True).stdout
+        rust_ms = float(out.split("median ")[1].split(" ms")[0])
+        med = {k: median_ms(v) for k, v in times.items()}
+        med["ours Rust (rust-avx2)"] = rust_ms
+        rows.append((threads, med, errs))
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
+    except (OSError, IndexError):
+        pass
+    print(f"\nCGNet {spec['classes']} classes M{spec['stage2_blocks']}N{spec['stage3_blocks']} at {h}x{w}, "
+          f"image-like input (uniform 0..255 minus the Cityscapes mean), {cpu}, {args.rounds} rounds; median ms\n")
+    print("| threads | engine | median ms | ratio to ncnn | max rel. error vs ORT |")
+    print("| --- | --- | --- | --- | --- |")
+    for threads, med, errs in rows:
+        for key in ("ours C (c-avx2)", "ours Rust (rust-avx2)", "ncnn", "ONNX Runtime"):
+            err = errs.get("ours (C)" if key.startswith("ours C") else key, None)
+            err_s = f"{err:.1e}" if err is not None else "-"
+            print(f"| {threads} | {key} | {med[key]:.1f} | {med[key] / med['ncnn']:.2f} | {err_s} |")
+    if len(rows) >= 2:
+        a, b = rows[0][1], rows[-1][1]
+        print(f"\nspeed-up {rows[0][0]} -> {rows[-1][0]} threads: ours C {a['ours C (c-avx2)'] / b['ours C (c-avx2)']:.2f}x, "
+              f"ours Rust {a['ours Rust (rust-avx2)'] / b['ours Rust (rust-avx2)']:.2f}x, ncnn {a['ncnn'] / b['ncnn']:.2f}x, "
+              f"ORT {a['ONNX Runtime'] / b['ONNX Runtime']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
