@@ -1,0 +1,336 @@
+//! One battery for every kernel variant: each runtime kernel (portable and
+//! AVX2 + FMA, NEON where the CPU has it) against the reference interpreter's
+//! kernels, on odd widths, 3 / 35 / 131 channels, dilations 1 / 2 / 4, strides
+//! 1 / 2, NCHW and padded-NHWC sources, and full epilogues. A failure names the
+//! first outlier and the worst distance in ULPs.
+
+use cgnet_codegen::interp::kernels::{self as reference, ConvGeometry, Tensor};
+use cgnet_codegen::testing::Rng;
+use cgnet_runtime::kernels::{Exec, Isa, Memory};
+use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
+
+/// Relative tolerance against the reference (accumulation order differs).
+const TOLERANCE: f32 = 2e-5;
+
+fn isas() -> Vec<Isa> {
+    [Isa::Scalar, Isa::Avx2, Isa::Neon].into_iter().filter(|i| i.is_supported()).collect()
+}
+
+fn random(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.uniform(lo, hi)).collect()
+}
+
+/// A test world: packed weights, an arena, and the caller's input.
+struct World {
+    weights: Vec<f32>,
+    arena: Vec<f32>,
+    input: Vec<f32>,
+}
+
+impl World {
+    fn push_weights(&mut self, values: &[f32]) -> usize {
+        self.weights.resize(self.weights.len().next_multiple_of(16), 0.0);
+        let at = self.weights.len();
+        self.weights.extend_from_slice(values);
+        self.weights.extend_from_slice(&[0.0; 16]);
+        at
+    }
+
+    /// A per-channel vector, zero-padded as the packer does.
+    fn per_channel(&mut self, values: &[f32]) -> usize {
+        let mut v = values.to_vec();
+        v.resize(values.len().next_multiple_of(8) + 8, 0.0);
+        self.push_weights(&v)
+    }
+
+    /// An arena buffer for a `c x h x w` tensor, NHWC with the padded stride, holding `t`.
+    fn nhwc(&mut self, t: &Tensor, channel_offset: usize, stride: usize) -> View {
+        let base = self.arena.len().next_multiple_of(16);
+        self.arena.resize(base + stride * t.h * t.w + 16, f32::NAN);
+        let v = View {
+            mem: Mem::Arena,
+            offset: base + channel_offset,
+            c: t.c,
+            h: t.h,
+            w: t.w,
+            row_stride: t.w * stride,
+            pixel_stride: stride,
+            channel_stride: 1,
+        };
+        for c in 0..t.c {
+            for y in 0..t.h {
+                for x in 0..t.w {
+                    self.arena[v.at(c, y, x)] = t.at(c, y, x);
+                }
+            }
+        }
+        v
+    }
+
+    /// The caller's NCHW input holding `t`.
+    fn nchw_input(&mut self, t: &Tensor) -> View {
+        self.input = t.data.clone();
+        View {
+            mem: Mem::Input,
+            offset: 0,
+            c: t.c,
+            h: t.h,
+            w: t.w,
+            row_stride: t.w,
+            pixel_stride: 1,
+            channel_stride: t.h * t.w,
+        }
+    }
+
+    fn read(&self, v: &View) -> Tensor {
+        let mut t = Tensor::zeros(v.c, v.h, v.w);
+        for c in 0..v.c {
+            for y in 0..v.h {
+                for x in 0..v.w {
+                    *t.at_mut(c, y, x) = self.arena[v.at(c, y, x)];
+                }
+            }
+        }
+        t
+    }
+
+    fn run(&mut self, isa: Isa, step: &Step) {
+        let memory = Memory {
+            arena: (self.arena.as_mut_ptr(), self.arena.len()),
+            input: (self.input.as_ptr(), self.input.len()),
+            logits: (std::ptr::null_mut(), 0),
+            scores: (std::ptr::null_mut(), 0),
+        };
+        Exec { memory, weights: &self.weights, isa, parallel: None }.step(step).unwrap();
+    }
+}
+
+/// A full epilogue `prelu -> affine -> prelu` with its reference.
+struct TestEpilogue {
+    epilogue: Epilogue,
+    slope: Vec<f32>,
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    slope2: Vec<f32>,
+}
+
+impl TestEpilogue {
+    fn new(world: &mut World, rng: &mut Rng, c: usize) -> Self {
+        let (slope, scale, shift, slope2) =
+            (random(rng, c, 0.0, 0.5), random(rng, c, 0.5, 1.5), random(rng, c, -0.5, 0.5), random(rng, c, 0.0, 0.5));
+        let epilogue = Epilogue {
+            act: Act::Prelu(world.per_channel(&slope)),
+            affine: Some((world.per_channel(&scale), world.per_channel(&shift))),
+            act2: Act::Prelu(world.per_channel(&slope2)),
+        };
+        Self { epilogue, slope, scale, shift, slope2 }
+    }
+
+    fn apply(&self, t: &mut Tensor) {
+        reference::prelu(t, &self.slope);
+        reference::affine(t, &self.scale, &self.shift);
+        reference::prelu(t, &self.slope2);
+    }
+}
+
+fn ulps(a: f32, b: f32) -> u32 {
+    (a.to_bits() as i32).wrapping_sub(b.to_bits() as i32).unsigned_abs()
+}
+
+/// Compares with the named tolerance, reporting the first outlier and the worst ULP distance.
+fn assert_close(ours: &Tensor, reference: &Tensor, what: &str) {
+    let scale = reference.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst_ulps = ours.data.iter().zip(&reference.data).map(|(a, b)| ulps(*a, *b)).max().unwrap_or(0);
+    if let Some(i) = (0..ours.data.len()).find(|&i| !((ours.data[i] - reference.data[i]).abs() <= TOLERANCE * scale)) {
+        let (c, rest) = (i / (ours.h * ours.w), i % (ours.h * ours.w));
+        panic!(
+            "{what}: first outlier at (c {c}, y {}, x {}): {} vs reference {} (tolerance {TOLERANCE} x {scale}); worst distance {worst_ulps} ULPs",
+            rest / ours.w,
+            rest % ours.w,
+            ours.data[i],
+            reference.data[i]
+        );
+    }
+}
+
+#[test]
+fn conv_battery() {
+    let mut rng = Rng::new(1);
+    for &(ci, co) in &[(3, 35), (35, 3), (131, 35), (35, 131), (8, 16), (32, 32)] {
+        for &(kernel, stride, dilation) in &[(3, 1, 1), (3, 2, 1), (1, 1, 1), (3, 1, 2), (3, 1, 4)] {
+            for &(h, w) in &[(1, 1), (4, 5), (9, 13), (7, 31)] {
+                for nchw in [false, true] {
+                    let x = Tensor { c: ci, h, w, data: random(&mut rng, ci * h * w, -2.0, 2.0) };
+                    let weight = random(&mut rng, co * ci * kernel * kernel, -0.3, 0.3);
+                    let bias = random(&mut rng, co, -0.5, 0.5);
+                    let g = ConvGeometry { kernel, stride, dilation, groups: 1 };
+                    let mut expected = reference::conv2d(&x, &weight, Some(&bias), co, g);
+                    for isa in isas() {
+                        let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                        let epi = TestEpilogue::new(&mut world, &mut rng.clone_seeded(), co);
+                        let src =
+                            if nchw { world.nchw_input(&x) } else { world.nhwc(&x, 0, ci.next_multiple_of(8) + 8) };
+                        let co_pad = co.next_multiple_of(8);
+                        let mut packed = vec![0.0; kernel * kernel * ci * co_pad];
+                        for o in 0..co {
+                            for i in 0..ci {
+                                for t in 0..kernel * kernel {
+                                    packed[(t * ci + i) * co_pad + o] = weight[(o * ci + i) * kernel * kernel + t];
+                                }
+                            }
+                        }
+                        let weights = world.push_weights(&packed);
+                        let bias_at = world.per_channel(&bias);
+                        let out = Tensor::zeros(co, expected.h, expected.w);
+                        // Write into a slice of a wider buffer, as concat elimination does.
+                        let dst = world.nhwc(&out, 3, (co + 3).next_multiple_of(8));
+                        let step = Step::Conv(p::Conv {
+                            src,
+                            dst,
+                            kernel,
+                            stride,
+                            dilation,
+                            weights,
+                            bias: bias_at,
+                            epilogue: epi.epilogue,
+                        });
+                        world.run(isa, &step);
+                        let mut want = expected.clone();
+                        epi.apply(&mut want);
+                        let what =
+                            format!("conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} {isa:?}");
+                        assert_close(&world.read(&dst), &want, &what);
+                    }
+                    expected.data.clear();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_pair_battery() {
+    let mut rng = Rng::new(2);
+    for &c in &[3, 35, 131, 64] {
+        for &dilation in &[1, 2, 4] {
+            for &(h, w) in &[(1, 1), (5, 3), (9, 13), (6, 31)] {
+                let x = Tensor { c, h, w, data: random(&mut rng, c * h * w, -2.0, 2.0) };
+                let (wl, ws) = (random(&mut rng, c * 9, -0.5, 0.5), random(&mut rng, c * 9, -0.5, 0.5));
+                let (bl, bs) = (random(&mut rng, c, -0.5, 0.5), random(&mut rng, c, -0.5, 0.5));
+                let loc = reference::conv2d(
+                    &x,
+                    &wl,
+                    Some(&bl),
+                    c,
+                    ConvGeometry { kernel: 3, stride: 1, dilation: 1, groups: c },
+                );
+                let sur = reference::conv2d(
+                    &x,
+                    &ws,
+                    Some(&bs),
+                    c,
+                    ConvGeometry { kernel: 3, stride: 1, dilation, groups: c },
+                );
+                let joint = Tensor { c: 2 * c, h, w, data: [loc.data, sur.data].concat() };
+                for isa in isas() {
+                    let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                    let epi = TestEpilogue::new(&mut world, &mut Rng::new(c as u64 + dilation as u64), 2 * c);
+                    let pack = |world: &mut World, k: &[f32]| {
+                        let c_pad = c.next_multiple_of(8) + 8;
+                        let mut out = vec![0.0; 9 * c_pad];
+                        for ch in 0..c {
+                            for t in 0..9 {
+                                out[t * c_pad + ch] = k[ch * 9 + t];
+                            }
+                        }
+                        world.push_weights(&out)
+                    };
+                    let (loc_weights, sur_weights) = (pack(&mut world, &wl), pack(&mut world, &ws));
+                    let (loc_bias, sur_bias) = (world.per_channel(&bl), world.per_channel(&bs));
+                    let src = world.nhwc(&x, 0, c.next_multiple_of(8));
+                    let dst = world.nhwc(&Tensor::zeros(2 * c, h, w), 0, (2 * c).next_multiple_of(8));
+                    let step = Step::DepthwisePair(p::DepthwisePair {
+                        src,
+                        dst,
+                        dilation,
+                        loc_weights,
+                        sur_weights,
+                        loc_bias,
+                        sur_bias,
+                        epilogue: epi.epilogue,
+                    });
+                    world.run(isa, &step);
+                    let mut want = joint.clone();
+                    epi.apply(&mut want);
+                    assert_close(&world.read(&dst), &want, &format!("depthwise pair c{c} d{dilation} {h}x{w} {isa:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pool_copy_and_global_context_battery() {
+    let mut rng = Rng::new(3);
+    for &c in &[3, 35, 131] {
+        for &(h, w) in &[(1, 1), (5, 3), (9, 13), (8, 31)] {
+            let x = Tensor { c, h, w, data: random(&mut rng, c * h * w, -2.0, 2.0) };
+            let r = Tensor { c, h, w, data: random(&mut rng, c * h * w, -2.0, 2.0) };
+            for isa in isas() {
+                // Average pool from the caller's NCHW input into a slice of a wider buffer.
+                let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                let epi = TestEpilogue::new(&mut world, &mut Rng::new(7), c);
+                let src = world.nchw_input(&x);
+                let pooled = reference::avg_pool_3s2(&x);
+                let dst = world.nhwc(&Tensor::zeros(c, pooled.h, pooled.w), 5, (c + 5).next_multiple_of(8));
+                world.run(isa, &Step::AvgPool(p::AvgPool { src, dst, epilogue: epi.epilogue }));
+                let mut want = pooled.clone();
+                epi.apply(&mut want);
+                assert_close(&world.read(&dst), &want, &format!("avg pool c{c} {h}x{w} {isa:?}"));
+
+                // F_glo: squeeze, then scale + residual add.
+                let hidden = 4;
+                let (w1, b1) = (random(&mut rng, hidden * c, -0.5, 0.5), random(&mut rng, hidden, -0.5, 0.5));
+                let (w2, b2) = (random(&mut rng, c * hidden, -0.5, 0.5), random(&mut rng, c, -0.5, 0.5));
+                let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                let xv = world.nhwc(&x, 0, c.next_multiple_of(8));
+                let rv = world.nhwc(&r, 0, c.next_multiple_of(8));
+                let dst = world.nhwc(&Tensor::zeros(c, h, w), 0, c.next_multiple_of(8));
+                let scratch = world.arena.len();
+                world.arena.resize(scratch + 2 * c + hidden + 16, f32::NAN);
+                let squeeze = p::GlobalContext {
+                    x: xv,
+                    hidden,
+                    fc1_weight: world.push_weights(&w1),
+                    fc1_bias: world.push_weights(&b1),
+                    fc2_weight: world.push_weights(&w2),
+                    fc2_bias: world.push_weights(&b2),
+                    scratch,
+                };
+                world.run(isa, &Step::GlobalContext(squeeze));
+                let copy = p::Copy {
+                    src: xv,
+                    scale: Some(squeeze.scale_offset()),
+                    add: Some(rv),
+                    dst,
+                    epilogue: Epilogue::NONE,
+                };
+                world.run(isa, &Step::Copy(copy));
+                let scale = reference::global_context_scale(&x, (&w1, &b1), (&w2, &b2));
+                let want = reference::add(&r, &reference::channel_scale(&x, &scale));
+                assert_close(&world.read(&dst), &want, &format!("global context c{c} {h}x{w} {isa:?}"));
+            }
+        }
+    }
+}
+
+trait CloneSeeded {
+    fn clone_seeded(&mut self) -> Rng;
+}
+
+impl CloneSeeded for Rng {
+    /// A new generator seeded from this one, so every variant sees the same epilogue.
+    fn clone_seeded(&mut self) -> Rng {
+        Rng::new(self.next_u64())
+    }
+}
