@@ -271,12 +271,18 @@ def main():
         times = {"ours C (c-avx2)": [], "ncnn": [], "ONNX Runtime": []}
         for _ in range(2):
             run_c(); run_ncnn(); run_ort()
+        # Engines alternate in short blocks with a pause between them, so that one
+        # engine's idle threads (ORT and OpenMP spin after their work) do not
+        # steal the next engine's cores.
         for _ in range(args.rounds):
             for key, fn in (("ours C (c-avx2)", run_c), ("ncnn", run_ncnn), ("ONNX Runtime", run_ort)):
-                t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
-        # The Rust backend, timed by cgnetc in blocks between the same rounds' engines.
+                time.sleep(0.3)
+                for _ in range(2):
+                    t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
+        # The Rust backend, timed by cgnetc (its own process) after the same rounds.
+        time.sleep(0.3)
         out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", "rust-avx2",
-                              "--threads", str(threads), "--iters", str(args.rounds)], check=True, capture_output=True, text=True).stdout
+                              "--threads", str(threads), "--iters", str(2 * args.rounds)], check=True, capture_output=True, text=True).stdout
         rust_ms = float(out.split("median ")[1].split(" ms")[0])
         med = {k: median_ms(v) for k, v in times.items()}
         med["ours Rust (rust-avx2)"] = rust_ms

@@ -297,7 +297,7 @@ fn pool_copy_and_global_context_battery() {
                 let rv = world.nhwc(&r, 0, c.next_multiple_of(8));
                 let dst = world.nhwc(&Tensor::zeros(c, h, w), 0, c.next_multiple_of(8));
                 let scratch = world.arena.len();
-                world.arena.resize(scratch + 2 * c + hidden + 16, f32::NAN);
+                world.arena.resize(scratch + h * c + 2 * c + hidden + 16, f32::NAN);
                 let squeeze = p::GlobalContext {
                     x: xv,
                     hidden,
@@ -307,6 +307,7 @@ fn pool_copy_and_global_context_battery() {
                     fc2_bias: world.push_weights(&b2),
                     scratch,
                 };
+                world.run(isa, &Step::ChannelSums(p::ChannelSums { x: xv, sums: scratch }));
                 world.run(isa, &Step::GlobalContext(squeeze));
                 let copy = p::Copy {
                     src: xv,

@@ -1,30 +1,39 @@
 //! A fixed pool of worker threads for splitting kernel steps by rows.
 //! Created once; `run` allocates nothing, so inference stays allocation-free.
+//!
+//! A model runs ~100 short steps per inference, so hand-offs must be cheap:
+//! workers spin briefly on a generation counter before sleeping on a condvar,
+//! and the caller spins until the workers are done.
 
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::kernels::ParallelFor;
 
+/// Spins before a worker sleeps (about 20-50 µs): longer than the gap between two steps.
+const SPINS: u32 = 20_000;
+
 /// A job pointer with its lifetime erased; `ThreadPool::run` waits for every
 /// worker to finish with it before returning, so it never dangles.
 #[derive(Clone, Copy)]
 struct Job(*const (dyn Fn(usize) + Sync + 'static));
-// SAFETY: the pointee is `Sync`, and it outlives every use (see `Job`).
-unsafe impl Send for Job {}
-
-struct State {
-    generation: u64,
-    job: Option<Job>,
-    remaining: usize,
-    shutdown: bool,
-}
 
 struct Shared {
-    state: Mutex<State>,
-    start: Condvar,
-    done: Condvar,
+    generation: AtomicU64,
+    remaining: AtomicUsize,
+    shutdown: AtomicBool,
+    /// Written by `run` before it bumps `generation`; read by workers after they see the bump.
+    job: UnsafeCell<Option<Job>>,
+    lock: Mutex<()>,
+    wake: Condvar,
 }
+
+// SAFETY: `job` is only written while no worker reads it (see `run`), and the
+// generation / remaining counters order those accesses (release / acquire).
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
 
 /// `threads - 1` workers plus the calling thread.
 pub struct ThreadPool {
@@ -36,9 +45,12 @@ impl ThreadPool {
     /// A pool that runs jobs on `threads` threads (the caller included).
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { generation: 0, job: None, remaining: 0, shutdown: false }),
-            start: Condvar::new(),
-            done: Condvar::new(),
+            generation: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            job: UnsafeCell::new(None),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
         });
         let workers = (1..threads.max(1))
             .map(|index| {
@@ -53,26 +65,33 @@ impl ThreadPool {
 fn worker(shared: &Shared, index: usize) {
     let mut seen = 0;
     loop {
-        let job = {
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while state.generation == seen && !state.shutdown {
-                state = shared.start.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-            if state.shutdown {
+        let mut spins = 0;
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            seen = state.generation;
-            state.job
-        };
-        if let Some(Job(f)) = job {
+            let generation = shared.generation.load(Ordering::Acquire);
+            if generation != seen {
+                seen = generation;
+                break;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                let guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+                if shared.generation.load(Ordering::Acquire) == seen && !shared.shutdown.load(Ordering::Acquire) {
+                    drop(shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner()));
+                }
+            }
+        }
+        // SAFETY: the job was written before the generation bump we acquired, and
+        // `run` does not touch it again before `remaining` reaches zero.
+        if let Some(Job(f)) = unsafe { *shared.job.get() } {
             // SAFETY: `run` keeps the job alive until `remaining` reaches zero.
             unsafe { (*f)(index) };
         }
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.remaining -= 1;
-        if state.remaining == 0 {
-            shared.done.notify_one();
-        }
+        shared.remaining.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -89,26 +108,31 @@ impl ParallelFor for ThreadPool {
         // SAFETY: only the lifetime is erased; this function does not return
         // before every worker has finished calling the job.
         let erased: &(dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(job) };
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.job = Some(Job(erased));
-            state.remaining = self.workers.len();
-            state.generation += 1;
-            self.shared.start.notify_all();
-        }
+        let shared = &*self.shared;
+        // SAFETY: every worker finished the previous job (remaining was zero).
+        unsafe { *shared.job.get() = Some(Job(erased)) };
+        shared.remaining.store(self.workers.len(), Ordering::Relaxed);
+        shared.generation.fetch_add(1, Ordering::Release);
+        drop(shared.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        shared.wake.notify_all();
         job(0);
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.remaining > 0 {
-            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        let mut spins = 0u32;
+        while shared.remaining.load(Ordering::Acquire) != 0 {
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
-        state.job = None;
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).shutdown = true;
-        self.shared.start.notify_all();
+        self.shared.shutdown.store(true, Ordering::Release);
+        drop(self.shared.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.shared.wake.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -118,17 +142,21 @@ impl Drop for ThreadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     #[test]
     fn every_index_runs_once_per_job() {
         let pool = ThreadPool::new(3).unwrap();
-        for _ in 0..100 {
+        for round in 0..200 {
             let hits: [AtomicUsize; 3] = Default::default();
             pool.run(&|i| {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+            if round % 50 == 0 {
+                // Let the workers fall asleep, then wake them.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 }

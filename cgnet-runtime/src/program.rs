@@ -112,9 +112,18 @@ pub struct AvgPool {
     pub epilogue: Epilogue,
 }
 
+/// The first half of F_glo's global average, row-parallel: the channel sums
+/// of each row `y` of `x` go to `sums + y * c`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSums {
+    pub x: View,
+    pub sums: usize,
+}
+
 /// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
-/// channel. `scratch` is arena room for `c` means, `hidden` units and the `c`
-/// scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`] with
+/// channel, from the row sums a [`ChannelSums`] step left at the start of
+/// `scratch`. Scratch holds `h * c` row sums, `c` means, `hidden` units and the
+/// `c` scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`] with
 /// `scale` then applies them (with the residual add) row-parallel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalContext {
@@ -131,12 +140,12 @@ pub struct GlobalContext {
 impl GlobalContext {
     /// Arena offset of the per-channel scales this step computes.
     pub const fn scale_offset(&self) -> usize {
-        self.scratch + self.x.c + self.hidden
+        self.scratch + self.x.h * self.x.c + self.x.c + self.hidden
     }
 
     /// Floats of scratch the step uses.
     pub const fn scratch_len(&self) -> usize {
-        2 * self.x.c + self.hidden
+        self.x.h * self.x.c + 2 * self.x.c + self.hidden
     }
 }
 
@@ -173,6 +182,7 @@ pub enum Step {
     Conv(Conv),
     DepthwisePair(DepthwisePair),
     AvgPool(AvgPool),
+    ChannelSums(ChannelSums),
     GlobalContext(GlobalContext),
     Copy(Copy),
 }
@@ -186,6 +196,7 @@ impl Step {
             Step::DepthwisePair(s) => Some(s.dst.h),
             Step::AvgPool(s) => Some(s.dst.h),
             Step::Copy(s) => Some(s.dst.h),
+            Step::ChannelSums(s) => Some(s.x.h),
             Step::GlobalContext(_) => None,
         }
     }

@@ -256,6 +256,7 @@ impl Lowering<'_> {
                     scratch: scratch_at,
                 };
                 *scratch_floats = (*scratch_floats).max(squeeze.scratch_len());
+                self.steps.push(Step::ChannelSums(p::ChannelSums { x, sums: scratch_at }));
                 self.steps.push(Step::GlobalContext(squeeze));
                 // The excitation and the residual add, row-parallel.
                 Some(Step::Copy(p::Copy {

@@ -219,6 +219,10 @@ fn step(s: &Step) -> TokenStream {
             };
             quote!(Step::Copy(Copy { src: #src, scale: #scale, add: #add, dst: #dst, epilogue: #e }))
         }
+        Step::ChannelSums(c) => {
+            let (x, sums) = (view(&c.x), n(c.sums));
+            quote!(Step::ChannelSums(ChannelSums { x: #x, sums: #sums }))
+        }
         Step::GlobalContext(g) => {
             let x = view(&g.x);
             let [h, w1, b1, w2, b2, sc] =

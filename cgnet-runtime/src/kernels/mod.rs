@@ -165,7 +165,8 @@ fn views(step: &Step) -> [Option<View>; 4] {
         Step::DepthwisePair(s) => [Some(s.src), Some(s.dst), None, None],
         Step::AvgPool(s) => [Some(s.src), Some(s.dst), None, None],
         Step::Copy(s) => [Some(s.src), Some(s.dst), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))],
-        Step::GlobalContext(s) => [Some(s.x), Some(scratch_view(s.scratch, s.scratch_len())), None, None],
+        Step::ChannelSums(s) => [Some(s.x), Some(scratch_view(s.sums, s.x.h * s.x.c)), None, None],
+        Step::GlobalContext(s) => [Some(scratch_view(s.scratch, s.scratch_len())), None, None, None],
     }
 }
 

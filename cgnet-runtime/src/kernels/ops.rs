@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use super::simd::{Simd, LANES};
 use super::Memory;
-use crate::program::{Act, AvgPool, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
+use crate::program::{Act, AvgPool, ChannelSums, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
 
 /// Per instruction set, one entry point per op, each compiled with the set's
 /// target features (so the generic kernels inline into it with their
@@ -50,6 +50,12 @@ macro_rules! entry_points {
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
+            unsafe fn channel_sums_rows(m: &Memory, s: &ChannelSums, rows: Range<usize>) {
+                unsafe { channel_sums::<$simd>(m, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
             unsafe fn squeeze(m: &Memory, w: *const f32, s: &GlobalContext) {
                 unsafe { global_context::<$simd>(m, w, s) }
             }
@@ -66,6 +72,7 @@ macro_rules! entry_points {
                         Step::DepthwisePair(s) => depthwise_pair_rows(m, w, s, rows),
                         Step::AvgPool(s) => avg_pool_rows(m, w, s, rows),
                         Step::Copy(s) => copy_rows(m, w, s, rows),
+                        Step::ChannelSums(s) => channel_sums_rows(m, s, rows),
                         Step::GlobalContext(s) => squeeze(m, w, s),
                     }
                 }
@@ -104,6 +111,7 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
                 .max(epi(&s.epilogue, 2 * c))
         }
         Step::AvgPool(s) => epi(&s.epilogue, s.dst.c),
+        Step::ChannelSums(_) => 0,
         Step::Copy(s) => epi(&s.epilogue, s.dst.c),
         Step::GlobalContext(s) => {
             let c = s.x.c;
@@ -237,24 +245,27 @@ const fn tile_pixels(v: usize) -> usize {
 #[inline(always)]
 unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
     let blocks = s.dst.c.div_ceil(LANES);
-    // All channel groups of a row walk the same pixel tiles, sized for the widest group,
-    // so that one tile of input stays in L1 while every group reads it.
+    // All channel groups walk the same pixel tiles, sized for the widest group.
     let tile = tile_pixels(blocks.min(4));
+    // A plain function, not a closure: closures do not inherit target features.
+    #[inline(always)]
+    fn group<S: Simd>(m: &Memory, w: *const f32, s: &Conv, oy: usize, ox: usize, cb: usize, tile: usize) {
+        let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(LANES));
+        unsafe {
+            match (blocks - cb).min(4) {
+                4 => conv_tile::<S, { tile_pixels(4) }, 4>(m, w, s, oy, ox, n, cb),
+                3 => conv_tile::<S, { tile_pixels(3) }, 3>(m, w, s, oy, ox, n, cb),
+                2 => conv_tile::<S, { tile_pixels(2) }, 2>(m, w, s, oy, ox, n, cb),
+                _ => conv_tile::<S, { tile_pixels(1) }, 1>(m, w, s, oy, ox, n, cb),
+            }
+        }
+    }
+    // Every group reads one pixel tile while it is in L1. (Measured: looping over
+    // channel groups outside the rows, to keep large weights in L2, is slower.)
     for oy in rows {
         for ox in (0..s.dst.w).step_by(tile) {
-            let n = tile.min(s.dst.w - ox);
-            let mut cb = 0;
-            while cb < blocks {
-                let nv = (blocks - cb).min(4);
-                unsafe {
-                    match nv {
-                        4 => conv_tile::<S, { tile_pixels(4) }, 4>(m, w, s, oy, ox, n, cb),
-                        3 => conv_tile::<S, { tile_pixels(3) }, 3>(m, w, s, oy, ox, n, cb),
-                        2 => conv_tile::<S, { tile_pixels(2) }, 2>(m, w, s, oy, ox, n, cb),
-                        _ => conv_tile::<S, { tile_pixels(1) }, 1>(m, w, s, oy, ox, n, cb),
-                    }
-                }
-                cb += nv;
+            for cb in (0..blocks).step_by(4) {
+                group::<S>(m, w, s, oy, ox, cb, tile);
             }
         }
     }
@@ -460,26 +471,38 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
     }
 }
 
-/// The squeeze of F_glo: per-channel means (pixel-major, so `x` streams once),
-/// the two small FCs, and the sigmoid scales into scratch.
+/// Channel sums of each row of `x`, one vector of channels at a time.
+#[inline(always)]
+unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>) {
+    let (x, c) = (ptr(m, &s.x), s.x.c);
+    for y in rows {
+        let out = unsafe { m.arena.0.add(s.sums + y * c) };
+        for cb in (0..c).step_by(LANES) {
+            let n = (c - cb).min(LANES);
+            let mut sum = S::zero();
+            for px in 0..s.x.w {
+                sum = S::add(sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
+            }
+            unsafe { store_n::<S>(out.add(cb), sum, n, 1) };
+        }
+    }
+}
+
+/// The squeeze of F_glo: the rows' sums reduced to means, the two small FCs,
+/// and the sigmoid scales into scratch.
 #[inline(always)]
 unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
     let c = s.x.c;
-    let x = ptr(m, &s.x);
     let scratch = unsafe { m.arena.0.add(s.scratch) };
-    let (mean, hidden, scale) = unsafe { (scratch, scratch.add(c), scratch.add(c + s.hidden)) };
+    let rows = s.x.h;
+    let (mean, hidden, scale) =
+        unsafe { (scratch.add(rows * c), scratch.add(rows * c + c), scratch.add(rows * c + c + s.hidden)) };
     for i in 0..c {
-        unsafe { *mean.add(i) = 0.0 };
-    }
-    for y in 0..s.x.h {
-        for px in 0..s.x.w {
-            for cb in (0..c).step_by(LANES) {
-                let n = (c - cb).min(LANES);
-                let v = unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) };
-                let sum = S::add(unsafe { load_n::<S>(mean.add(cb), n, 1) }, v);
-                unsafe { store_n::<S>(mean.add(cb), sum, n, 1) };
-            }
+        let mut sum = 0.0;
+        for y in 0..rows {
+            sum += unsafe { *scratch.add(y * c + i) };
         }
+        unsafe { *mean.add(i) = sum };
     }
     let inv = 1.0 / (s.x.h * s.x.w) as f32;
     // The two small FCs, in scalar: a few thousand multiply-adds.

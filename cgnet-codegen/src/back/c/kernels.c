@@ -19,6 +19,7 @@ typedef struct { cg_view src, dst; size_t kernel, stride, dilation, weights, bia
 typedef struct { cg_view src, dst; size_t dilation, loc_w, sur_w, loc_b, sur_b; cg_epilogue epi; } cg_dwpair;
 typedef struct { cg_view src, dst; cg_epilogue epi; } cg_pool;
 typedef struct { cg_view src; int has_scale; size_t scale; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
+typedef struct { cg_view x; size_t sums; } cg_sums;
 typedef struct { cg_view x; size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; } cg_gc;
 typedef struct { float *arena; const float *input; float *logits; const float *w; } cg_mem;
 
@@ -160,23 +161,23 @@ static void cg_conv_tile_4_3(const cg_conv *s, const cg_mem *m, size_t oy, size_
 static void cg_conv_tile_6_2(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 6, 2); }
 static void cg_conv_tile_8_1(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 8, 1); }
 
+static void cg_conv_group(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t cb, size_t tile) {
+    const size_t blocks = (s->dst.c + 7) / 8, nv = blocks - cb < 4 ? blocks - cb : 4;
+    const size_t np = s->dst.w - ox < tile ? s->dst.w - ox : tile;
+    if (nv == 4) cg_conv_tile_3_4(s, m, oy, ox, np, cb);
+    else if (nv == 3) cg_conv_tile_4_3(s, m, oy, ox, np, cb);
+    else if (nv == 2) cg_conv_tile_6_2(s, m, oy, ox, np, cb);
+    else cg_conv_tile_8_1(s, m, oy, ox, np, cb);
+}
+
 static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
     const size_t blocks = (s->dst.c + 7) / 8;
-    const size_t tile = cg_tile_pixels(blocks < 4 ? blocks : 4);
+    const size_t tile = cg_tile_pixels(blocks < 4 ? blocks : 4); /* every group walks the widest group's tiles */
     size_t oy, ox, cb;
-    for (oy = y0; oy < y1; oy++) {
-        for (ox = 0; ox < s->dst.w; ox += tile) {
-            const size_t np = s->dst.w - ox < tile ? s->dst.w - ox : tile;
-            for (cb = 0; cb < blocks;) {
-                const size_t nv = blocks - cb < 4 ? blocks - cb : 4;
-                if (nv == 4) cg_conv_tile_3_4(s, m, oy, ox, np, cb);
-                else if (nv == 3) cg_conv_tile_4_3(s, m, oy, ox, np, cb);
-                else if (nv == 2) cg_conv_tile_6_2(s, m, oy, ox, np, cb);
-                else cg_conv_tile_8_1(s, m, oy, ox, np, cb);
-                cb += nv;
-            }
-        }
-    }
+    /* Every group reads one pixel tile while it is in L1. */
+    for (oy = y0; oy < y1; oy++)
+        for (ox = 0; ox < s->dst.w; ox += tile)
+            for (cb = 0; cb < blocks; cb += 4) cg_conv_group(s, m, oy, ox, cb, tile);
 }
 
 #define CG_DW_PIXELS 4 /* written out as a0..a3 below */
@@ -307,24 +308,33 @@ static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1
     }
 }
 
-/* F_glo's squeeze: per-channel means (pixel-major, so x streams once), the two
- * small FCs, and the sigmoid scales into scratch (after c means and the hidden units). */
-static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
-    const float *w = m->w;
+/* Channel sums of each row y of x into sums + y * c: the row-parallel half of F_glo's average. */
+static void cg_sums_rows(const cg_sums *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *x = cg_base(m, s->x.mem);
     const size_t c = s->x.c;
-    float *mean = m->arena + s->scratch, *hidden = mean + c, *scale = hidden + s->hidden;
-    const float inv = 1.0f / (float)(s->x.h * s->x.w);
-    size_t cb, y, px, i, j;
-    for (i = 0; i < c; i++) mean[i] = 0.0f;
-    for (y = 0; y < s->x.h; y++) {
-        for (px = 0; px < s->x.w; px++) {
-            for (cb = 0; cb < c; cb += 8) {
-                const size_t n = c - cb < 8 ? c - cb : 8;
-                cg_store_n(mean + cb, vf_add(cg_load_n(mean + cb, n, 1), cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride)),
-                           n, 1);
-            }
+    size_t y, cb, px;
+    for (y = y0; y < y1; y++) {
+        for (cb = 0; cb < c; cb += 8) {
+            const size_t n = c - cb < 8 ? c - cb : 8;
+            vf sum = vf_zero();
+            for (px = 0; px < s->x.w; px++) sum = vf_add(sum, cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
+            cg_store_n(m->arena + s->sums + y * c + cb, sum, n, 1);
         }
+    }
+}
+
+/* F_glo's squeeze: the rows' sums reduced to means, the two small FCs, and the
+ * sigmoid scales into scratch (after the row sums, the means and the hidden units). */
+static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
+    const float *w = m->w;
+    const size_t c = s->x.c, rows = s->x.h;
+    float *sums = m->arena + s->scratch, *mean = sums + rows * c, *hidden = mean + c, *scale = hidden + s->hidden;
+    const float inv = 1.0f / (float)(s->x.h * s->x.w);
+    size_t y, i, j;
+    for (i = 0; i < c; i++) {
+        float sum = 0.0f;
+        for (y = 0; y < rows; y++) sum += sums[y * c + i];
+        mean[i] = sum;
     }
     for (j = 0; j < s->hidden; j++) {
         float acc = w[s->fc1_b + j];
@@ -380,7 +390,7 @@ static void cg_head(const float *arena, const cg_view *logits, size_t height, si
 }
 
 /* ---- Threads: each step is split by output rows through the host's parallel_for. */
-enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_GC = 4 };
+enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5 };
 typedef struct { int kind; const void *step; const cg_mem *m; size_t parts, rows; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
@@ -389,6 +399,7 @@ static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size
     case CG_DWPAIR: cg_dwpair_rows((const cg_dwpair *)step, m, y0, y1); break;
     case CG_POOL: cg_pool_rows((const cg_pool *)step, m, y0, y1); break;
     case CG_COPY: cg_copy_rows((const cg_copy *)step, m, y0, y1); break;
+    case CG_SUMS: cg_sums_rows((const cg_sums *)step, m, y0, y1); break;
     default: cg_gc_run((const cg_gc *)step, m); break;
     }
 }

@@ -277,6 +277,7 @@ fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
                 epilogue(&s.epilogue)
             ),
         ),
+        Step::ChannelSums(s) => ("cg_sums", "CG_SUMS", s.x.h, format!("{{{}, {}}}", view(&s.x), s.sums)),
         Step::GlobalContext(s) => (
             "cg_gc",
             "CG_GC",
