@@ -198,7 +198,32 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
             let dir = tempfile::tempdir().unwrap();
             let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
             let out = toolchain::run(target, &exe, &input.data, 2, 0).unwrap();
+            let single = toolchain::run(target, &exe, &input.data, 1, 0).unwrap();
+            assert!(
+                out.logits.iter().zip(&single.logits).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{}: 2 threads differ from 1",
+                target.name()
+            );
             expect(out.logits, target.name());
         }
     }
+}
+
+#[test]
+fn the_emitted_cmake_project_builds_a_static_library() {
+    if !tool_available("cmake") {
+        eprintln!("SKIPPED the CMake build: cmake is not installed (.ci/run installs it)");
+        return;
+    }
+    let model = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    write_files(&model, &Options { target: CTarget::Scalar, weights_blob: false }, &src);
+    let build = dir.path().join("build");
+    let configure = Command::new("cmake").arg("-S").arg(&src).arg("-B").arg(&build).output().unwrap();
+    assert!(configure.status.success(), "{}", String::from_utf8_lossy(&configure.stderr));
+    let make = Command::new("cmake").arg("--build").arg(&build).output().unwrap();
+    assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
+    assert!(build.join("libtiny.a").exists(), "no libtiny.a in {}", build.display());
 }

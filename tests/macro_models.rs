@@ -121,3 +121,18 @@ fn wrong_sizes_and_weights_are_errors() {
     assert!(err.to_string().contains("does not match the model"), "{err}");
     assert!(TinyLater::from_path("/nonexistent.safetensors").is_err());
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let model = CamVid::new();
+    let golden = common::load("camvid_official_360x480");
+    let mut arena = CamVid::new_arena();
+    let n: usize = CamVid::LOGITS_SHAPE.iter().product();
+    let (mut one, mut many) = (vec![0.0; n], vec![0.0; n]);
+    model.run(&golden.input.data, arena.as_f32_mut(), &mut one).unwrap();
+    for threads in [2, 3] {
+        let pool = cgnet::runtime::ThreadPool::new(threads).unwrap();
+        model.run_parallel(&golden.input.data, arena.as_f32_mut(), &mut many, Some(&pool)).unwrap();
+        assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads differ from one");
+    }
+}
