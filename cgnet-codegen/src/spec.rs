@@ -106,9 +106,10 @@ pub enum SpecError {
 /// Smallest input side: three stride-2 stages must leave at least one pixel
 /// of real context for F_sur.
 pub const MIN_SIDE: usize = 8;
-/// Far beyond any camera; keeps every size computation inside `usize` and
-/// every tensor index inside `u32` for emitted code.
-pub const MAX_SIDE: usize = 16384;
+/// 4K frames and below: the arena grows with the pixel count (about 1.4 GB at
+/// 4096 x 4096 for the default model) and the reference interpreter with six
+/// times that, so larger inputs should be tiled by the caller.
+pub const MAX_SIDE: usize = 4096;
 
 impl ModelSpec {
     /// The paper's default model: 19 Cityscapes classes, M = 3, N = 21.
