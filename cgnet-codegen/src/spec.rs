@@ -107,8 +107,8 @@ pub enum SpecError {
 /// of real context for F_sur.
 pub const MIN_SIDE: usize = 8;
 /// 4K frames and below: the arena grows with the pixel count (about 1.4 GB at
-/// 4096 x 4096 for the default model) and the reference interpreter with six
-/// times that, so larger inputs should be tiled by the caller.
+/// 4096 x 4096 for the default model) and the reference interpreter keeps every
+/// tensor (about nine times that), so larger inputs should be tiled by the caller.
 pub const MAX_SIDE: usize = 4096;
 
 impl ModelSpec {
