@@ -100,14 +100,6 @@ pub fn affine(x: &mut Tensor, scale: &[f32], shift: &[f32]) {
     }
 }
 
-pub fn add_bias(x: &mut Tensor, bias: &[f32]) {
-    for c in 0..x.c {
-        for v in x.plane_mut(c) {
-            *v += bias[c];
-        }
-    }
-}
-
 /// PReLU with one slope per channel.
 pub fn prelu(x: &mut Tensor, slope: &[f32]) {
     for c in 0..x.c {

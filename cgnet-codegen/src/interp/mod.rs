@@ -218,7 +218,6 @@ fn assemble_concat(graph: &Graph, id: NodeId, storage: &mut Storage) {
 fn apply_epilogue(graph: &Graph, steps: &[EpilogueStep], x: &mut Tensor) {
     for step in steps {
         match step {
-            EpilogueStep::Bias(b) => kernels::add_bias(x, value(graph, *b)),
             EpilogueStep::Affine { scale, shift } => kernels::affine(x, value(graph, *scale), value(graph, *shift)),
             EpilogueStep::Prelu(s) => kernels::prelu(x, value(graph, *s)),
             EpilogueStep::Relu => kernels::relu(x),

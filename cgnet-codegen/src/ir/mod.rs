@@ -223,8 +223,6 @@ impl Op {
 /// A per-channel operation applied to a node's result before it is stored.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EpilogueStep {
-    /// `x + b[c]`.
-    Bias(ParamId),
     /// `x * scale[c] + shift[c]` (a BatchNorm that could not be folded).
     Affine {
         scale: ParamId,
@@ -237,7 +235,7 @@ pub enum EpilogueStep {
 impl EpilogueStep {
     pub fn params(&self) -> Vec<ParamId> {
         match self {
-            EpilogueStep::Bias(p) | EpilogueStep::Prelu(p) => vec![*p],
+            EpilogueStep::Prelu(p) => vec![*p],
             EpilogueStep::Affine { scale, shift } => vec![*scale, *shift],
             EpilogueStep::Relu => Vec::new(),
         }
@@ -366,10 +364,6 @@ impl Graph {
                 param.value = Some(values.into());
             }
         }
-    }
-
-    pub fn has_weights(&self) -> bool {
-        self.params.iter().all(|(_, p)| p.value.is_some())
     }
 
     /// Multiply-adds of one node.
@@ -567,7 +561,7 @@ pub fn remap_params(node: &mut Node, mut f: impl FnMut(ParamId) -> ParamId) {
     let steps = node.epilogue.iter_mut().chain(node.tees.iter_mut().flat_map(|t| t.epilogue.iter_mut()));
     for step in steps {
         match step {
-            EpilogueStep::Bias(p) | EpilogueStep::Prelu(p) => *p = f(*p),
+            EpilogueStep::Prelu(p) => *p = f(*p),
             EpilogueStep::Affine { scale, shift } => {
                 *scale = f(*scale);
                 *shift = f(*shift);

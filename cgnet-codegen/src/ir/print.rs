@@ -55,7 +55,6 @@ impl fmt::Display for Graph {
 
 fn epilogue_text(steps: &[EpilogueStep]) -> String {
     let step = |s: &EpilogueStep| match s {
-        EpilogueStep::Bias(p) => format!("bias({p})"),
         EpilogueStep::Affine { scale, shift } => format!("affine({scale}, {shift})"),
         EpilogueStep::Prelu(p) => format!("prelu({p})"),
         EpilogueStep::Relu => "relu".to_string(),
