@@ -4,6 +4,7 @@
 //! 1 / 2, NCHW and padded-NHWC sources, and full epilogues. A failure names the
 //! first outlier and the worst distance in ULPs.
 
+use cgnet_codegen::back::program::{pack_conv, pack_winograd};
 use cgnet_codegen::interp::kernels::{self as reference, ConvGeometry, Tensor};
 use cgnet_codegen::testing::Rng;
 use cgnet_runtime::kernels::{Exec, Isa, Memory};
@@ -156,7 +157,7 @@ fn assert_close(ours: &Tensor, reference: &Tensor, what: &str) {
 #[test]
 fn conv_battery() {
     let mut rng = Rng::new(1);
-    for &(ci, co) in &[(3, 35), (35, 3), (131, 35), (35, 131), (8, 16), (32, 32)] {
+    for &(ci, co) in &[(32, 32), (3, 35), (35, 3), (131, 35), (35, 131), (8, 16), (64, 19)] {
         for &(kernel, stride, dilation) in &[(3, 1, 1), (3, 2, 1), (1, 1, 1), (3, 1, 2), (3, 1, 4)] {
             for &(h, w) in &[(1, 1), (4, 5), (9, 13), (7, 31)] {
                 for nchw in [false, true] {
@@ -170,21 +171,16 @@ fn conv_battery() {
                         let epi = TestEpilogue::new(&mut world, &mut rng.clone_seeded(), co);
                         let src =
                             if nchw { world.nchw_input(&x) } else { world.nhwc(&x, 0, ci.next_multiple_of(8) + 8) };
-                        let co_pad = co.next_multiple_of(8);
-                        let mut packed = vec![0.0; kernel * kernel * ci * co_pad];
-                        for o in 0..co {
-                            for i in 0..ci {
-                                for t in 0..kernel * kernel {
-                                    packed[(t * ci + i) * co_pad + o] = weight[(o * ci + i) * kernel * kernel + t];
-                                }
-                            }
-                        }
+                        // Winograd where the kernel allows it (3x3, stride 1, at most 64 channels).
+                        let winograd = (kernel, stride, dilation) == (3, 1, 1) && ci.max(co) <= 64;
+                        let packed =
+                            if winograd { pack_winograd(&weight, co, ci) } else { pack_conv(&weight, co, ci, kernel) };
                         let weights = world.push_weights(&packed);
                         let bias_at = world.per_channel(&bias);
                         let out = Tensor::zeros(co, expected.h, expected.w);
                         // Write into a slice of a wider buffer, as concat elimination does.
                         let dst = world.nhwc(&out, 3, (co + 3).next_multiple_of(8));
-                        let step = Step::Conv(p::Conv {
+                        let conv = p::Conv {
                             src,
                             dst,
                             kernel,
@@ -193,12 +189,14 @@ fn conv_battery() {
                             weights,
                             bias: bias_at,
                             epilogue: epi.epilogue,
-                        });
+                        };
+                        let step = if winograd { Step::Winograd(conv) } else { Step::Conv(conv) };
                         world.run(isa, &step);
                         let mut want = expected.clone();
                         epi.apply(&mut want);
-                        let what =
-                            format!("conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} {isa:?}");
+                        let what = format!(
+                            "conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} winograd={winograd} {isa:?}"
+                        );
                         assert_close(&world.read(&dst), &want, &what);
                     }
                     expected.data.clear();

@@ -177,9 +177,18 @@ pub struct UpsampleArgmax {
     pub width: usize,
 }
 
+/// Largest channel count (in and out) of a [`Step::Winograd`] convolution:
+/// its kernels keep one tile strip of transformed data on the stack.
+pub const WINOGRAD_MAX_CHANNELS: usize = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Conv(Conv),
+    /// A 3x3, stride-1, dilation-1 convolution computed as Winograd F(2x2, 3x3):
+    /// 16 multiplies per 2x2 outputs and channel pair instead of 36. `weights`
+    /// holds `U = G g G^T` packed `[16][ci][co padded to 8]`. Channels at most
+    /// [`WINOGRAD_MAX_CHANNELS`].
+    Winograd(Conv),
     DepthwisePair(DepthwisePair),
     AvgPool(AvgPool),
     ChannelSums(ChannelSums),
@@ -192,7 +201,7 @@ impl Step {
     /// (`None`: the step runs on one thread).
     pub fn rows(&self) -> Option<usize> {
         match self {
-            Step::Conv(s) => Some(s.dst.h),
+            Step::Conv(s) | Step::Winograd(s) => Some(s.dst.h),
             Step::DepthwisePair(s) => Some(s.dst.h),
             Step::AvgPool(s) => Some(s.dst.h),
             Step::Copy(s) => Some(s.dst.h),

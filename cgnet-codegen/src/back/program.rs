@@ -208,10 +208,16 @@ impl Lowering<'_> {
                 None
             }
             Op::Conv2d(c) if c.groups == 1 => {
-                let weights = self.packer.conv_weight(g, c.weight);
+                let src = self.view(node.inputs[0]);
+                let winograd = uses_winograd(c, src.c, node.shape.c);
+                let weights = if winograd {
+                    self.packer.winograd_weight(g, c.weight)
+                } else {
+                    self.packer.conv_weight(g, c.weight)
+                };
                 let bias = self.packer.bias(g, c.bias, node.shape.c);
-                Some(Step::Conv(p::Conv {
-                    src: self.view(node.inputs[0]),
+                let conv = p::Conv {
+                    src,
                     dst: self.view(id),
                     kernel: c.kernel,
                     stride: c.stride,
@@ -219,7 +225,8 @@ impl Lowering<'_> {
                     weights,
                     bias,
                     epilogue,
-                }))
+                };
+                Some(if winograd { Step::Winograd(conv) } else { Step::Conv(conv) })
             }
             Op::DepthwisePair { loc, sur } if loc.dilation == 1 => {
                 let half = node.shape.c / 2;
@@ -279,6 +286,14 @@ impl Lowering<'_> {
     }
 }
 
+/// Whether a convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, no
+/// dilation, and channel counts where the transforms pay off (the stage-1
+/// convs: 32 -> 32 at half resolution, a third of the network's MACs).
+fn uses_winograd(c: &crate::ir::Conv, ci: usize, co: usize) -> bool {
+    let max = cgnet_runtime::program::WINOGRAD_MAX_CHANNELS;
+    c.kernel == 3 && c.stride == 1 && c.dilation == 1 && (16..=max).contains(&ci) && (16..=max).contains(&co)
+}
+
 /// Packs weights into one f32 vector, each tensor at a 64-byte aligned offset,
 /// each packed once.
 #[derive(Default)]
@@ -322,22 +337,14 @@ impl Packer {
         self.once(p, "dense", || v.to_vec())
     }
 
-    /// `[co][ci][ky][kx]` -> `[ky][kx][ci][co padded to 8]`.
     fn conv_weight(&mut self, g: &Graph, p: ParamId) -> usize {
         let (v, shape) = (g.value(p).expect("compile checks values"), g.params[p].shape.clone());
-        let (co, ci, k) = (shape[0], shape[1], shape[2]);
-        let co_pad = co.next_multiple_of(8);
-        self.once(p, "conv", || {
-            let mut out = vec![0.0; k * k * ci * co_pad];
-            for o in 0..co {
-                for i in 0..ci {
-                    for t in 0..k * k {
-                        out[(t * ci + i) * co_pad + o] = v[(o * ci + i) * k * k + t];
-                    }
-                }
-            }
-            out
-        })
+        self.once(p, "conv", || pack_conv(v, shape[0], shape[1], shape[2]))
+    }
+
+    fn winograd_weight(&mut self, g: &Graph, p: ParamId) -> usize {
+        let (v, shape) = (g.value(p).expect("compile checks values"), g.params[p].shape.clone());
+        self.once(p, "winograd", || pack_winograd(v, shape[0], shape[1]))
     }
 
     /// `[c][1][3][3]` -> `[ky][kx][c padded]` (padded as per-channel vectors).
@@ -355,6 +362,47 @@ impl Packer {
             out
         })
     }
+}
+
+/// Conv weights `[co][ci][k][k]` -> `[ky][kx][ci][co padded to 8]`, the
+/// layout of [`cgnet_runtime::program::Conv`].
+pub fn pack_conv(v: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
+    let co_pad = co.next_multiple_of(8);
+    let mut out = vec![0.0; k * k * ci * co_pad];
+    for o in 0..co {
+        for i in 0..ci {
+            for t in 0..k * k {
+                out[(t * ci + i) * co_pad + o] = v[(o * ci + i) * k * k + t];
+            }
+        }
+    }
+    out
+}
+
+/// 3x3 conv weights `[co][ci][3][3]` -> Winograd `U = G g G^T` packed
+/// `[16][ci][co padded to 8]`, with `G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]]`
+/// (computed in f64), the layout of [`Step::Winograd`].
+pub fn pack_winograd(v: &[f32], co: usize, ci: usize) -> Vec<f32> {
+    const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    let co_pad = co.next_multiple_of(8);
+    let mut out = vec![0.0; 16 * ci * co_pad];
+    for o in 0..co {
+        for i in 0..ci {
+            let k = |y: usize, x: usize| f64::from(v[((o * ci + i) * 3 + y) * 3 + x]);
+            for a in 0..4 {
+                for b in 0..4 {
+                    let mut u = 0.0;
+                    for (y, gay) in G[a].iter().enumerate() {
+                        for (x, gbx) in G[b].iter().enumerate() {
+                            u += gay * k(y, x) * gbx;
+                        }
+                    }
+                    out[((a * 4 + b) * ci + i) * co_pad + o] = u as f32;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn padded(v: &[f32]) -> Vec<f32> {

@@ -192,10 +192,11 @@ fn opt_view(v: &Option<View>) -> TokenStream {
 
 fn step(s: &Step) -> TokenStream {
     match s {
-        Step::Conv(c) => {
+        Step::Conv(c) | Step::Winograd(c) => {
             let (src, dst, e) = (view(&c.src), view(&c.dst), epilogue(&c.epilogue));
             let [k, st, d, w, b] = [c.kernel, c.stride, c.dilation, c.weights, c.bias].map(n);
-            quote!(Step::Conv(Conv { src: #src, dst: #dst, kernel: #k, stride: #st, dilation: #d, weights: #w, bias: #b, epilogue: #e }))
+            let variant = if matches!(s, Step::Winograd(_)) { quote!(Winograd) } else { quote!(Conv) };
+            quote!(Step::#variant(Conv { src: #src, dst: #dst, kernel: #k, stride: #st, dilation: #d, weights: #w, bias: #b, epilogue: #e }))
         }
         Step::DepthwisePair(p) => {
             let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));

@@ -92,6 +92,8 @@ pub enum KernelError {
     Weights(usize),
     #[error("kernel variant {0:?} is not supported by this CPU")]
     Unsupported(Isa),
+    #[error("a Winograd step must be a 3x3 stride-1 convolution of at most 64 channels")]
+    Winograd,
 }
 
 /// Runs a job on `n` workers: `job(i)` for `i in 0..n`, returning when all are done.
@@ -116,6 +118,12 @@ impl Exec<'_> {
         }
         for view in views(step).iter().flatten() {
             self.memory.check(view)?;
+        }
+        if let Step::Winograd(s) = step {
+            let wide = s.src.c.max(s.dst.c) > crate::program::WINOGRAD_MAX_CHANNELS;
+            if wide || s.kernel != 3 || s.stride != 1 || s.dilation != 1 {
+                return Err(KernelError::Winograd);
+            }
         }
         let max_weight = ops::max_weight_offset(step);
         if max_weight > self.weights.len() {
@@ -161,7 +169,7 @@ impl Exec<'_> {
 /// Every view a step reads or writes (no allocation: this runs per inference).
 fn views(step: &Step) -> [Option<View>; 4] {
     match step {
-        Step::Conv(s) => [Some(s.src), Some(s.dst), None, None],
+        Step::Conv(s) | Step::Winograd(s) => [Some(s.src), Some(s.dst), None, None],
         Step::DepthwisePair(s) => [Some(s.src), Some(s.dst), None, None],
         Step::AvgPool(s) => [Some(s.src), Some(s.dst), None, None],
         Step::Copy(s) => [Some(s.src), Some(s.dst), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))],

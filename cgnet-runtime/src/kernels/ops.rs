@@ -13,7 +13,9 @@ use std::ops::Range;
 
 use super::simd::{Simd, LANES};
 use super::Memory;
-use crate::program::{Act, AvgPool, ChannelSums, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View};
+use crate::program::{
+    Act, AvgPool, ChannelSums, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View, WINOGRAD_MAX_CHANNELS,
+};
 
 /// Per instruction set, one entry point per op, each compiled with the set's
 /// target features (so the generic kernels inline into it with their
@@ -28,6 +30,12 @@ macro_rules! entry_points {
             #[inline(never)]
             unsafe fn conv_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
                 unsafe { conv::<$simd>(m, w, s, rows) }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn winograd_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+                unsafe { winograd::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
@@ -69,6 +77,7 @@ macro_rules! entry_points {
                 unsafe {
                     match step {
                         Step::Conv(s) => conv_rows(m, w, s, rows),
+                        Step::Winograd(s) => winograd_rows(m, w, s, rows),
                         Step::DepthwisePair(s) => depthwise_pair_rows(m, w, s, rows),
                         Step::AvgPool(s) => avg_pool_rows(m, w, s, rows),
                         Step::Copy(s) => copy_rows(m, w, s, rows),
@@ -98,6 +107,10 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
     match step {
         Step::Conv(s) => {
             let weights = s.weights + s.kernel * s.kernel * s.src.c * s.dst.c.next_multiple_of(LANES);
+            weights.max(s.bias + pad(s.dst.c)).max(epi(&s.epilogue, s.dst.c))
+        }
+        Step::Winograd(s) => {
+            let weights = s.weights + 16 * s.src.c * s.dst.c.next_multiple_of(LANES);
             weights.max(s.bias + pad(s.dst.c)).max(epi(&s.epilogue, s.dst.c))
         }
         Step::DepthwisePair(s) => {
@@ -344,6 +357,164 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
         }
         done += n;
     }
+}
+
+/// Winograd tiles (of 2x2 outputs) per register block: 3 tiles x 4 channel vectors.
+const WG_TILES: usize = 3;
+
+/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3). For a strip of
+/// `WG_TILES` tiles: the input tiles are transformed (`B^T d B`, vectorised over
+/// input channels) into a stack buffer, 16 small GEMMs (one per transformed
+/// position, the conv's register-tiled inner loop) multiply them with the
+/// pre-transformed weights, and the output transform (`A^T M A`) adds the bias,
+/// applies the epilogue and stores the 2x2 outputs.
+#[inline(always)]
+unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+    const MAXC: usize = WINOGRAD_MAX_CHANNELS;
+    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let (ci, co) = (s.src.c, s.dst.c);
+    let blocks = co.div_ceil(LANES);
+    let co_pad = blocks * LANES;
+    let (h, wd, cs) = (s.src.h as isize, s.src.w as isize, s.src.channel_stride);
+    // [tile][16][channel] for the transformed inputs and the products.
+    let mut vbuf = [0.0f32; WG_TILES * 16 * MAXC];
+    let mut mbuf = [0.0f32; WG_TILES * 16 * MAXC];
+    let mut oy = rows.start;
+    while oy < rows.end {
+        let mut ox = 0;
+        while ox < s.dst.w {
+            let tiles = WG_TILES.min((s.dst.w - ox).div_ceil(2));
+            for t in 0..tiles {
+                let (y0, x0) = (oy as isize - 1, (ox + 2 * t) as isize - 1);
+                for cb in (0..ci).step_by(LANES) {
+                    let n = (ci - cb).min(LANES);
+                    let mut d = [[S::zero(); 4]; 4];
+                    for (r, row) in d.iter_mut().enumerate() {
+                        let iy = y0 + r as isize;
+                        if iy < 0 || iy >= h {
+                            continue;
+                        }
+                        for (c, x) in row.iter_mut().enumerate() {
+                            let ix = x0 + c as isize;
+                            if ix >= 0 && ix < wd {
+                                *x = unsafe { load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, cs) };
+                            }
+                        }
+                    }
+                    let v = winograd_input::<S>(&d);
+                    for (xi, value) in v.iter().flatten().enumerate() {
+                        unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * 16 + xi) * MAXC + cb), *value, n, 1) };
+                    }
+                }
+            }
+            for xi in 0..16 {
+                let wrow = unsafe { w.add(s.weights + xi * ci * co_pad) };
+                let mut base = [0usize; WG_TILES];
+                for (t, b) in base.iter_mut().enumerate() {
+                    *b = (t * 16 + xi) * MAXC;
+                }
+                for cb in (0..blocks).step_by(4) {
+                    let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * LANES) };
+                    let wcb = unsafe { wrow.add(cb * LANES) };
+                    unsafe {
+                        match (blocks - cb).min(4) {
+                            4 => winograd_gemm::<S, 4>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
+                            3 => winograd_gemm::<S, 3>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
+                            2 => winograd_gemm::<S, 2>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
+                            _ => winograd_gemm::<S, 1>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
+                        }
+                    }
+                }
+            }
+            for t in 0..tiles {
+                for cb in (0..co).step_by(LANES) {
+                    let mut mv = [[S::zero(); 4]; 4];
+                    for (xi, x) in mv.iter_mut().flatten().enumerate() {
+                        *x = unsafe { S::load(mbuf.as_ptr().add((t * 16 + xi) * MAXC + cb)) };
+                    }
+                    let bias = unsafe { S::load(w.add(s.bias + cb)) };
+                    let y = winograd_output::<S>(&mv);
+                    for (r, row) in y.iter().enumerate() {
+                        for (c, value) in row.iter().enumerate() {
+                            let (yy, xx) = (oy + r, ox + 2 * t + c);
+                            if yy < rows.end && xx < s.dst.w {
+                                let out = epilogue::<S>(&s.epilogue, w, cb, S::add(*value, bias));
+                                let at = s.dst.at(cb, yy, xx);
+                                unsafe { store_n::<S>(dst.add(at), out, (co - cb).min(LANES), s.dst.channel_stride) };
+                            }
+                        }
+                    }
+                }
+            }
+            ox += 2 * tiles;
+        }
+        oy += 2;
+    }
+}
+
+/// `acc[t][v] = sum_c U[c][v] * V[t][c]` for `WG_TILES` tiles and `V` vectors of
+/// output channels; products go to `out + t * 16 * MAXC + v * 8`.
+#[inline(always)]
+unsafe fn winograd_gemm<S: Simd, const V: usize>(
+    wrow: *const f32,
+    co_pad: usize,
+    vbuf: *const f32,
+    base: &[usize; WG_TILES],
+    ci: usize,
+    out: *mut f32,
+) {
+    let mut acc = [[S::zero(); V]; WG_TILES];
+    unsafe { accumulate::<S, WG_TILES, V, false>(&mut acc, wrow, co_pad, vbuf, base, 1, ci, &[1.0; WG_TILES]) };
+    for (t, a) in acc.iter().enumerate() {
+        for (v, value) in a.iter().enumerate() {
+            unsafe { S::store(out.add(t * 16 * WINOGRAD_MAX_CHANNELS + v * LANES), *value) };
+        }
+    }
+}
+
+// The transforms are plain functions with explicit indices: closures would
+// not inherit the target features and would not inline.
+
+/// `a - b`.
+#[inline(always)]
+fn sub<S: Simd>(a: S::V, b: S::V) -> S::V {
+    S::madd(b, S::splat(-1.0), a)
+}
+
+/// `B^T x` for one column (or row) `x`, `B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]`.
+#[inline(always)]
+fn input_1d<S: Simd>(x: [S::V; 4]) -> [S::V; 4] {
+    [sub::<S>(x[0], x[2]), S::add(x[1], x[2]), sub::<S>(x[2], x[1]), sub::<S>(x[1], x[3])]
+}
+
+/// `A^T x`, `A^T = [[1,1,1,0], [0,1,-1,-1]]`.
+#[inline(always)]
+fn output_1d<S: Simd>(x: [S::V; 4]) -> [S::V; 2] {
+    [S::add(S::add(x[0], x[1]), x[2]), sub::<S>(sub::<S>(x[1], x[2]), x[3])]
+}
+
+/// `B^T d B`, indexed `[row][column]`.
+#[inline(always)]
+fn winograd_input<S: Simd>(d: &[[S::V; 4]; 4]) -> [[S::V; 4]; 4] {
+    let mut t = [[S::zero(); 4]; 4]; // t[c] = column c of B^T d
+    for c in 0..4 {
+        t[c] = input_1d::<S>([d[0][c], d[1][c], d[2][c], d[3][c]]);
+    }
+    let mut v = [[S::zero(); 4]; 4];
+    for r in 0..4 {
+        v[r] = input_1d::<S>([t[0][r], t[1][r], t[2][r], t[3][r]]);
+    }
+    v
+}
+
+/// `A^T m A`, indexed `[row][column]`.
+#[inline(always)]
+fn winograd_output<S: Simd>(m: &[[S::V; 4]; 4]) -> [[S::V; 2]; 2] {
+    let mut t = [[S::zero(); 2]; 4]; // t[c] = column c of A^T m
+    for c in 0..4 {
+        t[c] = output_1d::<S>([m[0][c], m[1][c], m[2][c], m[3][c]]);
+    }
+    [output_1d::<S>([t[0][0], t[1][0], t[2][0], t[3][0]]), output_1d::<S>([t[0][1], t[1][1], t[2][1], t[3][1]])]
 }
 
 /// Pixels a depthwise conv computes at once.

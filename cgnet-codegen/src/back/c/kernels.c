@@ -180,6 +180,114 @@ static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1
             for (cb = 0; cb < blocks; cb += 4) cg_conv_group(s, m, oy, ox, cb, tile);
 }
 
+/* ---- Winograd F(2x2, 3x3) for 3x3 stride-1 convs of at most CG_WG_MAXC channels.
+ * For a strip of CG_WG_TILES tiles: the input tiles are transformed (B^T d B,
+ * vectorised over input channels) into a stack buffer, 16 small GEMMs (the conv's
+ * register-tiled inner loop) multiply them with the pre-transformed weights
+ * (U = G g G^T, packed [16][ci][co padded]), and the output transform (A^T M A)
+ * adds the bias, applies the epilogue and stores the 2x2 outputs. */
+#define CG_WG_MAXC 64
+#define CG_WG_TILES 3
+
+CG_INLINE vf cg_sub(vf a, vf b) { return vf_madd(b, vf_splat(-1.0f), a); }
+
+/* B^T x for one column or row, B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]. */
+CG_INLINE void cg_wg_in(const vf x[4], vf y[4]) {
+    y[0] = cg_sub(x[0], x[2]); y[1] = vf_add(x[1], x[2]); y[2] = cg_sub(x[2], x[1]); y[3] = cg_sub(x[1], x[3]);
+}
+
+/* A^T x, A^T = [[1,1,1,0], [0,1,-1,-1]]. */
+CG_INLINE void cg_wg_out(const vf x[4], vf y[2]) {
+    y[0] = vf_add(vf_add(x[0], x[1]), x[2]); y[1] = cg_sub(cg_sub(x[1], x[2]), x[3]);
+}
+
+CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, const float *vbuf, const size_t *base, size_t ci, float *out,
+                          const size_t V) {
+    vf acc[CG_MAX_P][CG_MAX_V];
+    size_t t, v;
+    for (t = 0; t < CG_WG_TILES; t++)
+        for (v = 0; v < V; v++) acc[t][v] = vf_zero();
+    cg_accumulate(acc, wrow, co_pad, vbuf, base, 1, ci, 0, CG_WG_TILES, V);
+    for (t = 0; t < CG_WG_TILES; t++)
+        for (v = 0; v < V; v++) vf_store(out + t * 16 * CG_WG_MAXC + v * 8, acc[t][v]);
+}
+
+static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *w = m->w;
+    const float *src = cg_base(m, s->src.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    const size_t ci = s->src.c, co = s->dst.c, blocks = (co + 7) / 8, co_pad = blocks * 8;
+    const long h = (long)s->src.h, wd = (long)s->src.w;
+    float vbuf[CG_WG_TILES * 16 * CG_WG_MAXC], mbuf[CG_WG_TILES * 16 * CG_WG_MAXC];
+    size_t oy, ox, t, cb, xi, r, c;
+    for (oy = y0; oy < y1; oy += 2) {
+        for (ox = 0; ox < s->dst.w;) {
+            const size_t left = (s->dst.w - ox + 1) / 2, tiles = left < CG_WG_TILES ? left : CG_WG_TILES;
+            for (t = 0; t < tiles; t++) {
+                const long ty = (long)oy - 1, tx = (long)(ox + 2 * t) - 1;
+                for (cb = 0; cb < ci; cb += 8) {
+                    const size_t n = ci - cb < 8 ? ci - cb : 8;
+                    vf d[4][4], col[4], tcol[4][4], row[4], v[4];
+                    for (r = 0; r < 4; r++) {
+                        for (c = 0; c < 4; c++) {
+                            const long iy = ty + (long)r, ix = tx + (long)c;
+                            d[r][c] = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
+                                          ? cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride)
+                                          : vf_zero();
+                        }
+                    }
+                    for (c = 0; c < 4; c++) {
+                        for (r = 0; r < 4; r++) col[r] = d[r][c];
+                        cg_wg_in(col, tcol[c]);
+                    }
+                    for (r = 0; r < 4; r++) {
+                        for (c = 0; c < 4; c++) row[c] = tcol[c][r];
+                        cg_wg_in(row, v);
+                        for (c = 0; c < 4; c++) cg_store_n(vbuf + (t * 16 + r * 4 + c) * CG_WG_MAXC + cb, v[c], n, 1);
+                    }
+                }
+            }
+            for (xi = 0; xi < 16; xi++) {
+                const float *wrow = w + s->weights + xi * ci * co_pad;
+                size_t base[CG_MAX_P];
+                for (t = 0; t < CG_WG_TILES; t++) base[t] = (t * 16 + xi) * CG_WG_MAXC;
+                for (cb = 0; cb < blocks; cb += 4) {
+                    const size_t nv = blocks - cb < 4 ? blocks - cb : 4;
+                    float *out = mbuf + xi * CG_WG_MAXC + cb * 8;
+                    if (nv == 4) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 4);
+                    else if (nv == 3) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 3);
+                    else if (nv == 2) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 2);
+                    else cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 1);
+                }
+            }
+            for (t = 0; t < tiles; t++) {
+                for (cb = 0; cb < co; cb += 8) {
+                    const vf bias = vf_load(w + s->bias + cb);
+                    vf mcol[4], tm[4][2], y[2][2];
+                    for (c = 0; c < 4; c++) {
+                        for (r = 0; r < 4; r++) mcol[r] = vf_load(mbuf + (t * 16 + r * 4 + c) * CG_WG_MAXC + cb);
+                        cg_wg_out(mcol, tm[c]);
+                    }
+                    for (r = 0; r < 2; r++) {
+                        vf trow[4];
+                        for (c = 0; c < 4; c++) trow[c] = tm[c][r];
+                        cg_wg_out(trow, y[r]);
+                    }
+                    for (r = 0; r < 2; r++) {
+                        for (c = 0; c < 2; c++) {
+                            const size_t yy = oy + r, xx = ox + 2 * t + c;
+                            if (yy < y1 && xx < s->dst.w)
+                                cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epi, w, cb, vf_add(y[r][c], bias)),
+                                           co - cb < 8 ? co - cb : 8, s->dst.channel_stride);
+                        }
+                    }
+                }
+            }
+            ox += 2 * tiles;
+        }
+    }
+}
+
 #define CG_DW_PIXELS 4 /* written out as a0..a3 below */
 
 /* F_loc and F_sur: per row and channel block, the 9 weights of each half stay in
@@ -390,12 +498,13 @@ static void cg_head(const float *arena, const cg_view *logits, size_t height, si
 }
 
 /* ---- Threads: each step is split by output rows through the host's parallel_for. */
-enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5 };
+enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5, CG_WINOGRAD = 6 };
 typedef struct { int kind; const void *step; const cg_mem *m; size_t parts, rows; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
     switch (kind) {
     case CG_CONV: cg_conv_rows((const cg_conv *)step, m, y0, y1); break;
+    case CG_WINOGRAD: cg_winograd_rows((const cg_conv *)step, m, y0, y1); break;
     case CG_DWPAIR: cg_dwpair_rows((const cg_dwpair *)step, m, y0, y1); break;
     case CG_POOL: cg_pool_rows((const cg_pool *)step, m, y0, y1); break;
     case CG_COPY: cg_copy_rows((const cg_copy *)step, m, y0, y1); break;

@@ -224,9 +224,9 @@ const NO_VIEW: &str = "{CG_ARENA, 0, 0, 0, 0, 0, 0, 0}";
 /// The step's C type, kind constant, row count and initializer.
 fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
     match step {
-        Step::Conv(s) => (
+        Step::Conv(s) | Step::Winograd(s) => (
             "cg_conv",
-            "CG_CONV",
+            if matches!(step, Step::Winograd(_)) { "CG_WINOGRAD" } else { "CG_CONV" },
             s.dst.h,
             format!(
                 "{{{}, {}, {}, {}, {}, {}, {}, {}}}",
