@@ -48,6 +48,10 @@ fn edited_weights(dir: &Path, edit: impl FnOnce(&mut Vec<Entry>)) -> PathBuf {
     out
 }
 
+fn build_args<'a>(model: &'a str, weights: &'a str, target: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec!["build", "--model", model, "--weights", weights, "--target", target, "--out", out]
+}
+
 fn run_args<'a>(weights: &'a str, input: &'a str, out: &'a str, model: &'a str) -> Vec<&'a str> {
     vec!["run", "--model", model, "--weights", weights, "--input", input, "--out", out]
 }
@@ -201,19 +205,8 @@ fn build_writes_a_complete_c_project_with_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sdk");
     let (model, weights) = (golden(".json"), golden(".safetensors"));
-    let o = cgnetc(&[
-        "build",
-        "--model",
-        path(&model),
-        "--weights",
-        path(&weights),
-        "--target",
-        "c-neon",
-        "--out",
-        path(&out),
-        "--name",
-        "Tiny",
-    ]);
+    let o =
+        cgnetc(&[&build_args(path(&model), path(&weights), "c-neon", path(&out))[..], &["--name", "Tiny"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sha: String = {
         use sha2::Digest;
@@ -235,18 +228,8 @@ fn build_writes_a_complete_c_project_with_provenance() {
     assert!(std::fs::read_to_string(out.join("tiny.c")).unwrap().contains("#include <arm_neon.h>"));
 
     let blob = dir.path().join("blob");
-    let o = cgnetc(&[
-        "build",
-        "--model",
-        path(&model),
-        "--weights",
-        path(&weights),
-        "--target",
-        "c-scalar",
-        "--out",
-        path(&blob),
-        "--weights-blob",
-    ]);
+    let o =
+        cgnetc(&[&build_args(path(&model), path(&weights), "c-scalar", path(&blob))[..], &["--weights-blob"]].concat());
     assert!(o.status.success());
     let bytes = std::fs::metadata(blob.join("cgnet.weights")).unwrap().len();
     assert!(std::fs::read_to_string(blob.join("cgnet.h"))
@@ -260,31 +243,9 @@ fn build_and_c_targets_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sdk");
     let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
-    let err = fails(&[
-        "build",
-        "--model",
-        path(&model),
-        "--weights",
-        path(&weights),
-        "--target",
-        "rust-avx2",
-        "--out",
-        path(&out),
-    ]);
+    let err = fails(&build_args(path(&model), path(&weights), "rust-avx2", path(&out)));
     assert!(err.contains("--target must be c-scalar, c-avx2 or c-neon"), "{err}");
-    let err = fails(&[
-        "build",
-        "--model",
-        path(&model),
-        "--weights",
-        path(&weights),
-        "--target",
-        "c-avx2",
-        "--out",
-        path(&out),
-        "--name",
-        "9x",
-    ]);
+    let err = fails(&[&build_args(path(&model), path(&weights), "c-avx2", path(&out))[..], &["--name", "9x"]].concat());
     assert!(err.contains("identifier"), "{err}");
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written on failure");
 
