@@ -1,4 +1,6 @@
-//! cgnet: a model compiler for CGNet semantic-segmentation networks.
+#![doc = include_str!("../README.md")]
+//!
+//! # Crates
 //!
 //! This facade re-exports the three crates of the toolchain:
 //! [`codegen`] (the compiler), [`runtime`] (what generated code links against)

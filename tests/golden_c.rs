@@ -10,12 +10,12 @@ fn check_target(target: CTarget) {
         eprintln!("SKIPPED {}: {e}", target.name());
         return;
     }
-    for name in common::CASES {
+    for name in common::all_cases() {
         let golden = common::load(name);
         let model = compile(&golden.spec, &golden.graph, "test").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
-        let out = toolchain::run(target, &exe, &golden.input.data, 2, 0).unwrap();
+        let out = toolchain::run(target, &exe, dir.path(), &golden.input.data, 2, 0).unwrap();
         let g = &golden.logits;
         let logits = cgnet::codegen::Tensor { c: g.c, h: g.h, w: g.w, data: out.logits };
         let labels: Vec<i32> = out.labels.iter().map(|l| i32::from(*l)).collect();

@@ -6,7 +6,7 @@ use cgnet::codegen::{interp, passes, plan, OutputKind};
 
 #[test]
 fn fused_graph_in_planned_arena_matches_every_golden_case() {
-    for name in common::CASES {
+    for name in common::all_cases() {
         let golden = common::load(name);
         let (fused, _) = passes::optimize(&golden.graph, None).unwrap();
         let plan = plan::plan(&fused);

@@ -6,7 +6,7 @@ use cgnet::codegen::{interp, OutputKind};
 
 #[test]
 fn interpreter_matches_every_golden_case() {
-    for name in common::CASES {
+    for name in common::all_cases() {
         let golden = common::load(name);
         assert_eq!(golden.graph.learnable_parameters(), golden.spec.parameters.unwrap(), "{name}: parameter count");
         cgnet::codegen::verify(&golden.graph).unwrap();

@@ -7,7 +7,7 @@ use cgnet::runtime::kernels::Isa;
 
 #[test]
 fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
-    for name in common::CASES {
+    for name in common::all_cases() {
         let golden = common::load(name);
         let model = compile(&golden.spec, &golden.graph, "test").unwrap();
         for isa in [Isa::Scalar, Isa::Avx2] {

@@ -33,7 +33,7 @@ cgnet::cgnet! {
         stage3: { blocks: 4 },
         activation: relu,
         global_context: false,
-        weights: "../shared/golden/relu_noglo_m3n4_c7_40x72.safetensors",
+        weights: "tests/golden/relu_noglo_m3n4_c7_40x72.safetensors",
     }
 }
 
@@ -43,7 +43,7 @@ cgnet::cgnet! {
         classes: 4,
         stage2: { blocks: 1 },
         stage3: { blocks: 1 },
-        weights: "../shared/golden/tiny_m1n1_c4_37x53.safetensors",
+        weights: "tests/golden/tiny_m1n1_c4_37x53.safetensors",
     }
 }
 

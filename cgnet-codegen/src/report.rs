@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::back::program::Compilation;
 use crate::ir::{Graph, ParamKind};
 use crate::passes::Applied;
 use crate::plan::Plan;
@@ -26,10 +27,14 @@ pub struct InspectReport {
     pub parameters: usize,
     /// Convolution and fully-connected multiply-adds of one inference.
     pub macs: u64,
-    /// Bytes of the one arena that holds every intermediate tensor of the
-    /// fused program (input and outputs live in the caller's memory).
+    /// Bytes of the one arena every backend emits (`ARENA_BYTES`): the planned
+    /// buffers plus F_glo's scratch. Input and outputs live in the caller's memory.
     pub arena_bytes: usize,
+    /// The planned buffers alone, and their lower bound (the largest total live at one step).
+    pub plan_bytes: usize,
     pub arena_lower_bound_bytes: usize,
+    /// F_glo's row sums, means and scales, after the planned buffers.
+    pub scratch_bytes: usize,
     pub unshared_bytes: usize,
     /// The passes run and how many rewrites each made.
     pub fusions: Vec<Applied>,
@@ -41,8 +46,9 @@ pub struct InspectReport {
 }
 
 impl InspectReport {
-    /// `graph` is the unfused graph, `fused` the optimised one with its plan.
-    pub fn new(spec: &ModelSpec, graph: &Graph, fused: &Graph, fusions: Vec<Applied>, plan: Plan) -> Self {
+    /// `graph` is the unfused graph; `compiled` what the backends emit from it.
+    pub fn new(spec: &ModelSpec, graph: &Graph, compiled: Compilation) -> Self {
+        let Compilation { model, fused, fusions, plan } = compiled;
         let layers = graph
             .nodes
             .iter()
@@ -65,8 +71,10 @@ impl InspectReport {
             spec: spec.clone(),
             parameters: graph.learnable_parameters(),
             macs: graph.total_macs(),
-            arena_bytes: plan.arena_bytes,
+            arena_bytes: model.arena_bytes,
+            plan_bytes: plan.arena_bytes,
             arena_lower_bound_bytes: plan.arena_lower_bound_bytes,
+            scratch_bytes: model.arena_bytes - plan.arena_bytes.next_multiple_of(crate::plan::ALIGN),
             unshared_bytes: plan.unshared_bytes,
             fusions,
             layers,
@@ -99,7 +107,14 @@ impl InspectReport {
         for f in &self.fusions {
             let _ = writeln!(out, "  {:<18} {:>4} rewrites  {}", f.pass, f.rewrites, f.description);
         }
-        let _ = write!(out, "\n{}", self.plan.to_text());
+        let _ = writeln!(
+            out,
+            "\narena (ARENA_BYTES of every backend): {} bytes = planned buffers {} + F_glo scratch {}",
+            self.arena_bytes,
+            self.arena_bytes - self.scratch_bytes,
+            self.scratch_bytes
+        );
+        let _ = write!(out, "{}", self.plan.to_text());
         let _ = writeln!(
             out,
             "\n{:<6} {:<28} {:<16} {:>14} {:>10} {:>14}",

@@ -10,11 +10,21 @@ use safetensors::{Dtype, SafeTensors};
 const CASE: &str = "tiny_m1n1_c4_37x53";
 
 fn golden(ext: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/golden/{CASE}{ext}"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/golden/{CASE}{ext}"))
 }
 
+/// Runs `cgnetc` with compiled C cached in a folder of this test process (not the user's cache).
 fn cgnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cgnetc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_cgnetc")).env("CGNETC_CACHE_DIR", cache_dir()).args(args).output().unwrap()
+}
+
+fn cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn path(p: &Path) -> &str {
@@ -112,7 +122,23 @@ fn inspect_reports_the_default_model() {
         ["depthwise-pair", "fold-batch-norm", "fuse-activation", "eliminate-concat", "global-context", "head"]
     );
     let ir = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec), "--ir", "fused"]).stdout).unwrap();
-    assert!(ir.contains("= depthwise_pair[d1 d4]") && ir.contains("upsample_argmax"), "{ir}");
+    assert!(ir.contains("= depthwise_pair[d1 d4]") && ir.contains("global_context"), "{ir}");
+    // The arena inspect reports is the one the backends emit.
+    let dir = tempfile::tempdir().unwrap();
+    let o = cgnetc(&["inspect", path(&repo_root().join("models/camvid.cgnet")), "--json"]);
+    let camvid: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = cgnetc(&[
+        "build",
+        path(&repo_root().join("models/camvid.cgnet")),
+        "--target",
+        "c-scalar",
+        "--out",
+        path(dir.path()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let header = std::fs::read_to_string(dir.path().join("camvid.h")).unwrap();
+    let emitted = format!("#define CAMVID_ARENA_BYTES {}u", camvid["arena_bytes"]);
+    assert!(header.contains(&emitted), "inspect says {emitted}; the header:\n{header}");
     let text = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec)]).stdout).unwrap();
     assert!(text.contains("parameters: 496306") && text.contains("6.762 GMAC"), "{text}");
     assert!(text.contains("level3.19.F_glo.fc.0"), "per-layer lines are listed");
@@ -172,7 +198,7 @@ fn bad_inputs_and_specs_are_clear_errors() {
     let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
     let out = dir.path().join("out.safetensors");
 
-    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden/nores_m2n2_c3_33x65.io.safetensors");
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/nores_m2n2_c3_33x65.io.safetensors");
     let err = fails(&run_args(path(&weights), path(&other), path(&out), path(&model)));
     assert!(err.contains("has shape [1, 3, 33, 65]; the model takes [1, 3, 37, 53]"), "{err}");
 
@@ -192,7 +218,7 @@ fn bad_inputs_and_specs_are_clear_errors() {
 
     let base = run_args(path(&weights), path(&input), path(&out), path(&model));
     let err = fails(&[&base[..], &["--target", "gpu"]].concat());
-    assert!(err.contains("target `gpu` is not available"), "{err}");
+    assert!(err.contains("invalid value 'gpu'"), "nothing unbuilt is accepted: {err}");
     let err = fails(&[&base[..], &["--target", "interp-planned", "--stop-after-pass", "9"]].concat());
     assert!(err.contains("--stop-after-pass takes 0..=6"), "{err}");
     let err = fails(&[&base[..], &["--target", "tpu"]].concat());
@@ -244,7 +270,10 @@ fn build_and_c_targets_fail_clearly() {
     let out = dir.path().join("sdk");
     let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
     let err = fails(&build_args(path(&model), path(&weights), "rust-avx2", path(&out)));
-    assert!(err.contains("--target must be c-scalar, c-avx2 or c-neon"), "{err}");
+    assert!(
+        err.contains("invalid value 'rust-avx2'") && err.contains("[possible values: c-scalar, c-avx2, c-neon]"),
+        "{err}"
+    );
     let err = fails(&[&build_args(path(&model), path(&weights), "c-avx2", path(&out))[..], &["--name", "9x"]].concat());
     assert!(err.contains("identifier"), "{err}");
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written on failure");
@@ -277,4 +306,211 @@ fn cgnet_files_describe_models_too() {
     std::fs::write(&bad, "model M {\n    input: 3 x 64 x 64,\n    classes: 4,\n    residual: sideways,\n}\n").unwrap();
     let err = fails(&["inspect", "--model", path(&bad)]);
     assert!(err.contains("bad.cgnet:4:15: unknown residual `sideways`"), "{err}");
+
+    // Compact dimensions that are not numbers: an error at the token, not a panic.
+    for (dims, found) in [("3xHxW", "`H`"), ("3x64x", "nothing")] {
+        std::fs::write(&bad, format!("model M {{\n    input: {dims},\n    classes: 4,\n}}\n")).unwrap();
+        let err = fails(&["inspect", path(&bad)]);
+        assert!(
+            err.contains(&format!("bad.cgnet:2:12: `{dims}`: every dimension must be a number (found {found})")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_weights_are_errors_naming_the_tensor_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sdk");
+    for (bits, shown) in [(f32::NAN.to_bits(), "NaN"), (f32::INFINITY.to_bits(), "inf")] {
+        let bad = edited_weights(dir.path(), |t| {
+            let e = t.iter_mut().find(|e| e.0 == "level2_0.conv1x1.conv.weight").unwrap();
+            e.3[4 * 5..4 * 6].copy_from_slice(&bits.to_le_bytes());
+        });
+        let err = fails(&build_args(path(&golden(".json")), path(&bad), "c-scalar", path(&out)));
+        assert!(
+            err.contains(&format!(
+                "`level2_0.conv1x1.conv.weight` holds {shown} at flat index 5; weights must be finite"
+            )),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing written");
+    }
+}
+
+/// The README's first command, as written, from the repository root (only the
+/// output folder moved into a temporary one); the emitted README's plain compiler
+/// line then builds the result.
+#[test]
+fn the_readme_first_command_works_and_its_output_builds_as_its_notes_say() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme.split("```").skip(1).step_by(2).collect();
+    let first = blocks[0].lines().nth(1).unwrap();
+    let cli_args = first.split_once("--bin cgnetc -- ").expect("the first command runs cgnetc").1;
+    let mut args: Vec<String> = cli_args.split_whitespace().map(String::from).collect();
+    assert_eq!(args[..2], ["build".to_string(), "models/camvid.cgnet".to_string()], "{first}");
+    let dir = tempfile::tempdir().unwrap();
+    let out_at = args.iter().position(|a| a == "--out").unwrap() + 1;
+    args[out_at] = dir.path().join("camvid").to_str().unwrap().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_cgnetc")).current_dir(repo_root()).args(&args).output().unwrap();
+    assert!(o.status.success(), "{first}: {}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("camvid");
+    // The second block is the test command, the one .ci/run runs.
+    let test_command = blocks[1].lines().nth(1).unwrap();
+    assert_eq!(test_command, "INSTA_UPDATE=no cargo test --workspace --locked");
+    let ci = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l.trim() == test_command), ".ci/run runs the README's test command");
+
+    let notes = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let compile = notes.lines().find(|l| l.starts_with("cc ")).expect("a plain cc line");
+    assert!(compile.contains("-mavx2 -mfma"), "{compile}");
+    assert!(
+        notes.contains("cgnet_pthread_pool.h")
+            && notes.contains("add_subdirectory(path/to/camvid ${CMAKE_BINARY_DIR}/camvid)")
+    );
+    assert!(notes.contains("minus the training set's per-channel mean") && notes.contains("105.65775"));
+    if Command::new("cc").arg("--version").output().is_err() {
+        eprintln!("SKIPPED compiling the emitted C: no `cc`");
+        return;
+    }
+    let words: Vec<&str> = compile.split_whitespace().collect();
+    let built = Command::new(words[0]).current_dir(&out).args(&words[1..]).output().unwrap();
+    assert!(built.status.success(), "{compile}: {}", String::from_utf8_lossy(&built.stderr));
+    // Without the flags, the guard names them.
+    let plain = Command::new("cc").current_dir(&out).args(["-std=c99", "-c", "camvid.c"]).output().unwrap();
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success() && err.contains("compile it with -mavx2 -mfma"), "{err}");
+}
+
+#[test]
+fn weights_default_to_the_file_the_description_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let camvid = repo_root().join("models/camvid.cgnet");
+    let o = cgnetc(&["build", path(&camvid), "--target", "c-scalar", "--out", path(&dir.path().join("a"))]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sha: String = {
+        use sha2::Digest;
+        let bundled = std::fs::read(repo_root().join("weights/cgnet_camvid.safetensors")).unwrap();
+        sha2::Sha256::digest(bundled).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    assert!(std::fs::read_to_string(dir.path().join("a/camvid.h")).unwrap().contains(&sha));
+
+    // An explicit --weights overrides (here: a file of another topology, so the error proves it was read).
+    let err = fails(&[
+        "build",
+        path(&camvid),
+        "--weights",
+        path(&golden(".safetensors")),
+        "--target",
+        "c-scalar",
+        "--out",
+        path(&dir.path().join("b")),
+    ]);
+    assert!(err.contains("does not match") || err.contains("missing key") || err.contains("wrong shape"), "{err}");
+
+    // A description that names no weights, without --weights: a clear error.
+    let err = fails(&["build", path(&golden(".json")), "--target", "c-scalar", "--out", path(&dir.path().join("c"))]);
+    assert!(err.contains("no weights") && err.contains("pass --weights"), "{err}");
+
+    // Relative to the description file, not the working directory.
+    let moved = dir.path().join("models");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::copy(&camvid, moved.join("camvid.cgnet")).unwrap();
+    let err = fails(&[
+        "build",
+        path(&moved.join("camvid.cgnet")),
+        "--target",
+        "c-scalar",
+        "--out",
+        path(&dir.path().join("d")),
+    ]);
+    let expected = moved.join("../weights/cgnet_camvid.safetensors");
+    assert!(err.contains("cannot read weights file") && err.contains(path(&expected)), "{err}");
+}
+
+#[test]
+fn help_lists_only_what_each_subcommand_accepts() {
+    let help = |args: &[&str]| String::from_utf8(cgnetc(args).stdout).unwrap();
+    let top = help(&["--help"]);
+    assert!(top.contains("standalone C for mobile and embedded") && !top.contains("interpreter"), "{top}");
+    let build = help(&["build", "--help"]);
+    for t in ["c-scalar", "c-avx2", "c-neon"] {
+        assert!(build.contains(t), "{build}");
+    }
+    for t in ["interp", "rust-", "gpu", "WGSL"] {
+        assert!(!build.contains(t), "`build --help` lists {t}:\n{build}");
+    }
+    let run = help(&["run", "--help"]);
+    let bench = help(&["bench", "--help"]);
+    assert!(run.contains("interp-planned") && run.contains("rust-avx2") && run.contains("c-neon"));
+    assert!(bench.contains("rust-avx2") && !bench.contains("interp"));
+    for text in [&top, &build, &run, &bench, &help(&["inspect", "--help"])] {
+        assert!(!text.contains("gpu") && !text.contains("WGSL"), "nothing unbuilt is advertised:\n{text}");
+        // Every option has a description: no option line is followed directly by another option or a blank.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("--") && !line.contains("  ") {
+                let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or("");
+                assert!(!next.is_empty() && !next.starts_with("--"), "undescribed option `{line}`:\n{text}");
+            }
+        }
+    }
+    let version = String::from_utf8(cgnetc(&["--version"]).stdout).unwrap();
+    assert_eq!(version.trim(), format!("cgnetc {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn run_prints_a_summary_and_c_builds_are_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out.safetensors");
+    let (model, weights, input) = (golden(".json"), golden(".safetensors"), golden(".io.safetensors"));
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_cgnetc"))
+            .env("CGNETC_CACHE_DIR", &cache)
+            .args(run_args(path(&weights), path(&input), path(&out), path(&model)))
+            .args(["--target", "c-scalar"])
+            .output()
+            .unwrap()
+    };
+    if Command::new("cc").arg("--version").output().is_err() {
+        eprintln!("SKIPPED the C cache: no `cc`");
+        return;
+    }
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!(
+            "wrote {}: logits [1, 4, 5, 7], scores [1, 4, 37, 53], labels [1, 37, 53]; c-scalar on 1 thread(s) took ",
+            out.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("compiled"), "the first run says it compiles");
+    let builds = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!(builds(), 1);
+    let second = run();
+    assert!(second.status.success());
+    assert!(second.stderr.is_empty(), "the second run compiles nothing: {}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(builds(), 1);
+    // Other weights are another program.
+    let other = edited_weights(dir.path(), |t| {
+        let e = t.iter_mut().find(|e| e.0 == "classifier.0.conv.weight").unwrap();
+        e.3[0] ^= 1;
+    });
+    let third = Command::new(env!("CARGO_BIN_EXE_cgnetc"))
+        .env("CGNETC_CACHE_DIR", &cache)
+        .args(run_args(path(&other), path(&input), path(&out), path(&model)))
+        .args(["--target", "c-scalar"])
+        .output()
+        .unwrap();
+    assert!(third.status.success());
+    assert_eq!(builds(), 2);
 }

@@ -35,7 +35,22 @@ struct Shared {
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
-/// `threads - 1` workers plus the calling thread.
+/// `threads - 1` workers plus the calling thread. Generated models take it as
+/// `Some(&pool)` in their `_parallel` entry points; any other [`ParallelFor`] works too.
+///
+/// ```
+/// use cgnet_runtime::kernels::ParallelFor;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// let pool = cgnet_runtime::ThreadPool::new(3)?;
+/// assert_eq!(pool.threads(), 3);
+/// let calls = AtomicUsize::new(0);
+/// pool.run(&|_index| {
+///     calls.fetch_add(1, Ordering::Relaxed);
+/// });
+/// assert_eq!(calls.load(Ordering::Relaxed), 3); // job(0) on the caller, 1 and 2 on the workers
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,

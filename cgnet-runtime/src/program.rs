@@ -123,7 +123,7 @@ pub struct ChannelSums {
 /// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
 /// channel, from the row sums a [`ChannelSums`] step left at the start of
 /// `scratch`. Scratch holds `h * c` row sums, `c` means, `hidden` units and the
-/// `c` scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`] with
+/// `c` scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`](struct@Copy) with
 /// `scale` then applies them (with the residual add) row-parallel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalContext {

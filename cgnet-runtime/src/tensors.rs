@@ -19,6 +19,18 @@ pub enum TensorFileError {
 }
 
 /// Reads one float tensor (F32, F16 or BF16 on disk) as f32 with its shape.
+///
+/// ```
+/// use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor};
+///
+/// let path = std::env::temp_dir().join(format!("cgnet-doc-io-{}.safetensors", std::process::id()));
+/// let data = [1.0f32, 2.0, 3.0];
+/// write_tensors_atomically(&path, &[OutputTensor::F32 { name: "input", shape: vec![1, 3], data: &data }])?;
+/// assert_eq!(read_f32_tensor(&path, "input")?, (vec![1, 3], data.to_vec()));
+/// assert!(read_f32_tensor(&path, "logits").is_err()); // the error lists the tensors there are
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn read_f32_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), TensorFileError> {
     let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.into(), source })?;
     let file = SafeTensors::deserialize(&bytes)

@@ -20,7 +20,7 @@ pub struct ExpectedParam {
 }
 
 /// One thing wrong with a weight file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum WeightProblem {
     Missing {
         key: String,
@@ -43,6 +43,12 @@ pub enum WeightProblem {
         key: String,
         spellings: Vec<String>,
     },
+    /// A NaN or an infinity (the first one of the tensor, at a flat index).
+    NonFinite {
+        key: String,
+        index: usize,
+        value: f32,
+    },
 }
 
 impl fmt::Display for WeightProblem {
@@ -58,6 +64,9 @@ impl fmt::Display for WeightProblem {
             }
             Self::Duplicate { key, spellings } => {
                 write!(f, "key `{key}` is given more than once: {}", spellings.join(", "))
+            }
+            Self::NonFinite { key, index, value } => {
+                write!(f, "`{key}` holds {value} at flat index {index}; weights must be finite")
             }
         }
     }
@@ -104,7 +113,29 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Reads and checks a weight file (memory-mapped).
+    /// Reads and checks a weight file (memory-mapped). Every problem (missing or
+    /// unexpected keys, wrong shapes, unsupported dtypes) is reported at once.
+    ///
+    /// ```
+    /// use cgnet_runtime::{ExpectedParam, Weights};
+    /// use safetensors::{tensor::TensorView, Dtype};
+    ///
+    /// // A one-tensor file, saved by PyTorch under `DataParallel` (the `module.` prefix).
+    /// let data: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    /// let view = TensorView::new(Dtype::F32, vec![2], &data)?;
+    /// let path = std::env::temp_dir().join(format!("cgnet-doc-{}.safetensors", std::process::id()));
+    /// safetensors::serialize_to_file([("module.b1.bn.weight", view)], &None, &path)?;
+    ///
+    /// let expected = [ExpectedParam { key: "b1.bn.weight".into(), shape: vec![2] }];
+    /// let weights = Weights::load(&path, &expected)?;
+    /// assert_eq!(weights.get("b1.bn.weight"), Some(&[0.5, -1.0][..]));
+    ///
+    /// let wrong = [ExpectedParam { key: "b1.bn.weight".into(), shape: vec![3] }];
+    /// let err = Weights::load(&path, &wrong).unwrap_err();
+    /// assert!(err.to_string().contains("does not match the model"), "{err}");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(path: &Path, expected: &[ExpectedParam]) -> Result<Self, WeightError> {
         let io = |source| WeightError::Io { path: path.to_path_buf(), source };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -149,9 +180,14 @@ impl Weights {
                 continue;
             }
             match to_f32(view.dtype(), view.data()) {
-                Some(values) => {
-                    tensors.insert(param.key.clone(), values);
-                }
+                Some(values) => match values.iter().position(|v| !v.is_finite()) {
+                    Some(index) => {
+                        problems.push(WeightProblem::NonFinite { key: param.key.clone(), index, value: values[index] })
+                    }
+                    None => {
+                        tensors.insert(param.key.clone(), values);
+                    }
+                },
                 None => problems.push(WeightProblem::UnsupportedDtype {
                     key: param.key.clone(),
                     dtype: format!("{:?}", view.dtype()),

@@ -1,12 +1,13 @@
 /* A C program written only against the documented API of emitted code:
  *
- *   cgnetc build --model models/camvid.json --weights weights/cgnet_camvid.safetensors \
- *                --target c-avx2 --out build/camvid
+ *   cgnetc build models/camvid.cgnet --target c-avx2 --out build/camvid
  *   cc -std=c99 -O3 -mavx2 -mfma -Ibuild/camvid examples/c/camvid_demo.c \
  *      build/camvid/camvid.c build/camvid/camvid_weights.c -lm -o camvid_demo
  *   ./camvid_demo input.bin logits.bin labels.bin
  *
- * input.bin: float32 [1,3,360,480] NCHW (RGB minus the CamVid mean). Writes the
+ * (the weights come from the file models/camvid.cgnet names). input.bin: float32
+ * [1,3,360,480] NCHW, R, G, B planes of 0..255 pixel values minus the CamVid mean
+ * (105.65775, 103.329834, 99.625404), not divided. Writes the
  * logits (float32 NCHW) and the labels (one byte per pixel), and prints how
  * many pixels each class got. */
 #define _POSIX_C_SOURCE 200112L

@@ -1,4 +1,9 @@
-//! Loading the PyTorch golden cases of `../shared/golden`.
+//! Loading the PyTorch golden cases.
+//!
+//! The project ships six cases in `tests/golden/` (five synthetic topologies and a
+//! 96x128 crop of a CamVid frame through the authors' bundled weights), so every
+//! golden test runs on a fresh clone. The full 360x480 CamVid case is an extra: it
+//! runs when `../shared/golden` is beside the checkout and is skipped otherwise.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -6,17 +11,69 @@ use std::path::{Path, PathBuf};
 use cgnet::codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
 use cgnet::runtime::{read_f32_tensor, Weights};
 
+/// The cases shipped in `tests/golden/`: a missing file is a failure.
 pub const CASES: [&str; 6] = [
     "cityscapes_m3n21_64x128",
     "tiny_m1n1_c4_37x53",
     "lrl_noinj_m2n3_c5_48x80",
     "relu_noglo_m3n4_c7_40x72",
     "nores_m2n2_c3_33x65",
-    "camvid_official_360x480",
+    "camvid_official_crop_96x128",
 ];
 
+/// Cases read from `../shared/golden` when it exists.
+pub const EXTRA_CASES: [&str; 1] = ["camvid_official_360x480"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project's own golden folder.
 pub fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+    root().join("tests/golden")
+}
+
+/// `../shared/golden`, when it is beside the checkout.
+pub fn shared_golden_dir() -> Option<PathBuf> {
+    let dir = root().join("../shared/golden");
+    dir.is_dir().then_some(dir)
+}
+
+/// The bundled cases plus the extras that are available; prints `SKIPPED` for the others.
+pub fn all_cases() -> Vec<&'static str> {
+    let mut cases = CASES.to_vec();
+    match shared_golden_dir() {
+        Some(_) => cases.extend(EXTRA_CASES),
+        None => {
+            for extra in EXTRA_CASES {
+                eprintln!("SKIPPED golden case {extra}: ../shared/golden is not beside the checkout");
+            }
+        }
+    }
+    cases
+}
+
+/// The bundled authors' CamVid weights (also the crop case's weights).
+pub fn camvid_weights() -> PathBuf {
+    root().join("weights/cgnet_camvid.safetensors")
+}
+
+/// Where a case's spec, weights and tensors are.
+pub struct CasePaths {
+    pub spec: PathBuf,
+    pub weights: PathBuf,
+    pub io: PathBuf,
+}
+
+pub fn paths(name: &str) -> CasePaths {
+    let dir = if EXTRA_CASES.contains(&name) {
+        shared_golden_dir().unwrap_or_else(|| panic!("golden case {name} needs ../shared/golden"))
+    } else {
+        golden_dir()
+    };
+    let weights =
+        if name.starts_with("camvid_official") { camvid_weights() } else { dir.join(format!("{name}.safetensors")) };
+    CasePaths { spec: dir.join(format!("{name}.json")), weights, io: dir.join(format!("{name}.io.safetensors")) }
 }
 
 pub struct Golden {
@@ -36,12 +93,12 @@ fn tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
 }
 
 pub fn load(name: &str) -> Golden {
-    let dir = golden_dir();
-    let spec = read_spec_file(&dir.join(format!("{name}.json"))).unwrap();
+    let paths = paths(name);
+    let spec = read_spec_file(&paths.spec).unwrap();
     let mut graph = lower(&spec);
-    let weights = Weights::load(&dir.join(format!("{name}.safetensors")), &graph.expected_weights()).unwrap();
+    let weights = Weights::load(&paths.weights, &graph.expected_weights()).unwrap();
     graph.bind(&weights);
-    let io = dir.join(format!("{name}.io.safetensors"));
+    let io = paths.io;
     let (s, d) = read_f32_tensor(&io, "input").unwrap();
     let input = tensor(&s, d);
     let (s, d) = read_f32_tensor(&io, "logits").unwrap();
@@ -68,7 +125,7 @@ pub fn read_i32(path: &Path, name: &str) -> Vec<i32> {
 
 impl Golden {
     /// Checks logits and labels against the reference with the tolerance of
-    /// `../shared/README.md`; returns the worst logit error relative to the bound.
+    /// the project's golden data (`tests/golden/README.md`); returns the worst logit error relative to the bound.
     pub fn check(&self, logits: &Tensor, labels: &[i32], what: &str) -> f32 {
         assert_eq!(
             (logits.c, logits.h, logits.w),

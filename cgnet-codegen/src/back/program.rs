@@ -45,14 +45,39 @@ pub enum CompileError {
     Unsupported { node: NodeId, name: String, what: String },
     #[error("parameter `{0}` has no value: bind weights before compiling")]
     Unbound(String),
+    #[error("packed weight {index} is {value} after folding BatchNorm into the convolutions: the weights or running statistics are too large for f32")]
+    NonFinite { index: usize, value: f32 },
+}
+
+/// A compiled model with what the compiler decided on the way: the fused graph,
+/// the rewrites of each pass and the buffer plan (what `cgnetc inspect` reports).
+pub struct Compilation {
+    pub model: CompiledModel,
+    pub fused: Graph,
+    pub fusions: Vec<passes::Applied>,
+    pub plan: plan::Plan,
 }
 
 /// Compiles an unfused graph with bound weights. `weights_sha256` names the
 /// weight file in emitted headers.
 pub fn compile(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<CompiledModel, CompileError> {
+    compile_with_report(spec, graph, weights_sha256).map(|c| c.model)
+}
+
+/// Binds zeros to every parameter: the program's layout (steps, offsets, arena)
+/// does not depend on the weights' values, so this compiles a description alone.
+pub fn bind_zero_weights(graph: &mut Graph) {
+    for h in graph.params.handles().collect::<Vec<_>>() {
+        let n = graph.params[h].len();
+        graph.params[h].value = Some(vec![0.0; n].into());
+    }
+}
+
+/// The one compiler driver (passes, plan, lowering to steps) behind every backend and `inspect`.
+pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<Compilation, CompileError> {
     let mut g = graph.clone();
     g.retain_outputs(&[OutputKind::Logits]);
-    let (fused, _) = passes::optimize(&g.compact(), None)?;
+    let (fused, fusions) = passes::optimize(&g.compact(), None)?;
     if let Some((_, p)) = fused.params.iter().find(|(_, p)| p.value.is_none()) {
         return Err(CompileError::Unbound(p.key.clone()));
     }
@@ -78,7 +103,11 @@ pub fn compile(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<
         channel_stride: logits.h * logits.w,
     };
     let arena_bytes = (scratch_at * 4 + scratch_floats * 4).next_multiple_of(plan::ALIGN);
-    Ok(CompiledModel {
+    // Emitters print every float as a literal; C has no literal for NaN or infinity.
+    if let Some(index) = lower.packer.data.iter().position(|v| !v.is_finite()) {
+        return Err(CompileError::NonFinite { index, value: lower.packer.data[index] });
+    }
+    let model = CompiledModel {
         name: spec.model_name().to_lowercase(),
         spec: spec.clone(),
         weights_sha256: weights_sha256.to_string(),
@@ -92,7 +121,8 @@ pub fn compile(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<
         classes: spec.classes,
         parameters: graph.learnable_parameters(),
         macs: graph.total_macs(),
-    })
+    };
+    Ok(Compilation { model, fused, fusions, plan })
 }
 
 /// SHA-256 of a file's bytes, as lowercase hex.

@@ -40,7 +40,7 @@ fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<(CompiledModel, Option
     let mut graph: Graph = lower(&decl.spec);
     let Some(lit) = &decl.weights else {
         // No weights at compile time: the program layout does not depend on their values.
-        zero_weights(&mut graph);
+        super::program::bind_zero_weights(&mut graph);
         let model = compile(&decl.spec, &graph, "none (loaded at run time)")
             .map_err(|e| syn::Error::new(decl.name.span(), e))?;
         return Ok((model, None));
@@ -65,13 +65,6 @@ fn weight_errors(e: &WeightError, span: Span) -> syn::Error {
         all.combine(syn::Error::new(span, detail));
     }
     all
-}
-
-fn zero_weights(graph: &mut Graph) {
-    for h in graph.params.handles().collect::<Vec<_>>() {
-        let n = graph.params[h].len();
-        graph.params[h].value = Some(vec![0.0; n].into());
-    }
 }
 
 /// Re-packs weights at run time (`from_safetensors_bytes`), checking that the

@@ -103,6 +103,14 @@ impl Parse for Field {
                 // `3x360x480` lexes as one literal with the suffix `x360x480`.
                 let mut dims = vec![LitInt::new(first.base10_digits(), first.span())];
                 for part in first.suffix()[1..].split('x') {
+                    // `LitInt::new` panics on anything but a number: check first.
+                    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                        let shown = if part.is_empty() { "nothing".to_string() } else { format!("`{part}`") };
+                        return Err(syn::Error::new(
+                            first.span(),
+                            format!("`{first}`: every dimension must be a number (found {shown}); write e.g. `3 x 360 x 480`"),
+                        ));
+                    }
                     dims.push(LitInt::new(part, first.span()));
                 }
                 Value::Dims(dims, first.span())
@@ -488,6 +496,17 @@ mod tests {
             s.name = Some("M".into());
             s
         });
+    }
+
+    #[test]
+    fn compact_dimensions_that_are_not_numbers_are_errors() {
+        for (text, found) in [("3xHxW", "`H`"), ("3x64x", "nothing"), ("3x64xx128", "nothing")] {
+            let tokens: TokenStream = format!("model M {{ input: {text}, classes: 19 }}").parse().unwrap();
+            let e = errors(tokens);
+            let expected =
+                format!("`{text}`: every dimension must be a number (found {found}); write e.g. `3 x 360 x 480`");
+            assert_eq!(e, [expected], "{text}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The kernels generated Rust calls: one generic implementation per op over
-//! [`simd::Simd`], instantiated per instruction set, each working on a range
+//! `simd::Simd`, instantiated per instruction set, each working on a range
 //! of output rows so that a step can be split across threads.
 //!
 //! Memory is addressed through [`Memory`]: raw base pointers with lengths.
@@ -27,6 +27,12 @@ pub enum Isa {
 
 impl Isa {
     /// The best variant this CPU supports.
+    ///
+    /// ```
+    /// use cgnet_runtime::kernels::Isa;
+    /// let isa = Isa::detect();
+    /// assert!(isa.is_supported() && Isa::Scalar.is_supported());
+    /// ```
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {

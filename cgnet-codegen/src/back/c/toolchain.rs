@@ -123,30 +123,110 @@ pub fn harness_source(model: &CompiledModel, weights_blob: bool) -> String {
 /// Emits `model` into `dir`, builds it with the harness, and returns the executable.
 pub fn build(model: &CompiledModel, options: &Options, dir: &Path) -> Result<PathBuf, ToolchainError> {
     let toolchain = Toolchain::find(options.target)?;
-    let mut sources = Vec::new();
-    for file in emit(model, options) {
-        match &file.contents {
-            FileContents::Text(t) => std::fs::write(dir.join(&file.name), t)?,
-            FileContents::Binary(b) => std::fs::write(dir.join(&file.name), b)?,
-        }
-        if file.name.ends_with(".c") {
-            sources.push(file.name);
-        }
-    }
-    std::fs::write(dir.join("harness.c"), harness_source(model, options.weights_blob))?;
-    sources.push("harness.c".into());
+    let sources = write_sources(model, options, dir)?;
     toolchain.compile(dir, &sources, "harness", &[])
 }
 
-/// Runs a built harness on `input` (NCHW) with `threads`; `iters > 0` also times `run`.
+/// Writes the emitted files and the harness into `dir`; returns the C sources.
+fn write_sources(model: &CompiledModel, options: &Options, dir: &Path) -> Result<Vec<String>, ToolchainError> {
+    let mut sources = Vec::new();
+    for (name, bytes) in harness_files(model, options) {
+        std::fs::write(dir.join(&name), bytes)?;
+        if name.ends_with(".c") {
+            sources.push(name);
+        }
+    }
+    Ok(sources)
+}
+
+/// Every file of a harness build: the emitted model plus `harness.c`.
+fn harness_files(model: &CompiledModel, options: &Options) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = emit(model, options)
+        .into_iter()
+        .map(|file| {
+            let bytes = match file.contents {
+                FileContents::Text(t) => t.into_bytes(),
+                FileContents::Binary(b) => b,
+            };
+            (file.name, bytes)
+        })
+        .collect();
+    files.push(("harness.c".into(), harness_source(model, options.weights_blob).into_bytes()));
+    files
+}
+
+/// A harness build that came from the cache or was just made.
+pub struct CachedBuild {
+    pub exe: PathBuf,
+    /// False when this call compiled it.
+    pub hit: bool,
+}
+
+/// Like [`build`], but once per distinct program: the build is kept in
+/// `cache/<fingerprint>/`, where the fingerprint is the SHA-256 of the tool
+/// version, the target, the compiler and every emitted file (which carry the
+/// spec and the weights). Safe for concurrent callers: a build is made in a
+/// private folder and renamed into place.
+pub fn build_cached(model: &CompiledModel, options: &Options, cache: &Path) -> Result<CachedBuild, ToolchainError> {
+    use sha2::{Digest, Sha256};
+    let toolchain = Toolchain::find(options.target)?;
+    let mut hash = Sha256::new();
+    for part in [env!("CARGO_PKG_VERSION"), options.target.name(), &toolchain.compiler] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    let files = harness_files(model, options);
+    for (name, bytes) in &files {
+        for part in [name.as_bytes(), bytes] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    let key: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let folder = cache.join(format!("{}-{}-{key}", model.name, options.target.name()));
+    let exe = folder.join("harness");
+    if exe.is_file() {
+        return Ok(CachedBuild { exe, hit: true });
+    }
+    std::fs::create_dir_all(cache)?;
+    let scratch = tempfile::Builder::new().prefix(".build-").tempdir_in(cache)?;
+    write_sources(model, options, scratch.path())?;
+    let sources: Vec<String> = files.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".c")).collect();
+    toolchain.compile(scratch.path(), &sources, "harness", &[])?;
+    let scratch = scratch.keep();
+    if std::fs::rename(&scratch, &folder).is_err() {
+        // Another process finished the same build first; use theirs.
+        let _ = std::fs::remove_dir_all(&scratch);
+        if !exe.is_file() {
+            return Err(ToolchainError::Io(std::io::Error::other(format!(
+                "cannot store the build in {}",
+                folder.display()
+            ))));
+        }
+    }
+    Ok(CachedBuild { exe, hit: false })
+}
+
+/// Where `cgnetc` keeps compiled C: `$CGNETC_CACHE_DIR`, else the platform cache
+/// folder (`$XDG_CACHE_HOME/cgnetc` or `~/.cache/cgnetc`); `None` when there is none.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("CGNETC_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("cgnetc")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache/cgnetc")))
+}
+
+/// Runs a built harness on `input` (NCHW) with `threads`, exchanging files in
+/// `dir` (the harness's folder, or any other when the build is shared); `iters > 0`
+/// also times `run`. Blob-mode builds read their weights from `dir`.
 pub fn run(
     target: CTarget,
     exe: &Path,
+    dir: &Path,
     input: &[f32],
     threads: usize,
     iters: usize,
 ) -> Result<HarnessOutputs, ToolchainError> {
-    let dir = exe.parent().expect("the harness is built inside a directory");
     std::fs::write(dir.join("input.bin"), input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     let toolchain = Toolchain::find(target)?;
     let mut cmd = match toolchain.runner.split_first() {

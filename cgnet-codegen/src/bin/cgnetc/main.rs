@@ -16,12 +16,18 @@ use cgnet_codegen::{interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
 use cgnet_runtime::kernels::{Isa, ParallelFor};
 use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, ThreadPool, Weights};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 use failure::Failure;
 
-/// Compiles CGNet segmentation models: inspect them, run them on a target, benchmark them.
+/// Compile CGNet semantic-segmentation models to standalone C for mobile and embedded
+/// SDKs, run them on an input, benchmark them, and inspect their layers and memory.
+///
+/// A model is a `.cgnet` description (the grammar of the `cgnet!` macro, e.g.
+/// `models/camvid.cgnet`) or a JSON spec, plus `.safetensors` weights with the authors'
+/// PyTorch state-dict keys (a `.cgnet` file may name its weights).
 #[derive(Parser)]
-#[command(name = "cgnetc", version, about, long_about = None)]
+#[command(name = "cgnetc", version, about, long_about, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,31 +35,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a model on one input and write logits, scores and labels.
+    /// Emit a standalone C project (NAME.h, NAME.c, weights, CMakeLists.txt, README.md).
+    Build(BuildArgs),
+    /// Run a model on one input tensor and write its logits, scores and labels.
     Run(RunArgs),
-    /// Print parameters, MACs per layer, the fusions applied and the arena plan.
-    Inspect(InspectArgs),
     /// Time inference on a target: median milliseconds and GFLOP/s.
     Bench(BenchArgs),
-    /// Emit standalone C (NAME.h, NAME.c, weights, CMakeLists.txt) for a mobile SDK.
-    Build(BuildArgs),
+    /// Print parameters, MACs per layer, the fusions applied and the arena plan.
+    Inspect(InspectArgs),
+}
+
+/// The model description, as the first argument or as `--model`.
+#[derive(clap::Args)]
+struct ModelArg {
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
+    #[arg(value_name = "MODEL", required_unless_present = "model_option")]
+    model: Option<PathBuf>,
+    /// The model description, as an option (same as MODEL).
+    #[arg(long = "model", id = "model_option", value_name = "MODEL", conflicts_with = "model")]
+    model_option: Option<PathBuf>,
+}
+
+impl ModelArg {
+    fn path(&self) -> &Path {
+        self.model.as_deref().or(self.model_option.as_deref()).expect("clap requires one of the two")
+    }
 }
 
 #[derive(clap::Args)]
 struct BuildArgs {
-    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
-    #[arg(long, value_name = "SPEC")]
-    model: PathBuf,
-    /// Weights (.safetensors, authors' state-dict keys).
+    #[command(flatten)]
+    model: ModelArg,
+    /// Weights (.safetensors, the authors' state-dict keys); defaults to the file the description names.
     #[arg(long, value_name = "W.safetensors")]
-    weights: PathBuf,
-    /// c-scalar, c-avx2 or c-neon.
-    #[arg(long, value_enum)]
+    weights: Option<PathBuf>,
+    /// Instruction set of the emitted C.
+    #[arg(long, value_parser = target_parser(BUILD_TARGETS))]
     target: Target,
     /// Output folder (created if missing; existing files of the same names are replaced).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Symbol prefix (lower case); defaults to the spec's `name`, else `cgnet`.
+    /// Symbol prefix (lower case); defaults to the description's name, else `cgnet`.
     #[arg(long)]
     name: Option<String>,
     /// Write the weights as a binary file `NAME.weights` passed at run time, not a C array.
@@ -62,35 +84,35 @@ struct BuildArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
 struct RunArgs {
-    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
-    #[arg(long, value_name = "SPEC")]
-    model: PathBuf,
-    /// Weights (.safetensors, authors' state-dict keys; f32, f16 or bf16).
+    #[command(flatten)]
+    model: ModelArg,
+    /// Weights (.safetensors, the authors' state-dict keys; f32, f16 or bf16); defaults to the file the
+    /// description names.
     #[arg(long, value_name = "W.safetensors")]
-    weights: PathBuf,
-    /// Input file holding `input`, f32 [1, 3, H, W] (NCHW, as PyTorch).
+    weights: Option<PathBuf>,
+    /// Input file holding `input`, f32 [1, 3, H, W] (NCHW, RGB, normalised as the weights expect).
     #[arg(long, value_name = "IN.safetensors")]
     input: PathBuf,
-    /// Output file: `logits` f32 [1,C,H/8,W/8], `scores` f32 [1,C,H,W], `labels` i32 [1,H,W].
+    /// Output file: `logits` f32 `[1,C,H/8,W/8]`, `scores` f32 `[1,C,H,W]`, `labels` i32 `[1,H,W]`.
     #[arg(long, value_name = "OUT.safetensors")]
     out: PathBuf,
-    /// Where to run it.
-    #[arg(long, value_enum, default_value_t = Target::Interp)]
+    /// Where to run it (C targets are compiled once and cached; see CGNETC_CACHE_DIR below).
+    #[arg(long, value_parser = target_parser(RUN_TARGETS), default_value = "interp")]
     target: Target,
     /// Run only the first N fusion passes (to bisect a wrong result; `interp-planned` only).
     #[arg(long, value_name = "N")]
     stop_after_pass: Option<usize>,
-    /// Worker threads for the compiled targets.
+    /// Threads for the compiled targets (each step's rows are split between them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
 }
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
-    #[arg(long, value_name = "SPEC")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -100,16 +122,17 @@ struct InspectArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
 struct BenchArgs {
-    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
-    #[arg(long, value_name = "SPEC")]
-    model: PathBuf,
-    /// Weights; random weights with realistic scales when omitted.
+    #[command(flatten)]
+    model: ModelArg,
+    /// Weights; defaults to the file the description names, else random weights with realistic scales.
     #[arg(long, value_name = "W.safetensors")]
     weights: Option<PathBuf>,
     /// A compiled target.
-    #[arg(long, value_enum, default_value_t = Target::RustAvx2)]
+    #[arg(long, value_parser = target_parser(BENCH_TARGETS), default_value = "rust-avx2")]
     target: Target,
+    /// Threads (each step's rows are split between them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Timed iterations (after 2 warm-up runs).
@@ -125,35 +148,59 @@ enum IrStage {
     Fused,
 }
 
-/// What an inference produces when the report plans it: logits and labels
-/// (full-resolution scores are only materialised when asked for).
-const INFERENCE_OUTPUTS: &[OutputKind] = &[OutputKind::Logits, OutputKind::Labels];
-
-/// Every place a model can run. Targets of later milestones are listed so that
-/// scripts can name them; choosing one that is not built yet is an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// Every place a model can run; each subcommand accepts (and lists) only its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
-    /// The reference interpreter on the unfused graph (the numeric oracle).
     Interp,
-    /// The interpreter on the fused graph, every tensor at its planned arena offset.
     InterpPlanned,
-    /// The compiled program on the runtime's portable kernels (what `cgnet!` runs without AVX2).
     RustScalar,
-    /// The compiled program on the runtime's AVX2 + FMA kernels.
     RustAvx2,
-    /// Emitted portable C, compiled with `cc` and run.
     CScalar,
-    /// Emitted C with AVX2 + FMA intrinsics.
     CAvx2,
-    /// Emitted C with AArch64 NEON intrinsics, run under qemu-aarch64.
     CNeon,
-    /// Emitted WGSL through the wgpu runtime shim.
-    Gpu,
+}
+
+const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon];
+const RUN_TARGETS: &[Target] = &[
+    Target::Interp,
+    Target::InterpPlanned,
+    Target::RustScalar,
+    Target::RustAvx2,
+    Target::CScalar,
+    Target::CAvx2,
+    Target::CNeon,
+];
+const BENCH_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2, Target::CScalar, Target::CAvx2, Target::CNeon];
+
+/// A `--target` parser that accepts and lists exactly `allowed`.
+fn target_parser(allowed: &'static [Target]) -> impl TypedValueParser<Value = Target> {
+    PossibleValuesParser::new(allowed.iter().map(|t| PossibleValue::new(t.name()).help(t.help())))
+        .map(|name| *RUN_TARGETS.iter().find(|t| t.name() == name).expect("parsed names are targets"))
 }
 
 impl Target {
-    fn name(self) -> String {
-        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    fn name(self) -> &'static str {
+        match self {
+            Target::Interp => "interp",
+            Target::InterpPlanned => "interp-planned",
+            Target::RustScalar => "rust-scalar",
+            Target::RustAvx2 => "rust-avx2",
+            Target::CScalar => "c-scalar",
+            Target::CAvx2 => "c-avx2",
+            Target::CNeon => "c-neon",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Target::Interp => "The reference interpreter on the unfused graph (the numeric oracle)",
+            Target::InterpPlanned => "The interpreter on the fused graph, every tensor at its planned arena offset",
+            Target::RustScalar => "The compiled program on cgnet-runtime's portable kernels",
+            Target::RustAvx2 => "The compiled program on cgnet-runtime's AVX2 + FMA kernels",
+            Target::CScalar => "Portable C99",
+            Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
+            Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
+        }
     }
 
     fn c_target(self) -> Option<CTarget> {
@@ -172,14 +219,10 @@ impl Target {
             _ => None,
         }
     }
-
-    fn not_available(self) -> Failure {
-        Failure::new(format!(
-            "target `{}` is not available in this version of cgnetc (available: interp, interp-planned, rust-scalar, rust-avx2, c-scalar, c-avx2, c-neon)",
-            self.name()
-        ))
-    }
 }
+
+/// Shown after the options of every `--help`.
+const AFTER_HELP: &str = "Environment:\n  CGNETC_CACHE_DIR  where `run` and `bench` keep compiled C (default: $XDG_CACHE_HOME/cgnetc or ~/.cache/cgnetc)\n  CC                the C compiler for c-scalar and c-avx2 (default: cc)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -198,12 +241,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// A model description and the weights file it names, if any.
+struct Description {
+    spec: ModelSpec,
+    /// `weights:` of a `.cgnet` file, relative to the file's folder.
+    weights: Option<PathBuf>,
+}
+
 /// Reads a model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
-fn read_model(path: &Path) -> Result<ModelSpec, Failure> {
+fn read_model(path: &Path) -> Result<Description, Failure> {
     if path.extension().is_some_and(|e| e == "cgnet") {
-        return cgnet_codegen::syntax::parse_file(path).map(|decl| decl.spec).map_err(Failure::new);
+        let decl = cgnet_codegen::syntax::parse_file(path).map_err(Failure::new)?;
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let weights = decl.weights.map(|w| folder.join(w.value()));
+        return Ok(Description { spec: decl.spec, weights });
     }
-    Ok(read_spec_file(path)?)
+    Ok(Description { spec: read_spec_file(path)?, weights: None })
+}
+
+/// `--weights` if given, else the file the description names.
+fn weights_for(model: &Path, description: &Description, explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    explicit.map(Path::to_path_buf).or_else(|| description.weights.clone()).ok_or_else(|| {
+        Failure::new(format!(
+            "no weights: {} names none (`weights: \"...\"` in a .cgnet file); pass --weights W.safetensors",
+            model.display()
+        ))
+    })
 }
 
 fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
@@ -220,13 +283,16 @@ fn build_graph(spec: &ModelSpec) -> Result<Graph, Failure> {
     Ok(graph)
 }
 
-/// Reads the spec and the weights; returns the bound graph and the weights' SHA-256.
-fn load_model(model: &Path, weights: &Path) -> Result<(ModelSpec, Graph, String), Failure> {
-    let spec = read_model(model)?;
+/// Reads the description and its weights (`--weights` overrides the file it names);
+/// returns the bound graph and the weights' SHA-256.
+fn load_model(model: &Path, weights: Option<&Path>) -> Result<(ModelSpec, Graph, String), Failure> {
+    let description = read_model(model)?;
+    let weights = weights_for(model, &description, weights)?;
+    let spec = description.spec;
     let mut graph = build_graph(&spec)?;
-    let loaded = Weights::load(weights, &graph.expected_weights())?;
+    let loaded = Weights::load(&weights, &graph.expected_weights())?;
     graph.bind(&loaded);
-    let bytes = std::fs::read(weights).map_err(|e| Failure::new(format!("cannot read {}: {e}", weights.display())))?;
+    let bytes = std::fs::read(&weights).map_err(|e| Failure::new(format!("cannot read {}: {e}", weights.display())))?;
     Ok((spec, graph, back::program::sha256_hex(&bytes)))
 }
 
@@ -275,42 +341,62 @@ fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor)
     })
 }
 
-/// Builds the emitted C with the harness in a temporary folder and runs it;
-/// `iters > 0` also returns the median ms of that many `run` calls.
+/// Runs the emitted C through the harness, compiled once per distinct program
+/// (see `toolchain::build_cached`); `iters > 0` also returns the median ms of that
+/// many `run` calls. Also returns the seconds the harness took.
 fn run_c(
     model: &CompiledModel,
     target: CTarget,
     threads: usize,
     input: &Tensor,
     iters: usize,
-) -> Result<(Results, Option<f64>), Failure> {
+) -> Result<(Results, Option<f64>, f64), Failure> {
     if threads == 0 {
         return Err(Failure::new("--threads must be at least 1"));
     }
-    let dir = tempfile::Builder::new()
-        .prefix("cgnetc-")
-        .tempdir()
-        .map_err(|e| Failure::new(format!("cannot create a temporary folder: {e}")))?;
-    let options = c::Options { target, weights_blob: true };
-    let exe = c::toolchain::build(model, &options, dir.path())?;
-    let out = c::toolchain::run(target, &exe, &input.data, threads, iters)?;
+    let temp = |what: &str| {
+        tempfile::Builder::new()
+            .prefix("cgnetc-")
+            .tempdir()
+            .map_err(|e| Failure::new(format!("cannot create a temporary folder for {what}: {e}")))
+    };
+    let work = temp("the harness's files")?;
+    let options = c::Options { target, weights_blob: false };
+    let started = Instant::now();
+    let (exe, _uncached) = match c::toolchain::default_cache_dir() {
+        Some(cache) => {
+            let cached = c::toolchain::build_cached(model, &options, &cache)?;
+            if !cached.hit {
+                eprintln!(
+                    "compiled {} for {} in {:.1} s (cached in {})",
+                    model.name,
+                    target.name(),
+                    started.elapsed().as_secs_f64(),
+                    cached.exe.parent().unwrap_or(&cache).display()
+                );
+            }
+            (cached.exe, None)
+        }
+        None => {
+            let dir = temp("the build")?;
+            (c::toolchain::build(model, &options, dir.path())?, Some(dir))
+        }
+    };
+    let started = Instant::now();
+    let out = c::toolchain::run(target, &exe, work.path(), &input.data, threads, iters)?;
+    let seconds = started.elapsed().as_secs_f64();
     let (c, h, w) = (model.classes, model.height, model.width);
     let results = Results {
         logits: Tensor { c, h: model.logits.h, w: model.logits.w, data: out.logits },
         scores: Tensor { c, h, w, data: out.scores },
         labels: out.labels.iter().map(|l| i32::from(*l)).collect(),
     };
-    Ok((results, out.median_ms))
+    Ok((results, out.median_ms, seconds))
 }
 
 fn build(args: &BuildArgs) -> Result<(), Failure> {
-    let Some(target) = args.target.c_target() else {
-        return Err(Failure::new(format!(
-            "`cgnetc build` emits C: --target must be c-scalar, c-avx2 or c-neon (got `{}`)",
-            args.target.name()
-        )));
-    };
-    let (mut spec, graph, sha) = load_model(&args.model, &args.weights)?;
+    let target = args.target.c_target().expect("build accepts only C targets");
+    let (mut spec, graph, sha) = load_model(args.model.path(), args.weights.as_deref())?;
     if let Some(name) = &args.name {
         spec.name = Some(name.clone());
         spec.validate()?;
@@ -367,10 +453,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
     }
-    if args.target == Target::Gpu {
-        return Err(args.target.not_available());
-    }
-    let (spec, graph, sha) = load_model(&args.model, &args.weights)?;
+    let (spec, graph, sha) = load_model(args.model.path(), args.weights.as_deref())?;
     let (shape, data) = read_f32_tensor(&args.input, "input")?;
     if shape != [1, 3, spec.height, spec.width] {
         return Err(Failure::new(format!(
@@ -381,6 +464,8 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         )));
     }
     let input = Tensor { c: 3, h: spec.height, w: spec.width, data };
+    let started = Instant::now();
+    let mut seconds = None;
     let results = match args.target {
         Target::Interp | Target::InterpPlanned => {
             let mut outputs = if args.target == Target::Interp {
@@ -397,14 +482,36 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         target => {
             let model = back::compile(&spec, &graph, &sha)?;
             match target.c_target() {
-                Some(c) => run_c(&model, c, args.threads, &input, 0)?.0,
+                Some(c) => {
+                    let (results, _, harness_seconds) = run_c(&model, c, args.threads, &input, 0)?;
+                    seconds = Some(harness_seconds);
+                    results
+                }
                 None => {
                     run_compiled(&model, target.isa().expect("compiled targets have an ISA"), args.threads, &input)?
                 }
             }
         }
     };
-    write_results(&args.out, &results)
+    let seconds = seconds.unwrap_or_else(|| started.elapsed().as_secs_f64());
+    write_results(&args.out, &results)?;
+    let (l, sc) = (&results.logits, &results.scores);
+    println!(
+        "wrote {}: logits [1, {}, {}, {}], scores [1, {}, {}, {}], labels [1, {}, {}]; {} on {} thread(s) took {:.1} ms",
+        args.out.display(),
+        l.c,
+        l.h,
+        l.w,
+        sc.c,
+        sc.h,
+        sc.w,
+        sc.h,
+        sc.w,
+        args.target.name(),
+        args.threads,
+        seconds * 1e3
+    );
+    Ok(())
 }
 
 fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
@@ -421,14 +528,17 @@ fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
 }
 
 fn inspect(args: &InspectArgs) -> Result<(), Failure> {
-    let spec = read_model(&args.model)?;
+    let spec = read_model(args.model.path())?.spec;
     let graph = build_graph(&spec)?;
-    let (fused, fusions, plan) = optimise_and_plan(&graph, None, INFERENCE_OUTPUTS)?;
+    // The layout does not depend on the weights' values: compile with zeros.
+    let mut zeros = graph.clone();
+    back::program::bind_zero_weights(&mut zeros);
+    let compiled = back::program::compile_with_report(&spec, &zeros, "none")?;
     if let Some(which) = args.ir {
-        print!("{}", if which == IrStage::Fused { &fused } else { &graph });
+        print!("{}", if which == IrStage::Fused { &compiled.fused } else { &graph });
         return Ok(());
     }
-    let report = InspectReport::new(&spec, &graph, &fused, fusions, plan);
+    let report = InspectReport::new(&spec, &graph, compiled);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?);
     } else {
@@ -438,20 +548,18 @@ fn inspect(args: &InspectArgs) -> Result<(), Failure> {
 }
 
 fn bench(args: &BenchArgs) -> Result<(), Failure> {
-    if args.target.isa().is_none() && args.target.c_target().is_none() {
-        return Err(args.target.not_available());
-    }
     if args.iters == 0 {
         return Err(Failure::new("--iters must be at least 1"));
     }
-    let (spec, graph, sha) = match &args.weights {
-        Some(w) => load_model(&args.model, w)?,
-        None => {
-            let spec = read_model(&args.model)?;
-            let mut graph = build_graph(&spec)?;
-            bind_random_weights(&mut graph, 1);
-            (spec, graph, "random weights (seed 1)".to_string())
-        }
+    let model_path = args.model.path();
+    let description = read_model(model_path)?;
+    let (spec, graph, sha) = if args.weights.is_some() || description.weights.is_some() {
+        load_model(model_path, args.weights.as_deref())?
+    } else {
+        let spec = description.spec;
+        let mut graph = build_graph(&spec)?;
+        bind_random_weights(&mut graph, 1);
+        (spec, graph, "random weights (seed 1)".to_string())
     };
     let model = back::compile(&spec, &graph, &sha)?;
     let input = image_like_input(spec.height, spec.width, 2);
@@ -474,10 +582,10 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
             (times[times.len() / 2], format!(" (min {:.1}, max {:.1})", times[0], times[times.len() - 1]))
         }
         (None, Some(target)) => {
-            let (_, median) = run_c(&model, target, args.threads, &input, args.iters)?;
+            let (_, median, _) = run_c(&model, target, args.threads, &input, args.iters)?;
             (median.ok_or_else(|| Failure::new("the C harness printed no timing"))?, String::new())
         }
-        (None, None) => unreachable!("checked above"),
+        (None, None) => unreachable!("bench accepts only compiled targets"),
     };
     let gflops = 2.0 * model.macs as f64 / (median * 1e-3) / 1e9;
     println!(
