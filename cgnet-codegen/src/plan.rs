@@ -55,7 +55,7 @@ impl Plan {
         let ratio = self.arena_bytes as f64 / self.arena_lower_bound_bytes.max(1) as f64;
         let _ = writeln!(
             out,
-            "arena: {} bytes ({:.2} MB); lower bound {} bytes ({ratio:.3}x of it); unshared {} bytes",
+            "planned buffers: {} bytes ({:.2} MB); lower bound {} bytes ({ratio:.3}x of it); unshared {} bytes",
             self.arena_bytes,
             self.arena_bytes as f64 / 1e6,
             self.arena_lower_bound_bytes,
