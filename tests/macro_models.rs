@@ -55,6 +55,19 @@ cgnet::cgnet! {
 }
 
 cgnet::cgnet! {
+    /// The Rust NEON kernels (run under qemu-aarch64 by `.ci/run`).
+    model NoResidualNeon {
+        input: 3 x 33 x 65,
+        classes: 3,
+        stage2: { blocks: 2 },
+        stage3: { blocks: 2 },
+        residual: none,
+        weights: "tests/golden/nores_m2n2_c3_33x65.safetensors",
+        target: neon,
+    }
+}
+
+cgnet::cgnet! {
     /// No weights at compile time: loaded at run time.
     model TinyLater {
         input: 3 x 37 x 53,
@@ -103,6 +116,21 @@ fn local_residual_without_injection_matches() {
         return;
     }
     check_golden!(LocalResidual::new(), LocalResidual, "lrl_noinj_m2n3_c5_48x80");
+}
+
+#[test]
+fn neon_target_matches() {
+    if !cgnet::runtime::kernels::Isa::Neon.is_supported() {
+        eprintln!("SKIPPED target: neon: this is not an AArch64 CPU (.ci/run runs this test under qemu-aarch64)");
+        let err = NoResidualNeon::new().run(
+            &[0.0; 3 * 33 * 65],
+            NoResidualNeon::new_arena().as_f32_mut(),
+            &mut [0.0; 3 * 5 * 9],
+        );
+        assert!(err.unwrap_err().to_string().contains("not supported by this CPU"));
+        return;
+    }
+    check_golden!(NoResidualNeon::new(), NoResidualNeon, "nores_m2n2_c3_33x65");
 }
 
 #[test]

@@ -96,13 +96,8 @@ impl World {
     }
 
     fn run(&mut self, isa: Isa, step: &Step) {
-        let memory = Memory {
-            arena: (self.arena.as_mut_ptr(), self.arena.len()),
-            input: (self.input.as_ptr(), self.input.len()),
-            logits: (std::ptr::null_mut(), 0),
-            scores: (std::ptr::null_mut(), 0),
-        };
-        Exec { memory, weights: &self.weights, isa, parallel: None }.step(step).unwrap();
+        let memory = Memory::new(&mut self.arena, &self.input);
+        Exec::new(memory, &self.weights, isa, None).step(step).unwrap();
     }
 }
 

@@ -9,6 +9,8 @@
 //! topology. It checks weight files against a list of expected keys and shapes
 //! that the compiler hands it.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod arena;
 pub mod kernels;
 pub mod model;

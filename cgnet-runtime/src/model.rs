@@ -47,12 +47,10 @@ pub fn exec<'a>(
     if found < arena_bytes {
         return Err(ModelError::ArenaTooSmall { expected: arena_bytes, found });
     }
-    let logits = logits.map_or((std::ptr::null_mut(), 0), |l| (l.as_mut_ptr(), l.len()));
-    let memory = Memory {
-        arena: (arena.as_mut_ptr(), arena.len()),
-        input: (input.as_ptr(), input.len()),
-        logits,
-        scores: (std::ptr::null_mut(), 0),
+    let memory = Memory::new(arena, input);
+    let memory = match logits {
+        Some(logits) => memory.with_logits(logits),
+        None => memory,
     };
-    Ok(Exec { memory, weights, isa, parallel })
+    Ok(Exec::new(memory, weights, isa, parallel))
 }

@@ -45,6 +45,52 @@ impl View {
         self.at(self.c - 1, self.h - 1, self.w - 1) + 1
     }
 
+    /// Whether distinct rows `y` address distinct elements (so threads that
+    /// write different rows never write the same float): each row fits in its
+    /// row stride, or rows nest inside channel planes (NCHW).
+    pub fn rows_disjoint(&self) -> bool {
+        let span = |n: usize, stride: usize| n.saturating_sub(1).saturating_mul(stride);
+        let pixels = span(self.w, self.pixel_stride);
+        self.h <= 1
+            || pixels.saturating_add(span(self.c, self.channel_stride)) < self.row_stride
+            || (pixels < self.row_stride
+                && (self.c <= 1 || self.h.saturating_mul(self.row_stride) <= self.channel_stride))
+    }
+
+    /// Whether the two views may address a common element. Exact for views of
+    /// different memories, disjoint ranges, and disjoint channel slices of one
+    /// NHWC buffer; conservative (`true`) otherwise.
+    pub fn may_overlap(&self, other: &View) -> bool {
+        if self.mem != other.mem
+            || self.c == 0
+            || other.c == 0
+            || self.h == 0
+            || other.h == 0
+            || self.w == 0
+            || other.w == 0
+        {
+            return false;
+        }
+        if self.end() <= other.offset || other.end() <= self.offset {
+            return false;
+        }
+        let p = self.pixel_stride;
+        let same_grid = self.channel_stride == 1
+            && other.channel_stride == 1
+            && p > 0
+            && other.pixel_stride == p
+            && self.row_stride % p == 0
+            && other.row_stride % p == 0;
+        if same_grid {
+            // Every element's index modulo the pixel stride is its channel slot.
+            let (a, b) = (self.offset % p, other.offset % p);
+            if a + self.c <= p && b + other.c <= p && (a + self.c <= b || b + other.c <= a) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Whether channels are contiguous (the internal NHWC layout).
     pub fn is_nhwc(&self) -> bool {
         self.channel_stride == 1

@@ -37,14 +37,8 @@ impl Runner {
         parallel: Option<&dyn ParallelFor>,
         input: &[f32],
     ) -> Result<&[f32], KernelError> {
-        let arena = self.arena.as_f32_mut();
-        let memory = Memory {
-            arena: (arena.as_mut_ptr(), arena.len()),
-            input: (input.as_ptr(), input.len()),
-            logits: (self.logits.as_mut_ptr(), self.logits.len()),
-            scores: (std::ptr::null_mut(), 0),
-        };
-        let exec = Exec { memory, weights: &model.weights, isa, parallel };
+        let memory = Memory::new(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
+        let exec = Exec::new(memory, &model.weights, isa, parallel);
         for step in &model.steps {
             exec.step(step)?;
         }
@@ -76,18 +70,14 @@ pub fn execute(
     let mut logits = vec![0.0f32; model.logits_out.end()];
     let mut scores = vec![0.0f32; c * h * w];
     let mut labels = vec![0u8; h * w];
-    let arena_f32 = arena.as_f32_mut();
-    let memory = Memory {
-        arena: (arena_f32.as_mut_ptr(), arena_f32.len()),
-        input: (input.as_ptr(), input.len()),
-        logits: (logits.as_mut_ptr(), logits.len()),
-        scores: (std::ptr::null_mut(), 0),
-    };
-    let exec = Exec { memory, weights: &model.weights, isa, parallel };
-    for step in &model.steps {
-        exec.step(step)?;
+    {
+        let memory = Memory::new(arena.as_f32_mut(), input).with_logits(&mut logits);
+        let exec = Exec::new(memory, &model.weights, isa, parallel);
+        for step in &model.steps {
+            exec.step(step)?;
+        }
+        exec.step(&logits_tail(model))?;
     }
-    exec.step(&logits_tail(model))?;
     head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
     head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
     Ok(Outputs { logits, scores, labels })

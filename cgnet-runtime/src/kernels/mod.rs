@@ -10,7 +10,9 @@ pub mod head;
 mod ops;
 mod simd;
 
+use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::program::{Mem, Step, View};
 
@@ -57,24 +59,53 @@ impl Isa {
     }
 }
 
-/// Base pointers and lengths (in f32) of the memories a program addresses.
-#[derive(Clone, Copy, Debug)]
-pub struct Memory {
-    pub arena: (*mut f32, usize),
-    pub input: (*const f32, usize),
-    pub logits: (*mut f32, usize),
-    pub scores: (*mut f32, usize),
+/// The memories a program addresses, borrowed for `'a`. Built from slices, so
+/// every base pointer is valid for its length for as long as the `Memory`
+/// lives, and the input is only ever read.
+pub struct Memory<'a> {
+    pub(crate) arena: (*mut f32, usize),
+    input: (*const f32, usize),
+    logits: (*mut f32, usize),
+    scores: (*mut f32, usize),
+    _borrows: PhantomData<(&'a mut [f32], &'a [f32])>,
 }
 
-// SAFETY: `Memory` is a set of addresses; threads that share it write disjoint
-// output rows of a step (see `Exec::step`).
-unsafe impl Send for Memory {}
-unsafe impl Sync for Memory {}
+// SAFETY: `Memory` is a set of exclusive borrows (and one shared borrow of the
+// input) turned into addresses. `Exec::step` only lets threads share it for
+// steps whose threads write disjoint rows that no thread reads.
+unsafe impl Send for Memory<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Memory<'_> {}
 
-impl Memory {
+impl<'a> Memory<'a> {
+    /// The arena and the input of one inference; outputs are added with
+    /// [`Memory::with_logits`] / [`Memory::with_scores`].
+    pub fn new(arena: &'a mut [f32], input: &'a [f32]) -> Self {
+        Self {
+            arena: (arena.as_mut_ptr(), arena.len()),
+            input: (input.as_ptr(), input.len()),
+            logits: (std::ptr::null_mut(), 0),
+            scores: (std::ptr::null_mut(), 0),
+            _borrows: PhantomData,
+        }
+    }
+
+    /// The caller's logits, addressed by `Mem::Logits` views.
+    pub fn with_logits(mut self, logits: &'a mut [f32]) -> Self {
+        self.logits = (logits.as_mut_ptr(), logits.len());
+        self
+    }
+
+    /// The caller's full-resolution scores, addressed by `Mem::Scores` views.
+    pub fn with_scores(mut self, scores: &'a mut [f32]) -> Self {
+        self.scores = (scores.as_mut_ptr(), scores.len());
+        self
+    }
+
     fn base(&self, mem: Mem) -> (*mut f32, usize) {
         match mem {
             Mem::Arena => self.arena,
+            // Never written: `Exec::step` rejects steps that write `Mem::Input`.
             Mem::Input => (self.input.0.cast_mut(), self.input.1),
             Mem::Logits => self.logits,
             Mem::Scores => self.scores,
@@ -100,6 +131,14 @@ pub enum KernelError {
     Unsupported(Isa),
     #[error("a Winograd step must be a 3x3 stride-1 convolution of at most 64 channels")]
     Winograd,
+    #[error("the views of a step do not fit together: {0}")]
+    Shapes(&'static str),
+    #[error("a step may not write the input (view {0:?})")]
+    WritesInput(View),
+    #[error("the output view {0:?} has rows that overlap each other")]
+    OverlappingRows(View),
+    #[error("the output view {write:?} overlaps the input view {read:?} of the same step")]
+    Aliasing { read: Box<View>, write: Box<View> },
 }
 
 /// Runs a job on `n` workers: `job(i)` for `i in 0..n`, returning when all are done.
@@ -109,21 +148,48 @@ pub trait ParallelFor: Sync {
 }
 
 /// Executes steps against one set of memories and packed weights.
+///
+/// Safety contract: nothing a caller passes can make a kernel touch memory
+/// outside the borrowed slices or race. Before a kernel runs, [`Exec::step`]
+/// checks that every view lies inside its memory and every weight offset inside
+/// the weights; that the step does not write the input; that the rows of its
+/// output are disjoint (threads write different rows); and that the output
+/// shares no element with what the step reads, except an elementwise copy
+/// reading the very view it writes (each thread then reads only its own rows).
+/// A step that fails a check is an error, not undefined behaviour.
 pub struct Exec<'a> {
-    pub memory: Memory,
-    pub weights: &'a [f32],
-    pub isa: Isa,
-    pub parallel: Option<&'a dyn ParallelFor>,
+    memory: Memory<'a>,
+    weights: &'a [f32],
+    isa: Isa,
+    parallel: Option<&'a dyn ParallelFor>,
 }
 
-impl Exec<'_> {
+impl<'a> Exec<'a> {
+    pub fn new(memory: Memory<'a>, weights: &'a [f32], isa: Isa, parallel: Option<&'a dyn ParallelFor>) -> Self {
+        Self { memory, weights, isa, parallel }
+    }
+
     /// Runs one step, split by output rows across the workers if any.
     pub fn step(&self, step: &Step) -> Result<(), KernelError> {
         if !self.isa.is_supported() {
             return Err(KernelError::Unsupported(self.isa));
         }
-        for view in views(step).iter().flatten() {
+        let (reads, write) = accesses(step);
+        for view in reads.iter().flatten().chain([&write]) {
             self.memory.check(view)?;
+        }
+        check_shapes(step)?;
+        if write.mem == Mem::Input {
+            return Err(KernelError::WritesInput(write));
+        }
+        if !write.rows_disjoint() {
+            return Err(KernelError::OverlappingRows(write));
+        }
+        let elementwise = matches!(step, Step::Copy(_));
+        for read in reads.iter().flatten() {
+            if read.may_overlap(&write) && !(elementwise && *read == write) {
+                return Err(KernelError::Aliasing { read: Box::new(*read), write: Box::new(write) });
+            }
         }
         if let Step::Winograd(s) = step {
             let wide = s.src.c.max(s.dst.c) > crate::program::WINOGRAD_MAX_CHANNELS;
@@ -137,14 +203,24 @@ impl Exec<'_> {
         }
         match (step.rows(), self.parallel) {
             (Some(rows), Some(pool)) if pool.threads() > 1 && rows > 1 => {
-                let n = pool.threads().min(rows);
-                pool.run(&|i| {
-                    if i < n {
-                        // SAFETY: views and weights were checked above; workers
-                        // write disjoint row ranges of the destination.
-                        unsafe { self.rows(step, i * rows / n..(i + 1) * rows / n) }
+                let parts = pool.threads().min(rows);
+                // Parts are claimed from a counter, so each runs exactly once
+                // whatever the pool does: calls of `job` with repeated or
+                // out-of-range indices claim nothing twice, and the caller
+                // finishes any part the pool left.
+                let next = AtomicUsize::new(0);
+                let work = |_: usize| loop {
+                    let part = next.fetch_add(1, Ordering::Relaxed);
+                    if part >= parts {
+                        break;
                     }
-                });
+                    // SAFETY: views and weights were checked above; each part is
+                    // claimed once and writes its own rows of an output that no
+                    // part reads (beyond its own rows of an elementwise copy).
+                    unsafe { self.rows(step, part * rows / parts..(part + 1) * rows / parts) }
+                };
+                pool.run(&work);
+                work(0);
             }
             _ => {
                 let rows = step.rows().unwrap_or(1);
@@ -161,10 +237,13 @@ impl Exec<'_> {
     unsafe fn rows(&self, step: &Step, rows: Range<usize>) {
         let (m, w) = (&self.memory, self.weights);
         match self.isa {
+            // SAFETY: forwarded from this function's contract; the variant is supported (checked first by `step`).
             Isa::Scalar => unsafe { ops::scalar::run(m, w, step, rows) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: forwarded from this function's contract; the variant is supported (checked first by `step`).
             Isa::Avx2 => unsafe { ops::avx2::run(m, w, step, rows) },
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: forwarded from this function's contract; NEON is part of every AArch64 CPU.
             Isa::Neon => unsafe { ops::neon::run(m, w, step, rows) },
             #[allow(unreachable_patterns)]
             _ => unreachable!("Exec::step rejects unsupported variants"),
@@ -172,19 +251,154 @@ impl Exec<'_> {
     }
 }
 
-/// Every view a step reads or writes (no allocation: this runs per inference).
-fn views(step: &Step) -> [Option<View>; 4] {
+/// The views a step reads and the one it writes (no allocation: this runs per inference).
+fn accesses(step: &Step) -> ([Option<View>; 3], View) {
     match step {
-        Step::Conv(s) | Step::Winograd(s) => [Some(s.src), Some(s.dst), None, None],
-        Step::DepthwisePair(s) => [Some(s.src), Some(s.dst), None, None],
-        Step::AvgPool(s) => [Some(s.src), Some(s.dst), None, None],
-        Step::Copy(s) => [Some(s.src), Some(s.dst), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))],
-        Step::ChannelSums(s) => [Some(s.x), Some(scratch_view(s.sums, s.x.h * s.x.c)), None, None],
-        Step::GlobalContext(s) => [Some(scratch_view(s.scratch, s.scratch_len())), None, None, None],
+        Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
+        Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
+        Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
+        Step::Copy(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
+        // Row `y` of `x` sums into `sums + y * c`.
+        Step::ChannelSums(s) => {
+            let sums = View {
+                mem: Mem::Arena,
+                offset: s.sums,
+                c: s.x.c,
+                h: s.x.h,
+                w: 1,
+                row_stride: s.x.c,
+                pixel_stride: 0,
+                channel_stride: 1,
+            };
+            ([Some(s.x), None, None], sums)
+        }
+        // Serial, and only its own scratch.
+        Step::GlobalContext(s) => ([None, None, None], scratch_view(s.scratch, s.scratch_len())),
+    }
+}
+
+/// The shape relations the kernels index by (e.g. a copy reads its source at
+/// every coordinate of its destination).
+fn check_shapes(step: &Step) -> Result<(), KernelError> {
+    let same = |a: &View, b: &View| (a.c, a.h, a.w) == (b.c, b.h, b.w);
+    let fits = match step {
+        Step::DepthwisePair(s) => (s.dst.c, s.dst.h, s.dst.w) == (2 * s.src.c, s.src.h, s.src.w),
+        Step::AvgPool(s) => s.dst.c == s.src.c,
+        Step::Copy(s) => same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)),
+        Step::Conv(_) | Step::Winograd(_) | Step::ChannelSums(_) | Step::GlobalContext(_) => true,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(KernelError::Shapes(match step {
+            Step::DepthwisePair(_) => "a depthwise pair writes 2c channels of its input's size",
+            Step::AvgPool(_) => "a pool keeps its channel count",
+            _ => "a copy's source, addend and destination have one shape",
+        }))
     }
 }
 
 /// `len` floats of arena scratch at `offset`, as a view for the bounds check.
 fn scratch_view(offset: usize, len: usize) -> View {
     View { mem: Mem::Arena, offset, c: len, h: 1, w: 1, row_stride: 0, pixel_stride: 0, channel_stride: 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{Conv, Copy, Epilogue};
+
+    /// An NHWC view of `c` channels in a buffer of `stride` floats per pixel.
+    fn nhwc(mem: Mem, offset: usize, c: usize, h: usize, w: usize, stride: usize) -> View {
+        View { mem, offset, c, h, w, row_stride: w * stride, pixel_stride: stride, channel_stride: 1 }
+    }
+
+    fn copy(src: View, dst: View) -> Step {
+        Step::Copy(Copy { src, scale: None, add: None, dst, epilogue: Epilogue::NONE })
+    }
+
+    fn run(step: &Step) -> Result<(), KernelError> {
+        let mut arena = vec![0.0f32; 1024];
+        let input = vec![1.0f32; 3 * 4 * 4];
+        let weights = vec![0.0f32; 1024];
+        Exec::new(Memory::new(&mut arena, &input), &weights, Isa::Scalar, None).step(step)
+    }
+
+    #[test]
+    fn steps_that_could_corrupt_memory_are_errors() {
+        let input =
+            View { mem: Mem::Input, offset: 0, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        let a = nhwc(Mem::Arena, 0, 8, 4, 4, 8);
+        assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 8), input)), Err(KernelError::WritesInput(input)));
+        assert!(matches!(run(&copy(a, nhwc(Mem::Arena, 512, 8, 4, 3, 8))), Err(KernelError::Shapes(_))));
+
+        let rows_alias = View { row_stride: 0, ..a };
+        assert_eq!(
+            run(&copy(nhwc(Mem::Arena, 512, 8, 4, 4, 8), rows_alias)),
+            Err(KernelError::OverlappingRows(rows_alias))
+        );
+
+        // A convolution whose output overlaps its input (shifted by one pixel).
+        let shifted = nhwc(Mem::Arena, 8, 8, 4, 4, 8);
+        let conv = Step::Conv(Conv {
+            src: a,
+            dst: shifted,
+            kernel: 3,
+            stride: 1,
+            dilation: 1,
+            weights: 0,
+            bias: 0,
+            epilogue: Epilogue::NONE,
+        });
+        assert_eq!(run(&conv), Err(KernelError::Aliasing { read: Box::new(a), write: Box::new(shifted) }));
+
+        let too_long = nhwc(Mem::Arena, 1000, 8, 4, 4, 8);
+        assert!(matches!(run(&copy(a, too_long)), Err(KernelError::OutOfBounds { .. })));
+    }
+
+    #[test]
+    fn what_the_compiler_emits_passes() {
+        let a = nhwc(Mem::Arena, 0, 8, 4, 4, 8);
+        // An elementwise copy in place.
+        assert_eq!(run(&copy(a, a)), Ok(()));
+        // Disjoint channel slices of one padded buffer (a concat written in place).
+        let (left, right) = (nhwc(Mem::Arena, 0, 4, 4, 4, 16), nhwc(Mem::Arena, 4, 4, 4, 4, 16));
+        assert!(!left.may_overlap(&right) && !right.may_overlap(&left));
+        assert_eq!(run(&copy(left, right)), Ok(()));
+        // NCHW rows nest in channel planes: disjoint.
+        let nchw =
+            View { mem: Mem::Arena, offset: 512, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        assert!(nchw.rows_disjoint());
+        assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 8), nchw)), Ok(()));
+        // Overlapping slices are caught.
+        let (l, r) = (nhwc(Mem::Arena, 0, 6, 4, 4, 16), nhwc(Mem::Arena, 5, 3, 4, 4, 16));
+        assert!(l.may_overlap(&r));
+    }
+
+    /// A pool that breaks the `ParallelFor` conventions: it calls `job(0)` on
+    /// two threads at once and never calls the other indices.
+    struct Careless;
+
+    impl ParallelFor for Careless {
+        fn threads(&self) -> usize {
+            4
+        }
+        fn run(&self, job: &(dyn Fn(usize) + Sync)) {
+            std::thread::scope(|scope| {
+                scope.spawn(|| job(0));
+                scope.spawn(|| job(0));
+            });
+        }
+    }
+
+    #[test]
+    fn a_careless_pool_cannot_make_parts_race_or_go_missing() {
+        let src = nhwc(Mem::Arena, 0, 8, 16, 4, 8);
+        let dst = nhwc(Mem::Arena, 512, 8, 16, 4, 8);
+        let step = copy(src, dst);
+        let input = [0.0f32; 3];
+        let mut arena: Vec<f32> = (0..1024).map(|i| if i < 512 { i as f32 } else { -1.0 }).collect();
+        Exec::new(Memory::new(&mut arena, &input), &[], Isa::Scalar, Some(&Careless)).step(&step).unwrap();
+        assert_eq!(arena[512..], arena[..512], "every row was copied exactly once");
+    }
 }

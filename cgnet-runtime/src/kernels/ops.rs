@@ -2,9 +2,11 @@
 //! blocks of 8 (one vector); per-channel parameters are padded with zeros so
 //! that whole vectors can always be loaded.
 //!
-//! Every function here is `unsafe`: callers (`Exec::step`) guarantee that all
-//! views are in bounds of their memories and all weight offsets of the packed
-//! weights, and that concurrent callers write disjoint destination rows.
+//! Every kernel here is `unsafe`: its caller (`Exec::step`) has checked that
+//! all views are in bounds of their memories and all weight offsets inside
+//! the packed weights, that the views' shapes fit the op, that the output
+//! does not alias what the step reads, and that concurrent callers write
+//! disjoint destination rows. Each `unsafe` block says which of these it uses.
 
 // Register tiles are indexed by (pixel, vector); index loops say that most directly.
 #![allow(clippy::needless_range_loop)]
@@ -29,42 +31,49 @@ macro_rules! entry_points {
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn conv_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { conv::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn winograd_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { winograd::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn depthwise_pair_rows(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { depthwise_pair::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn avg_pool_rows(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { avg_pool::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn copy_rows(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { copy::<$simd>(m, w, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn channel_sums_rows(m: &Memory, s: &ChannelSums, rows: Range<usize>) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { channel_sums::<$simd>(m, s, rows) }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
             unsafe fn squeeze(m: &Memory, w: *const f32, s: &GlobalContext) {
+                // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { global_context::<$simd>(m, w, s) }
             }
 
@@ -74,6 +83,7 @@ macro_rules! entry_points {
             /// instruction set supported by this CPU.
             pub(in crate::kernels) unsafe fn run(m: &Memory, w: &[f32], step: &Step, rows: Range<usize>) {
                 let w = w.as_ptr();
+                // SAFETY: forwarded from this function's contract (see `# Safety`).
                 unsafe {
                     match step {
                         Step::Conv(s) => conv_rows(m, w, s, rows),
@@ -146,6 +156,7 @@ fn activate<S: Simd>(a: Act, w: *const f32, c: usize, v: S::V) -> S::V {
         Act::None => v,
         Act::Relu => S::max(v, S::zero()),
         // max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v)
+        // SAFETY: epilogue parameters are lane-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); `c` is a lane-aligned channel of the step's output.
         Act::Prelu(o) => S::madd(S::min(v, S::zero()), unsafe { S::load(w.add(o + c)) }, S::max(v, S::zero())),
     }
 }
@@ -155,6 +166,7 @@ fn activate<S: Simd>(a: Act, w: *const f32, c: usize, v: S::V) -> S::V {
 fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, v: S::V) -> S::V {
     let mut v = activate::<S>(e.act, w, c, v);
     if let Some((scale, shift)) = e.affine {
+        // SAFETY: epilogue parameters are lane-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); `c` is a lane-aligned channel of the step's output.
         v = unsafe { S::madd(v, S::load(w.add(scale + c)), S::load(w.add(shift + c))) };
     }
     activate::<S>(e.act2, w, c, v)
@@ -164,12 +176,15 @@ fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, v: S::V) -> S::V {
 #[inline(always)]
 unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
     if n == LANES && stride == 1 {
+        // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
         return unsafe { S::load(p) };
     }
     let mut lanes = [0.0f32; LANES];
     for (i, lane) in lanes.iter_mut().enumerate().take(n) {
+        // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
         *lane = unsafe { *p.add(i * stride) };
     }
+    // SAFETY: `lanes` holds `LANES` floats.
     unsafe { S::load(lanes.as_ptr()) }
 }
 
@@ -177,10 +192,12 @@ unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
 #[inline(always)]
 unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
     if n == LANES && stride == 1 {
+        // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
         return unsafe { S::store(p, v) };
     }
     let lanes = S::to_array(v);
     for (i, lane) in lanes.iter().enumerate().take(n) {
+        // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
         unsafe { *p.add(i * stride) = *lane };
     }
 }
@@ -213,14 +230,17 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
         p: usize,
         c: usize,
     ) -> S::V {
+        // SAFETY: the caller's contract: `base[p] + c * cs` is an element of the checked source view for every `c < ci`.
         let x = unsafe { *src.add(base[p] + c * cs) };
         S::splat(if MASK { x * mask[p] } else { x })
     }
     for c in 0..ci {
+        // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
         let w = unsafe { wrow.add(c * co_pad) };
         if V <= P {
             let mut wv = [S::zero(); V];
             for (v, x) in wv.iter_mut().enumerate() {
+                // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 *x = unsafe { S::load(w.add(v * LANES)) };
             }
             for p in 0..P {
@@ -235,6 +255,7 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
                 *x = input::<S, P, MASK>(src, base, cs, mask, p, c);
             }
             for v in 0..V {
+                // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wv = unsafe { S::load(w.add(v * LANES)) };
                 for p in 0..P {
                     acc[p][v] = S::madd(wv, b[p], acc[p][v]);
@@ -264,6 +285,7 @@ unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>)
     #[inline(always)]
     fn group<S: Simd>(m: &Memory, w: *const f32, s: &Conv, oy: usize, ox: usize, cb: usize, tile: usize) {
         let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(LANES));
+        // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
             match (blocks - cb).min(4) {
                 4 => conv_tile::<S, { tile_pixels(4) }, 4>(m, w, s, oy, ox, n, cb),
@@ -310,6 +332,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
         let x0 = ox + done;
         let mut acc = [[S::zero(); V]; P];
         for v in 0..V {
+            // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
             let b = unsafe { S::load(w.add(s.bias + (cb + v) * LANES)) };
             for a in acc.iter_mut() {
                 a[v] = b;
@@ -323,12 +346,14 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
             for kx in 0..k {
                 let ix0 = (x0 * stride + kx * dil) as isize - pad;
                 let ix_last = ix0 + ((n - 1) * stride) as isize;
+                // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wrow = unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * LANES) };
                 if n == P && ix0 >= 0 && ix_last < s.src.w as isize {
                     let mut base = [0usize; P];
                     for (p, b) in base.iter_mut().enumerate() {
                         *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
                     }
+                    // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
                     unsafe { accumulate::<S, P, V, false>(&mut acc, wrow, co_pad, src, &base, cs, ci, &[1.0; P]) };
                 } else {
                     // Border or short tile: clamp addresses, zero the contribution of padding.
@@ -340,6 +365,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                         mask[p] = if valid { 1.0 } else { 0.0 };
                         base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
                     }
+                    // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
                     unsafe { accumulate::<S, P, V, true>(&mut acc, wrow, co_pad, src, &base, cs, ci, &mask) };
                 }
             }
@@ -352,6 +378,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                 }
                 let out = epilogue::<S>(&s.epilogue, w, c, *value);
                 let at = s.dst.at(c, oy, x0 + p);
+                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(at), out, (s.dst.c - c).min(LANES), s.dst.channel_stride) };
             }
         }
@@ -397,25 +424,31 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
                         for (c, x) in row.iter_mut().enumerate() {
                             let ix = x0 + c as isize;
                             if ix >= 0 && ix < wd {
+                                // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
                                 *x = unsafe { load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, cs) };
                             }
                         }
                     }
                     let v = winograd_input::<S>(&d);
                     for (xi, value) in v.iter().flatten().enumerate() {
+                        // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
                         unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * 16 + xi) * MAXC + cb), *value, n, 1) };
                     }
                 }
             }
             for xi in 0..16 {
+                // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wrow = unsafe { w.add(s.weights + xi * ci * co_pad) };
                 let mut base = [0usize; WG_TILES];
                 for (t, b) in base.iter_mut().enumerate() {
                     *b = (t * 16 + xi) * MAXC;
                 }
                 for cb in (0..blocks).step_by(4) {
+                    // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
                     let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * LANES) };
+                    // SAFETY: this transformed position's packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let wcb = unsafe { wrow.add(cb * LANES) };
+                    // SAFETY: `vbuf` and `out` are inside this function's stack buffers (see the SAFETY notes above), and `wcb` is this position's packed weights.
                     unsafe {
                         match (blocks - cb).min(4) {
                             4 => winograd_gemm::<S, 4>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
@@ -430,8 +463,10 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
                 for cb in (0..co).step_by(LANES) {
                     let mut mv = [[S::zero(); 4]; 4];
                     for (xi, x) in mv.iter_mut().flatten().enumerate() {
+                        // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
                         *x = unsafe { S::load(mbuf.as_ptr().add((t * 16 + xi) * MAXC + cb)) };
                     }
+                    // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let bias = unsafe { S::load(w.add(s.bias + cb)) };
                     let y = winograd_output::<S>(&mv);
                     for (r, row) in y.iter().enumerate() {
@@ -440,6 +475,7 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
                             if yy < rows.end && xx < s.dst.w {
                                 let out = epilogue::<S>(&s.epilogue, w, cb, S::add(*value, bias));
                                 let at = s.dst.at(cb, yy, xx);
+                                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                                 unsafe { store_n::<S>(dst.add(at), out, (co - cb).min(LANES), s.dst.channel_stride) };
                             }
                         }
@@ -464,9 +500,11 @@ unsafe fn winograd_gemm<S: Simd, const V: usize>(
     out: *mut f32,
 ) {
     let mut acc = [[S::zero(); V]; WG_TILES];
+    // SAFETY: the caller's contract (see `winograd`): `vbuf`, `base` and `wrow` address its stack buffer and weights.
     unsafe { accumulate::<S, WG_TILES, V, false>(&mut acc, wrow, co_pad, vbuf, base, 1, ci, &[1.0; WG_TILES]) };
     for (t, a) in acc.iter().enumerate() {
         for (v, value) in a.iter().enumerate() {
+            // SAFETY: the caller's contract: `out` is inside `winograd`'s product buffer with room for WG_TILES x 16 x MAXC floats.
             unsafe { S::store(out.add(t * 16 * WINOGRAD_MAX_CHANNELS + v * LANES), *value) };
         }
     }
@@ -537,8 +575,10 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
             {
                 let mut k = [S::zero(); 9];
                 for (t, kt) in k.iter_mut().enumerate() {
+                    // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     *kt = unsafe { S::load(w.add(weights + t * c_pad + cb)) };
                 }
+                // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let b = unsafe { S::load(w.add(bias + cb)) };
                 // The input rows of the three taps, when inside the image.
                 let tap_rows: [Option<usize>; 3] = std::array::from_fn(|ky| {
@@ -553,9 +593,11 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                         let mut acc = [b; DW_PIXELS];
                         for (ky, iy) in tap_rows.iter().enumerate() {
                             let Some(iy) = *iy else { continue };
+                            // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
                             let row = unsafe { src.add(s.src.at(cb, iy, ox - dil)) };
                             for kx in 0..3 {
                                 for (p, a) in acc.iter_mut().enumerate() {
+                                    // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
                                     let x = unsafe { load_n::<S>(row.add((p + kx * dil) * ps), n, cs) };
                                     *a = S::madd(x, k[ky * 3 + kx], *a);
                                 }
@@ -563,6 +605,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                         }
                         for (p, a) in acc.iter().enumerate() {
                             let out = epilogue::<S>(&s.epilogue, w, half + cb, *a);
+                            // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                             unsafe {
                                 store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
                             };
@@ -577,11 +620,13 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                             let ix = ox as isize + (kx as isize - 1) * dil as isize;
                             if ix >= 0 && (ix as usize) < wd {
                                 let at = s.src.at(cb, iy, ix as usize);
+                                // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
                                 acc = S::madd(unsafe { load_n::<S>(src.add(at), n, cs) }, k[ky * 3 + kx], acc);
                             }
                         }
                     }
                     let out = epilogue::<S>(&s.epilogue, w, half + cb, acc);
+                    // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                     unsafe { store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox)), out, n, s.dst.channel_stride) };
                     ox += 1;
                 }
@@ -610,10 +655,12 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
                             continue;
                         }
                         let at = s.src.at(cb, iy as usize, ix as usize);
+                        // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
                         sum = S::add(sum, unsafe { load_n::<S>(src.add(at), n, s.src.channel_stride) });
                     }
                 }
                 let out = epilogue::<S>(&s.epilogue, w, cb, S::mul(sum, ninth));
+                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(s.dst.at(cb, oy, ox)), out, n, s.dst.channel_stride) };
             }
         }
@@ -627,15 +674,19 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
         for x in 0..s.dst.w {
             for cb in (0..s.dst.c).step_by(LANES) {
                 let n = (s.dst.c - cb).min(LANES);
+                // SAFETY: the source has the destination's shape (checked by `Exec::step`), so (cb.., y, x) is inside it.
                 let mut v = unsafe { load_n::<S>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride) };
                 if let Some(scale) = s.scale {
+                    // SAFETY: `scale..scale + c` is the F_glo scale scratch, checked as a read view of the step.
                     v = S::mul(v, unsafe { load_n::<S>(m.arena.0.add(scale + cb), n, 1) });
                 }
                 if let Some(a) = &s.add {
+                    // SAFETY: the addend has the destination's shape (checked by `Exec::step`).
                     let av = unsafe { load_n::<S>(ptr(m, a).add(a.at(cb, y, x)), n, a.channel_stride) };
                     v = S::add(v, av);
                 }
                 let out = epilogue::<S>(&s.epilogue, w, cb, v);
+                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
             }
         }
@@ -647,13 +698,16 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>)
 unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>) {
     let (x, c) = (ptr(m, &s.x), s.x.c);
     for y in rows {
+        // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
         let out = unsafe { m.arena.0.add(s.sums + y * c) };
         for cb in (0..c).step_by(LANES) {
             let n = (c - cb).min(LANES);
             let mut sum = S::zero();
             for px in 0..s.x.w {
+                // SAFETY: (cb.., y, px) is inside the checked view `x`.
                 sum = S::add(sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
             }
+            // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
             unsafe { store_n::<S>(out.add(cb), sum, n, 1) };
         }
     }
@@ -664,31 +718,41 @@ unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>)
 #[inline(always)]
 unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
     let c = s.x.c;
+    // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
     let scratch = unsafe { m.arena.0.add(s.scratch) };
     let rows = s.x.h;
     let (mean, hidden, scale) =
+        // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
         unsafe { (scratch.add(rows * c), scratch.add(rows * c + c), scratch.add(rows * c + c + s.hidden)) };
     for i in 0..c {
         let mut sum = 0.0;
         for y in 0..rows {
+            // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
             sum += unsafe { *scratch.add(y * c + i) };
         }
+        // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
         unsafe { *mean.add(i) = sum };
     }
     let inv = 1.0 / (s.x.h * s.x.w) as f32;
     // The two small FCs, in scalar: a few thousand multiply-adds.
     for j in 0..s.hidden {
+        // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
         let mut acc = unsafe { *w.add(s.fc1_bias + j) };
         for i in 0..c {
+            // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
             acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) * inv };
         }
+        // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
         unsafe { *hidden.add(j) = acc.max(0.0) };
     }
     for i in 0..c {
+        // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
         let mut acc = unsafe { *w.add(s.fc2_bias + i) };
         for j in 0..s.hidden {
+            // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
             acc += unsafe { *w.add(s.fc2_weight + i * s.hidden + j) * *hidden.add(j) };
         }
+        // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
         unsafe { *scale.add(i) = 1.0 / (1.0 + (-acc).exp()) };
     }
 }

@@ -1,6 +1,6 @@
 //! An 8-lane f32 vector for the kernels, implemented per instruction set.
 //! Kernels are written once, generic over [`Simd`], and compiled per target
-//! inside `#[target_feature]` entry points (see `super::dispatch`).
+//! inside `#[target_feature]` entry points (`entry_points!` in `ops.rs`).
 
 /// Lanes per vector: one AVX2 register, two NEON registers.
 pub const LANES: usize = 8;
@@ -35,6 +35,7 @@ pub unsafe trait Simd: Copy {
 #[derive(Clone, Copy)]
 pub struct Scalar;
 
+// SAFETY: plain array reads and writes of 8 floats at the caller's pointer; no extension.
 unsafe impl Simd for Scalar {
     type V = [f32; LANES];
     #[inline(always)]
@@ -85,43 +86,54 @@ mod avx2 {
     #[derive(Clone, Copy)]
     pub struct Avx2;
 
+    // SAFETY: `load`/`store` touch exactly 8 floats (unaligned forms), and the
+    // type is only used inside kernels compiled with AVX2 + FMA enabled.
     unsafe impl Simd for Avx2 {
         type V = __m256;
         #[inline(always)]
         fn splat(x: f32) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_set1_ps(x) }
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY: AVX2 is enabled (these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU), and the caller's contract makes `p` valid for 8 floats.
             unsafe { _mm256_loadu_ps(p) }
         }
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: __m256) {
+            // SAFETY: AVX2 is enabled (these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU), and the caller's contract makes `p` valid for 8 floats.
             unsafe { _mm256_storeu_ps(p, v) }
         }
         #[inline(always)]
         fn madd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
         #[inline(always)]
         fn add(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
         fn mul(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_mul_ps(a, b) }
         }
         #[inline(always)]
         fn max(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_max_ps(a, b) }
         }
         #[inline(always)]
         fn min(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_min_ps(a, b) }
         }
         #[inline(always)]
         fn to_array(v: __m256) -> [f32; LANES] {
             let mut out = [0.0; LANES];
+            // SAFETY: AVX2 is enabled (these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU), and the caller's contract makes `p` valid for 8 floats.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
             out
         }
@@ -143,18 +155,23 @@ mod neon {
     #[derive(Clone, Copy)]
     pub struct V2(float32x4_t, float32x4_t);
 
+    // SAFETY: `load`/`store` touch exactly 8 floats (two 4-lane registers);
+    // NEON is part of every AArch64 CPU.
     unsafe impl Simd for Neon {
         type V = V2;
         #[inline(always)]
         fn splat(x: f32) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vdupq_n_f32(x), vdupq_n_f32(x)) }
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU, and the caller's contract makes `p` valid for 8 floats.
             unsafe { V2(vld1q_f32(p), vld1q_f32(p.add(4))) }
         }
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: V2) {
+            // SAFETY: NEON is part of every AArch64 CPU, and the caller's contract makes `p` valid for 8 floats.
             unsafe {
                 vst1q_f32(p, v.0);
                 vst1q_f32(p.add(4), v.1);
@@ -162,27 +179,33 @@ mod neon {
         }
         #[inline(always)]
         fn madd(a: V2, b: V2, c: V2) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vfmaq_f32(c.0, a.0, b.0), vfmaq_f32(c.1, a.1, b.1)) }
         }
         #[inline(always)]
         fn add(a: V2, b: V2) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vaddq_f32(a.0, b.0), vaddq_f32(a.1, b.1)) }
         }
         #[inline(always)]
         fn mul(a: V2, b: V2) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vmulq_f32(a.0, b.0), vmulq_f32(a.1, b.1)) }
         }
         #[inline(always)]
         fn max(a: V2, b: V2) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vmaxq_f32(a.0, b.0), vmaxq_f32(a.1, b.1)) }
         }
         #[inline(always)]
         fn min(a: V2, b: V2) -> V2 {
+            // SAFETY: NEON is part of every AArch64 CPU: the intrinsic only computes on registers.
             unsafe { V2(vminq_f32(a.0, b.0), vminq_f32(a.1, b.1)) }
         }
         #[inline(always)]
         fn to_array(v: V2) -> [f32; LANES] {
             let mut out = [0.0; LANES];
+            // SAFETY: `out` holds 8 floats.
             unsafe { Self::store(out.as_mut_ptr(), v) };
             out
         }
