@@ -197,14 +197,16 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
             }
             let dir = tempfile::tempdir().unwrap();
             let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
-            let out = toolchain::run(target, &exe, dir.path(), &input.data, 2, 0).unwrap();
             let single = toolchain::run(target, &exe, dir.path(), &input.data, 1, 0).unwrap();
-            assert!(
-                out.logits.iter().zip(&single.logits).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{}: 2 threads differ from 1",
-                target.name()
-            );
-            expect(out.logits, target.name());
+            for threads in 2..=8 {
+                let out = toolchain::run(target, &exe, dir.path(), &input.data, threads, 0).unwrap();
+                for (what, a, b) in [("logits", &out.logits, &single.logits), ("scores", &out.scores, &single.scores)] {
+                    let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{}: {what} on {threads} threads differ from 1", target.name());
+                }
+                assert_eq!(out.labels, single.labels, "{}: labels on {threads} threads", target.name());
+            }
+            expect(single.logits, target.name());
         }
     }
 }

@@ -1,31 +1,114 @@
 //! One battery for every kernel variant: each runtime kernel (portable and
-//! AVX2 + FMA, NEON where the CPU has it) against the reference interpreter's
-//! kernels, on odd widths, 3 / 35 / 131 channels, dilations 1 / 2 / 4, strides
-//! 1 / 2, NCHW and padded-NHWC sources, and full epilogues. A failure names the
-//! first outlier and the worst distance in ULPs.
+//! AVX2 + FMA, NEON where the CPU has it) and each C kernel of `kernels.c`
+//! (c-scalar, c-avx2, c-neon under qemu; serially and on 3 threads of the
+//! pthread pool) against the reference interpreter's kernels, on odd widths,
+//! 3 / 35 / 131 channels, dilations 1 / 2 / 4, strides 1 / 2, NCHW and
+//! padded-NHWC sources, and full epilogues. A failure names the first outlier
+//! and the worst distance in ULPs.
 
+use cgnet_codegen::back::c::toolchain::{self, BatteryCase};
+use cgnet_codegen::back::c::CTarget;
 use cgnet_codegen::back::program::{pack_conv, pack_winograd};
 use cgnet_codegen::interp::kernels::{self as reference, ConvGeometry, Tensor};
 use cgnet_codegen::testing::Rng;
 use cgnet_runtime::kernels::{Exec, Isa, Memory};
 use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::ThreadPool;
 
 /// Relative tolerance against the reference (accumulation order differs).
 const TOLERANCE: f32 = 2e-5;
 
-fn isas() -> Vec<Isa> {
-    [Isa::Scalar, Isa::Avx2, Isa::Neon].into_iter().filter(|i| i.is_supported()).collect()
+/// Threads of the parallel runs (odd, so row splits are uneven).
+const C_THREADS: usize = 3;
+
+/// Where a step runs: a runtime kernel variant, or the emitted C of a target.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Rust(Isa),
+    C(CTarget),
+}
+
+/// Every engine this machine can run; prints `SKIPPED` for the others.
+fn engines() -> Vec<Engine> {
+    let mut engines = Vec::new();
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
+        if isa.is_supported() {
+            engines.push(Engine::Rust(isa));
+        }
+    }
+    for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Neon] {
+        match toolchain::Toolchain::find(target) {
+            Err(e) => eprintln!("SKIPPED the {} battery: {e}", target.name()),
+            Ok(_) if target == CTarget::Avx2 && !Isa::Avx2.is_supported() => {
+                eprintln!("SKIPPED the c-avx2 battery: this CPU has no AVX2")
+            }
+            Ok(_) => engines.push(Engine::C(target)),
+        }
+    }
+    engines
+}
+
+/// Checks made at once for runtime kernels, and collected for C, which runs
+/// every case of a test in one program per target (compiling per case would
+/// take minutes).
+#[derive(Default)]
+struct Battery {
+    pending: Vec<(CTarget, World, View, Tensor, String)>,
+}
+
+impl Battery {
+    fn check(&mut self, engine: Engine, world: World, dst: View, want: &Tensor, what: String) {
+        match engine {
+            Engine::Rust(_) => assert_close(&world.read(dst), want, &what),
+            Engine::C(target) => self.pending.push((target, world, dst, want.clone(), what)),
+        }
+    }
+
+    /// Runs the collected C cases: each must match the reference serially and
+    /// on `C_THREADS` threads, and the two runs must agree bit for bit.
+    fn finish(self) {
+        for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Neon] {
+            let mut checks: Vec<_> = self.pending.iter().filter(|p| p.0 == target).collect();
+            if checks.is_empty() {
+                continue;
+            }
+            let cases: Vec<BatteryCase> = checks
+                .iter()
+                .map(|(_, w, ..)| BatteryCase {
+                    steps: w.steps.clone(),
+                    arena: w.arena.clone(),
+                    input: w.input.clone(),
+                    weights: w.weights.clone(),
+                })
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let results = toolchain::run_battery(target, &cases, C_THREADS, dir.path()).unwrap();
+            for ((_, world, dst, want, what), result) in checks.drain(..).zip(results) {
+                let read = |arena: Vec<f32>| World { arena, ..world.clone() }.read(*dst);
+                let (serial, parallel) = (read(result.serial), read(result.parallel));
+                assert_close(&serial, want, &format!("{what} serial"));
+                assert_close(&parallel, want, &format!("{what} on {C_THREADS} threads"));
+                assert!(
+                    serial.data.iter().zip(&parallel.data).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{what}: {C_THREADS} threads differ from one"
+                );
+            }
+        }
+    }
 }
 
 fn random(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n).map(|_| rng.uniform(lo, hi)).collect()
 }
 
-/// A test world: packed weights, an arena, and the caller's input.
+/// A test world: packed weights, an arena, the caller's input, and the steps
+/// run on them so far (kept for the C engines, which run them later).
+#[derive(Clone, Default)]
 struct World {
     weights: Vec<f32>,
     arena: Vec<f32>,
     input: Vec<f32>,
+    steps: Vec<Step>,
 }
 
 impl World {
@@ -83,7 +166,7 @@ impl World {
         }
     }
 
-    fn read(&self, v: &View) -> Tensor {
+    fn read(&self, v: View) -> Tensor {
         let mut t = Tensor::zeros(v.c, v.h, v.w);
         for c in 0..v.c {
             for y in 0..v.h {
@@ -95,9 +178,18 @@ impl World {
         t
     }
 
-    fn run(&mut self, isa: Isa, step: &Step) {
-        let memory = Memory::new(&mut self.arena, &self.input);
-        Exec::new(memory, &self.weights, isa, None).step(step).unwrap();
+    fn run(&mut self, engine: Engine, step: &Step) {
+        self.steps.push(*step);
+        if let Engine::Rust(isa) = engine {
+            // Serially, and on `C_THREADS` threads from the same start: bit for bit the same.
+            static POOL: std::sync::OnceLock<ThreadPool> = std::sync::OnceLock::new();
+            let pool = POOL.get_or_init(|| ThreadPool::new(C_THREADS).unwrap());
+            let mut parallel = self.arena.clone();
+            Exec::new(Memory::new(&mut parallel, &self.input), &self.weights, isa, Some(pool)).step(step).unwrap();
+            Exec::new(Memory::new(&mut self.arena, &self.input), &self.weights, isa, None).step(step).unwrap();
+            let same = self.arena.iter().zip(&parallel).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{step:?} on {engine:?}: {C_THREADS} threads differ from one");
+        }
     }
 }
 
@@ -151,6 +243,7 @@ fn assert_close(ours: &Tensor, reference: &Tensor, what: &str) {
 
 #[test]
 fn conv_battery() {
+    let mut battery = Battery::default();
     let mut rng = Rng::new(1);
     for &(ci, co) in &[(32, 32), (3, 35), (35, 3), (131, 35), (35, 131), (8, 16), (64, 19)] {
         for &(kernel, stride, dilation) in &[(3, 1, 1), (3, 2, 1), (1, 1, 1), (3, 1, 2), (3, 1, 4)] {
@@ -161,8 +254,8 @@ fn conv_battery() {
                     let bias = random(&mut rng, co, -0.5, 0.5);
                     let g = ConvGeometry { kernel, stride, dilation, groups: 1 };
                     let mut expected = reference::conv2d(&x, &weight, Some(&bias), co, g);
-                    for isa in isas() {
-                        let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                    for engine in engines() {
+                        let mut world = World::default();
                         let epi = TestEpilogue::new(&mut world, &mut rng.clone_seeded(), co);
                         let src =
                             if nchw { world.nchw_input(&x) } else { world.nhwc(&x, 0, ci.next_multiple_of(8) + 8) };
@@ -186,23 +279,25 @@ fn conv_battery() {
                             epilogue: epi.epilogue,
                         };
                         let step = if winograd { Step::Winograd(conv) } else { Step::Conv(conv) };
-                        world.run(isa, &step);
+                        world.run(engine, &step);
                         let mut want = expected.clone();
                         epi.apply(&mut want);
                         let what = format!(
-                            "conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} winograd={winograd} {isa:?}"
+                            "conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} winograd={winograd} {engine:?}"
                         );
-                        assert_close(&world.read(&dst), &want, &what);
+                        battery.check(engine, world, dst, &want, what);
                     }
                     expected.data.clear();
                 }
             }
         }
     }
+    battery.finish();
 }
 
 #[test]
 fn depthwise_pair_battery() {
+    let mut battery = Battery::default();
     let mut rng = Rng::new(2);
     for &c in &[3, 35, 131, 64] {
         for &dilation in &[1, 2, 4] {
@@ -225,8 +320,8 @@ fn depthwise_pair_battery() {
                     ConvGeometry { kernel: 3, stride: 1, dilation, groups: c },
                 );
                 let joint = Tensor { c: 2 * c, h, w, data: [loc.data, sur.data].concat() };
-                for isa in isas() {
-                    let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                for engine in engines() {
+                    let mut world = World::default();
                     let epi = TestEpilogue::new(&mut world, &mut Rng::new(c as u64 + dilation as u64), 2 * c);
                     let pack = |world: &mut World, k: &[f32]| {
                         let c_pad = c.next_multiple_of(8) + 8;
@@ -252,40 +347,48 @@ fn depthwise_pair_battery() {
                         sur_bias,
                         epilogue: epi.epilogue,
                     });
-                    world.run(isa, &step);
+                    world.run(engine, &step);
                     let mut want = joint.clone();
                     epi.apply(&mut want);
-                    assert_close(&world.read(&dst), &want, &format!("depthwise pair c{c} d{dilation} {h}x{w} {isa:?}"));
+                    battery.check(
+                        engine,
+                        world,
+                        dst,
+                        &want,
+                        format!("depthwise pair c{c} d{dilation} {h}x{w} {engine:?}"),
+                    );
                 }
             }
         }
     }
+    battery.finish();
 }
 
 #[test]
 fn pool_copy_and_global_context_battery() {
+    let mut battery = Battery::default();
     let mut rng = Rng::new(3);
     for &c in &[3, 35, 131] {
         for &(h, w) in &[(1, 1), (5, 3), (9, 13), (8, 31)] {
             let x = Tensor { c, h, w, data: random(&mut rng, c * h * w, -2.0, 2.0) };
             let r = Tensor { c, h, w, data: random(&mut rng, c * h * w, -2.0, 2.0) };
-            for isa in isas() {
+            for engine in engines() {
                 // Average pool from the caller's NCHW input into a slice of a wider buffer.
-                let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                let mut world = World::default();
                 let epi = TestEpilogue::new(&mut world, &mut Rng::new(7), c);
                 let src = world.nchw_input(&x);
                 let pooled = reference::avg_pool_3s2(&x);
                 let dst = world.nhwc(&Tensor::zeros(c, pooled.h, pooled.w), 5, (c + 5).next_multiple_of(8));
-                world.run(isa, &Step::AvgPool(p::AvgPool { src, dst, epilogue: epi.epilogue }));
+                world.run(engine, &Step::AvgPool(p::AvgPool { src, dst, epilogue: epi.epilogue }));
                 let mut want = pooled.clone();
                 epi.apply(&mut want);
-                assert_close(&world.read(&dst), &want, &format!("avg pool c{c} {h}x{w} {isa:?}"));
+                battery.check(engine, world, dst, &want, format!("avg pool c{c} {h}x{w} {engine:?}"));
 
                 // F_glo: squeeze, then scale + residual add.
                 let hidden = 4;
                 let (w1, b1) = (random(&mut rng, hidden * c, -0.5, 0.5), random(&mut rng, hidden, -0.5, 0.5));
                 let (w2, b2) = (random(&mut rng, c * hidden, -0.5, 0.5), random(&mut rng, c, -0.5, 0.5));
-                let mut world = World { weights: Vec::new(), arena: Vec::new(), input: Vec::new() };
+                let mut world = World::default();
                 let xv = world.nhwc(&x, 0, c.next_multiple_of(8));
                 let rv = world.nhwc(&r, 0, c.next_multiple_of(8));
                 let dst = world.nhwc(&Tensor::zeros(c, h, w), 0, c.next_multiple_of(8));
@@ -300,8 +403,8 @@ fn pool_copy_and_global_context_battery() {
                     fc2_bias: world.push_weights(&b2),
                     scratch,
                 };
-                world.run(isa, &Step::ChannelSums(p::ChannelSums { x: xv, sums: scratch }));
-                world.run(isa, &Step::GlobalContext(squeeze));
+                world.run(engine, &Step::ChannelSums(p::ChannelSums { x: xv, sums: scratch }));
+                world.run(engine, &Step::GlobalContext(squeeze));
                 let copy = p::Copy {
                     src: xv,
                     scale: Some(squeeze.scale_offset()),
@@ -309,13 +412,14 @@ fn pool_copy_and_global_context_battery() {
                     dst,
                     epilogue: Epilogue::NONE,
                 };
-                world.run(isa, &Step::Copy(copy));
+                world.run(engine, &Step::Copy(copy));
                 let scale = reference::global_context_scale(&x, (&w1, &b1), (&w2, &b2));
                 let want = reference::add(&r, &reference::channel_scale(&x, &scale));
-                assert_close(&world.read(&dst), &want, &format!("global context c{c} {h}x{w} {isa:?}"));
+                battery.check(engine, world, dst, &want, format!("global context c{c} {h}x{w} {engine:?}"));
             }
         }
     }
+    battery.finish();
 }
 
 trait CloneSeeded {

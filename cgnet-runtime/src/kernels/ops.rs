@@ -406,7 +406,9 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
     // [tile][16][channel] for the transformed inputs and the products.
     let mut vbuf = [0.0f32; WG_TILES * 16 * MAXC];
     let mut mbuf = [0.0f32; WG_TILES * 16 * MAXC];
-    let mut oy = rows.start;
+    // Tiles start at even rows whatever the row range, so that every output is
+    // computed from the same tile (and rounds the same) for any thread split.
+    let mut oy = rows.start - rows.start % 2;
     while oy < rows.end {
         let mut ox = 0;
         while ox < s.dst.w {
@@ -472,7 +474,7 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
                     for (r, row) in y.iter().enumerate() {
                         for (c, value) in row.iter().enumerate() {
                             let (yy, xx) = (oy + r, ox + 2 * t + c);
-                            if yy < rows.end && xx < s.dst.w {
+                            if rows.contains(&yy) && xx < s.dst.w {
                                 let out = epilogue::<S>(&s.epilogue, w, cb, S::add(*value, bias));
                                 let at = s.dst.at(cb, yy, xx);
                                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.

@@ -220,7 +220,9 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
     const long h = (long)s->src.h, wd = (long)s->src.w;
     float vbuf[CG_WG_TILES * 16 * CG_WG_MAXC], mbuf[CG_WG_TILES * 16 * CG_WG_MAXC];
     size_t oy, ox, t, cb, xi, r, c;
-    for (oy = y0; oy < y1; oy += 2) {
+    /* Tiles start at even rows whatever the row range, so that every output is
+     * computed from the same tile (and rounds the same) for any thread split. */
+    for (oy = y0 - y0 % 2; oy < y1; oy += 2) {
         for (ox = 0; ox < s->dst.w;) {
             const size_t left = (s->dst.w - ox + 1) / 2, tiles = left < CG_WG_TILES ? left : CG_WG_TILES;
             for (t = 0; t < tiles; t++) {
@@ -276,7 +278,7 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                     for (r = 0; r < 2; r++) {
                         for (c = 0; c < 2; c++) {
                             const size_t yy = oy + r, xx = ox + 2 * t + c;
-                            if (yy < y1 && xx < s->dst.w)
+                            if (yy >= y0 && yy < y1 && xx < s->dst.w)
                                 cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epi, w, cb, vf_add(y[r][c], bias)),
                                            co - cb < 8 ? co - cb : 8, s->dst.channel_stride);
                         }

@@ -168,12 +168,7 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
         "have finished. Mobile SDKs plug in their own thread pool; `threads` is how many".into(),
         "parts a step is split into.".into(),
     ]);
-    w.line(format!("typedef void (*{n}_task_fn)(void *arg, size_t index);"));
-    w.block(format!("typedef struct {n}_parallel_for {{"), &format!("}} {n}_parallel_for;"), |w| {
-        w.line("void *ctx;");
-        w.line("size_t threads;");
-        w.line(format!("void (*run)(void *ctx, size_t n, {n}_task_fn fn, void *arg);"));
-    });
+    parallel_for_type(&mut w, n);
     w.blank();
     w.line(format!("/* == {u}_ARENA_BYTES: the arena every entry point needs (64-byte aligned). */"));
     w.line(format!("size_t {n}_arena_bytes(void);"));
@@ -208,6 +203,86 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     w.line("#endif");
     w.blank();
     w.line(format!("#endif /* {u}_H */"));
+    w.finish()
+}
+
+/// `NAME_task_fn` and `NAME_parallel_for`: how a host lends its threads.
+fn parallel_for_type(w: &mut Writer, n: &str) {
+    w.line(format!("typedef void (*{n}_task_fn)(void *arg, size_t index);"));
+    w.block(format!("typedef struct {n}_parallel_for {{"), &format!("}} {n}_parallel_for;"), |w| {
+        w.line("void *ctx;");
+        w.line("size_t threads;");
+        w.line(format!("void (*run)(void *ctx, size_t n, {n}_task_fn fn, void *arg);"));
+    });
+}
+
+/// `cg_exec`: one step, split by rows through the host's `parallel_for` when it has threads.
+fn exec_function(w: &mut Writer, n: &str) {
+    w.block(
+        format!("static void cg_exec(int kind, const void *step, size_t rows, const cg_mem *m, const {n}_parallel_for *pf) {{"),
+        "}",
+        |w| {
+            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_GC) {", "}", |w| {
+                w.line("cg_task t;");
+                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows;");
+                w.line("t.parts = pf->threads < rows ? pf->threads : rows;");
+                w.line("pf->run(pf->ctx, t.parts, cg_task_run, &t);");
+                w.line("return;");
+            });
+            w.line("cg_rows(kind, step, m, 0, rows);");
+        },
+    );
+}
+
+/// A test program that runs lists of steps (`cases`) on the C kernels of
+/// `target`, each case serially and through the pthread pool: the C half of the
+/// kernel battery. It reads `cases.bin` (per case: u64 arena, input and weights
+/// lengths, then those floats) and writes, per case, the arena after the serial
+/// run and after the parallel run. Usage: `battery IN OUT THREADS`.
+pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
+    let mut w = Writer::default();
+    w.line("#define _POSIX_C_SOURCE 200112L");
+    w.line("#include <math.h>");
+    w.line("#include <stdint.h>");
+    w.line("#include <stdio.h>");
+    w.line("#include <stdlib.h>");
+    w.line("#include <string.h>");
+    w.line("#include \"cgnet_pthread_pool.h\"");
+    w.line("/* The tails (cg_head) are checked through whole models, not here. */");
+    w.line("#pragma GCC diagnostic ignored \"-Wunused-function\"");
+    w.blank();
+    parallel_for_type(&mut w, "battery");
+    w.raw(target.simd_layer());
+    w.blank();
+    w.raw(include_str!("kernels.c"));
+    w.blank();
+    exec_function(&mut w, "battery");
+    w.blank();
+    for (i, steps) in cases.iter().enumerate() {
+        for (j, step) in steps.iter().enumerate() {
+            let (ty, _, _, init) = step_literal(step);
+            w.line(format!("static const {ty} c{i}_s{j} = {init};"));
+        }
+    }
+    w.blank();
+    w.block("static void run_case(size_t i, const cg_mem *m, const battery_parallel_for *pf) {", "}", |w| {
+        w.line("switch (i) {");
+        for (i, steps) in cases.iter().enumerate() {
+            let calls: Vec<String> = steps
+                .iter()
+                .enumerate()
+                .map(|(j, step)| {
+                    let (_, kind, rows, _) = step_literal(step);
+                    format!("cg_exec({kind}, &c{i}_s{j}, {rows}, m, pf);")
+                })
+                .collect();
+            w.line(format!("case {i}: {} break;", calls.join(" ")));
+        }
+        w.line("default: break;");
+        w.line("}");
+    });
+    w.blank();
+    w.raw(&include_str!("battery_main.c").replace("CASES", &cases.len().to_string()));
     w.finish()
 }
 
@@ -348,20 +423,7 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     ));
     w.line(format!("static const cg_view logits_view = {};", view(&model.logits)));
     w.blank();
-    w.block(
-        format!("static void cg_exec(int kind, const void *step, size_t rows, const cg_mem *m, const {n}_parallel_for *pf) {{"),
-        "}",
-        |w| {
-            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_GC) {", "}", |w| {
-                w.line("cg_task t;");
-                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows;");
-                w.line("t.parts = pf->threads < rows ? pf->threads : rows;");
-                w.line("pf->run(pf->ctx, t.parts, cg_task_run, &t);");
-                w.line("return;");
-            });
-            w.line("cg_rows(kind, step, m, 0, rows);");
-        },
-    );
+    exec_function(&mut w, n);
     w.blank();
     w.block(format!("static void {n}_body(const cg_mem *m, const {n}_parallel_for *pf) {{"), "}", |w| {
         for call in &calls {

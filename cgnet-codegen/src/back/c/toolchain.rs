@@ -66,6 +66,18 @@ impl Toolchain {
         }
     }
 
+    /// A command that runs a program built for this target (under qemu for AArch64).
+    pub fn command(&self, exe: &Path) -> Command {
+        match self.runner.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
     /// Compiles `sources` (in `dir`) to `dir/output` with the strict flags.
     pub fn compile(
         &self,
@@ -229,15 +241,7 @@ pub fn run(
 ) -> Result<HarnessOutputs, ToolchainError> {
     std::fs::write(dir.join("input.bin"), input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     let toolchain = Toolchain::find(target)?;
-    let mut cmd = match toolchain.runner.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    let out = cmd.arg(dir).arg(threads.to_string()).arg(iters.to_string()).output()?;
+    let out = toolchain.command(exe).arg(dir).arg(threads.to_string()).arg(iters.to_string()).output()?;
     if !out.status.success() {
         return Err(ToolchainError::Run {
             status: out.status.to_string(),
@@ -256,4 +260,65 @@ pub fn run(
         labels: std::fs::read(dir.join("labels.bin"))?,
         median_ms,
     })
+}
+
+/// One case of the C kernel battery: steps and the memories they run on.
+pub struct BatteryCase {
+    pub steps: Vec<cgnet_runtime::program::Step>,
+    pub arena: Vec<f32>,
+    pub input: Vec<f32>,
+    pub weights: Vec<f32>,
+}
+
+/// The arena of one case after its serial run and after its run on `threads` threads.
+pub struct BatteryResult {
+    pub serial: Vec<f32>,
+    pub parallel: Vec<f32>,
+}
+
+/// Builds `super::battery_source` for `target` in `dir`, runs every case
+/// serially and on `threads` threads, and returns the arenas.
+pub fn run_battery(
+    target: CTarget,
+    cases: &[BatteryCase],
+    threads: usize,
+    dir: &Path,
+) -> Result<Vec<BatteryResult>, ToolchainError> {
+    let toolchain = Toolchain::find(target)?;
+    let steps: Vec<Vec<_>> = cases.iter().map(|c| c.steps.clone()).collect();
+    std::fs::write(dir.join("battery.c"), super::battery_source(target, &steps))?;
+    std::fs::write(dir.join("cgnet_pthread_pool.h"), include_str!("pthread_pool.h"))?;
+    let exe = toolchain.compile(dir, &["battery.c".to_string()], "battery", &[])?;
+    let mut data = Vec::new();
+    for case in cases {
+        for len in [case.arena.len(), case.input.len(), case.weights.len()] {
+            data.extend_from_slice(&(len as u64).to_le_bytes());
+        }
+        for v in case.arena.iter().chain(&case.input).chain(&case.weights) {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(dir.join("cases.bin"), data)?;
+    let out = toolchain
+        .command(&exe)
+        .arg(dir.join("cases.bin"))
+        .arg(dir.join("out.bin"))
+        .arg(threads.to_string())
+        .output()?;
+    if !out.status.success() {
+        return Err(ToolchainError::Run {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let bytes = std::fs::read(dir.join("out.bin"))?;
+    let mut floats = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    Ok(cases
+        .iter()
+        .map(|case| {
+            let serial = floats.by_ref().take(case.arena.len()).collect();
+            let parallel = floats.by_ref().take(case.arena.len()).collect();
+            BatteryResult { serial, parallel }
+        })
+        .collect())
 }
