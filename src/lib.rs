@@ -2,10 +2,12 @@
 //!
 //! # Crates
 //!
-//! This facade re-exports the three crates of the toolchain:
-//! [`codegen`] (the compiler), [`runtime`] (what generated code links against)
-//! and the [`cgnet!`] macro.
+//! This facade re-exports the toolchain: the [`cgnet!`] macro, `runtime`
+//! (cgnet-runtime: what generated code runs on, and all it needs at run time),
+//! and, with the `compiler` feature, `codegen` (cgnet-codegen: the compiler as
+//! a library).
 
+#[cfg(feature = "compiler")]
 pub use cgnet_codegen as codegen;
 pub use cgnet_dsl::cgnet;
 pub use cgnet_runtime as runtime;

@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use cgnet::codegen::back::c::{self, toolchain, CTarget, FileContents, Options};
-use cgnet::codegen::back::{compile, CompiledModel};
-use cgnet::codegen::testing::bind_random_weights;
-use cgnet::codegen::{lower, ModelSpec};
+use cgnet_codegen::back::c::{self, toolchain, CTarget, FileContents, Options};
+use cgnet_codegen::back::{compile, CompiledModel};
+use cgnet_codegen::testing::bind_random_weights;
+use cgnet_codegen::{lower, ModelSpec};
 
 const TARGETS: [CTarget; 3] = [CTarget::Scalar, CTarget::Avx2, CTarget::Neon];
 
@@ -105,7 +105,7 @@ fn a_program_written_against_the_header_builds_and_matches() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let bytes = std::fs::read(dir.path().join("logits.bin")).unwrap();
     let g = &golden.logits;
-    let logits = cgnet::codegen::Tensor {
+    let logits = cgnet_codegen::Tensor {
         c: g.c,
         h: g.h,
         w: g.w,
@@ -151,8 +151,8 @@ fn default_model_runs_clean_under_sanitizers_and_never_allocates() {
 /// against the reference interpreter: the kernel battery at model level.
 #[test]
 fn odd_topologies_match_the_interpreter_on_every_target() {
-    use cgnet::codegen::spec::{Activation, CgStage, Residual, Stage1};
-    use cgnet::codegen::{interp, OutputKind};
+    use cgnet_codegen::spec::{Activation, CgStage, Residual, Stage1};
+    use cgnet_codegen::{interp, OutputKind};
     let mut specs = Vec::new();
     for (i, (residual, injection, activation, glo)) in [
         (Residual::Global, true, Activation::Prelu, true),
@@ -175,18 +175,18 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
     for spec in specs {
         let mut graph = lower(&spec);
         bind_random_weights(&mut graph, 9);
-        let input = cgnet::codegen::testing::image_like_input(spec.height, spec.width, 4);
+        let input = cgnet_codegen::testing::image_like_input(spec.height, spec.width, 4);
         let reference = interp::run(&graph, &input).unwrap();
         let model = compile(&spec, &graph, "random").unwrap();
         let expect = |logits: Vec<f32>, what: &str| {
             let r = &reference[&OutputKind::Logits];
-            let t = cgnet::codegen::Tensor { c: r.c, h: r.h, w: r.w, data: logits };
-            let err = cgnet::codegen::testing::relative_error(&t, r);
+            let t = cgnet_codegen::Tensor { c: r.c, h: r.h, w: r.w, data: logits };
+            let err = cgnet_codegen::testing::relative_error(&t, r);
             assert!(err <= 1e-4, "{what} on {spec:?}: relative logit error {err:e}");
         };
         for isa in [cgnet::runtime::kernels::Isa::Scalar, cgnet::runtime::kernels::Isa::Avx2] {
             if isa.is_supported() {
-                let out = cgnet::codegen::back::native::execute(&model, isa, None, &input.data).unwrap();
+                let out = cgnet_codegen::back::native::execute(&model, isa, None, &input.data).unwrap();
                 expect(out.logits, &format!("{isa:?}"));
             }
         }

@@ -2,8 +2,8 @@
 
 mod common;
 
-use cgnet::codegen::back::c::{toolchain, CTarget, Options};
-use cgnet::codegen::back::compile;
+use cgnet_codegen::back::c::{toolchain, CTarget, Options};
+use cgnet_codegen::back::compile;
 
 fn check_target(target: CTarget) {
     if let Err(e) = toolchain::Toolchain::find(target) {
@@ -17,7 +17,7 @@ fn check_target(target: CTarget) {
         let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
         let out = toolchain::run(target, &exe, dir.path(), &golden.input.data, 2, 0).unwrap();
         let g = &golden.logits;
-        let logits = cgnet::codegen::Tensor { c: g.c, h: g.h, w: g.w, data: out.logits };
+        let logits = cgnet_codegen::Tensor { c: g.c, h: g.h, w: g.w, data: out.logits };
         let labels: Vec<i32> = out.labels.iter().map(|l| i32::from(*l)).collect();
         let ratio = golden.check(&logits, &labels, target.name());
         // The scores tail agrees with the labels tail.

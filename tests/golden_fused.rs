@@ -2,7 +2,7 @@
 
 mod common;
 
-use cgnet::codegen::{interp, passes, plan, OutputKind};
+use cgnet_codegen::{interp, passes, plan, OutputKind};
 
 #[test]
 fn fused_graph_in_planned_arena_matches_every_golden_case() {

@@ -91,7 +91,7 @@ macro_rules! check_golden {
         model.segment(&golden.input.data, arena, &mut labels).unwrap();
         let mut scores = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
         model.scores(&golden.input.data, arena, &mut scores).unwrap();
-        let t = cgnet::codegen::Tensor { c: shape[1], h: shape[2], w: shape[3], data: logits };
+        let t = cgnet_codegen::Tensor { c: shape[1], h: shape[2], w: shape[3], data: logits };
         let labels: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
         let ratio = golden.check(&t, &labels, stringify!($ty));
         eprintln!("{}: worst logit error = {ratio:.3} of tolerance", $case);

@@ -16,11 +16,13 @@ pub mod kernels;
 pub mod model;
 pub mod pool;
 pub mod program;
+pub mod recipe;
 pub mod tensors;
 pub mod weights;
 
 pub use arena::Arena;
 pub use model::ModelError;
 pub use pool::ThreadPool;
+pub use recipe::Recipe;
 pub use tensors::{read_f32_tensor, write_tensors_atomically, OutputTensor, TensorFileError};
 pub use weights::{normalise_key, ExpectedParam, WeightError, WeightProblem, Weights};

@@ -20,6 +20,19 @@ pub enum ModelError {
     Kernel(#[from] KernelError),
 }
 
+/// A 64-byte aligned value: generated models keep their packed weights in an
+/// `Aligned64<[u8; N]>` static so that they can be read as `f32`s in place.
+#[repr(C, align(64))]
+pub struct Aligned64<T: ?Sized>(pub T);
+
+/// Little-endian packed weights compiled in, read as floats without copying.
+/// (Generated code refuses to compile for big-endian targets.) Bytes that are
+/// not 4-aligned or not a whole number of floats give an empty slice, which
+/// the first step rejects as a weight offset out of range.
+pub fn packed_floats(bytes: &'static [u8]) -> &'static [f32] {
+    bytemuck::try_cast_slice(bytes).unwrap_or_default()
+}
+
 /// Checks a caller's buffer length.
 pub fn check_len(what: &'static str, found: usize, expected: usize) -> Result<(), ModelError> {
     if found == expected {

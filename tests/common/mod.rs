@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cgnet::codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
 use cgnet::runtime::{read_f32_tensor, Weights};
+use cgnet_codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
 
 /// The cases shipped in `tests/golden/`: a missing file is a failure.
 pub const CASES: [&str; 6] = [

@@ -8,11 +8,13 @@
 //! body and one arena.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::recipe::{FileTensor, Layout, Placement, Recipe};
 use sha2::{Digest, Sha256};
 
-use crate::ir::{EpilogueStep, Graph, NodeId, Op, OutputKind, ParamId};
+use crate::ir::{Derivation, EpilogueStep, Graph, NodeId, Op, Origin, OutputKind, ParamId};
 use crate::spec::ModelSpec;
 use crate::{passes, plan};
 
@@ -24,6 +26,8 @@ pub struct CompiledModel {
     pub weights_sha256: String,
     pub steps: Vec<Step>,
     pub weights: Vec<f32>,
+    /// How `weights` is made from a weight file, for loading weights at run time.
+    pub recipe: PackingRecipe,
     /// Bytes of the arena: the plan plus scratch for F_glo.
     pub arena_bytes: usize,
     /// Where the body leaves the logits (arena, NHWC).
@@ -107,7 +111,16 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
     if let Some(index) = lower.packer.data.iter().position(|v| !v.is_finite()) {
         return Err(CompileError::NonFinite { index, value: lower.packer.data[index] });
     }
+    let spec_json = serde_json::to_string(spec).unwrap_or_default();
+    let recipe = lower.packer.recipe(|r| {
+        let mut hash = Sha256::new();
+        hash.update(env!("CARGO_PKG_VERSION"));
+        hash.update(&spec_json);
+        hash.update(format!("{:?}{:?}{:?}{}", r.tensors, r.derived, r.placements, r.len));
+        hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    });
     let model = CompiledModel {
+        recipe,
         name: spec.model_name().to_lowercase(),
         spec: spec.clone(),
         weights_sha256: weights_sha256.to_string(),
@@ -325,11 +338,12 @@ fn uses_winograd(c: &crate::ir::Conv, ci: usize, co: usize) -> bool {
 }
 
 /// Packs weights into one f32 vector, each tensor at a 64-byte aligned offset,
-/// each packed once.
+/// each packed once, and records where each came from (the packing recipe).
 #[derive(Default)]
 struct Packer {
     data: Vec<f32>,
-    done: HashMap<(ParamId, &'static str), usize>,
+    done: HashMap<(ParamId, Layout), usize>,
+    placements: Vec<(Origin, Layout, usize)>,
 }
 
 impl Packer {
@@ -340,103 +354,132 @@ impl Packer {
         at
     }
 
-    fn once(&mut self, p: ParamId, kind: &'static str, make: impl FnOnce() -> Vec<f32>) -> usize {
-        if let Some(at) = self.done.get(&(p, kind)) {
+    /// Parameter `p` in `layout`, packed once.
+    fn place(&mut self, g: &Graph, p: ParamId, layout: Layout) -> usize {
+        if let Some(at) = self.done.get(&(p, layout)) {
             return *at;
         }
-        let at = self.push(make());
-        self.done.insert((p, kind), at);
+        let at = self.push(layout.apply(g.value(p).expect("compile checks values")));
+        self.done.insert((p, layout), at);
+        self.placements.push((g.params[p].origin.clone(), layout, at));
         at
     }
 
     /// A per-channel vector, padded with zeros to whole vectors plus one.
     fn per_channel(&mut self, g: &Graph, p: ParamId) -> usize {
-        let v = g.value(p).expect("compile checks values");
-        self.once(p, "per_channel", || padded(v))
+        self.place(g, p, Layout::PerChannel)
     }
 
     fn bias(&mut self, g: &Graph, p: Option<ParamId>, c: usize) -> usize {
         match p {
             Some(p) => self.per_channel(g, p),
-            None => self.push(padded(&vec![0.0; c])),
+            // Zeros: the recipe's packed weights start zeroed, so no placement.
+            None => self.push(Layout::PerChannel.apply(&vec![0.0; c])),
         }
     }
 
     fn dense(&mut self, g: &Graph, p: ParamId) -> usize {
-        let v = g.value(p).expect("compile checks values");
-        self.once(p, "dense", || v.to_vec())
+        self.place(g, p, Layout::Dense)
     }
 
     fn conv_weight(&mut self, g: &Graph, p: ParamId) -> usize {
-        let (v, shape) = (g.value(p).expect("compile checks values"), g.params[p].shape.clone());
-        self.once(p, "conv", || pack_conv(v, shape[0], shape[1], shape[2]))
+        let shape = &g.params[p].shape;
+        self.place(g, p, Layout::Conv { co: shape[0], ci: shape[1], k: shape[2] })
     }
 
     fn winograd_weight(&mut self, g: &Graph, p: ParamId) -> usize {
-        let (v, shape) = (g.value(p).expect("compile checks values"), g.params[p].shape.clone());
-        self.once(p, "winograd", || pack_winograd(v, shape[0], shape[1]))
+        let shape = &g.params[p].shape;
+        self.place(g, p, Layout::Winograd { co: shape[0], ci: shape[1] })
     }
 
     /// `[c][1][3][3]` -> `[ky][kx][c padded]` (padded as per-channel vectors).
     fn depthwise_weight(&mut self, g: &Graph, p: ParamId) -> usize {
-        let v = g.value(p).expect("compile checks values");
         let c = g.params[p].shape[0];
-        let c_pad = c.next_multiple_of(8) + 8;
-        self.once(p, "depthwise", || {
-            let mut out = vec![0.0; 9 * c_pad];
-            for ch in 0..c {
-                for t in 0..9 {
-                    out[t * c_pad + ch] = v[ch * 9 + t];
+        self.place(g, p, Layout::Depthwise { c })
+    }
+
+    /// The recipe that makes `data` from a weight file: tensors by key, then
+    /// every derivation after its sources, then the placements.
+    fn recipe(&self, fingerprint_of: impl FnOnce(&PackingRecipe) -> String) -> PackingRecipe {
+        let mut recipe = PackingRecipe::default();
+        let mut tensors: HashMap<String, usize> = HashMap::new();
+        let mut derived: HashMap<*const Derivation<Origin>, usize> = HashMap::new();
+        // Values are numbered tensors first; derived indices are offset at the end.
+        fn intern(
+            origin: &Origin,
+            recipe: &mut PackingRecipe,
+            tensors: &mut HashMap<String, usize>,
+            derived: &mut HashMap<*const Derivation<Origin>, usize>,
+        ) -> Source {
+            match origin {
+                Origin::File { key, shape } => Source::Tensor(*tensors.entry(key.clone()).or_insert_with(|| {
+                    recipe.tensors.push((key.clone(), shape.clone()));
+                    recipe.tensors.len() - 1
+                })),
+                Origin::Derived(d) => {
+                    if let Some(i) = derived.get(&Arc::as_ptr(d)) {
+                        return Source::Derived(*i);
+                    }
+                    let sources = d.map(|o| intern(o, recipe, tensors, derived));
+                    recipe.derived_sources.push(sources);
+                    let i = recipe.derived_sources.len() - 1;
+                    derived.insert(Arc::as_ptr(d), i);
+                    Source::Derived(i)
                 }
             }
-            out
+        }
+        let mut placements = Vec::new();
+        for (origin, layout, offset) in &self.placements {
+            let source = intern(origin, &mut recipe, &mut tensors, &mut derived);
+            placements.push((source, *layout, *offset));
+        }
+        let n = recipe.tensors.len();
+        let index = |s: &Source| match s {
+            Source::Tensor(i) => *i,
+            Source::Derived(i) => n + i,
+        };
+        recipe.derived = recipe.derived_sources.iter().map(|d| d.map(index)).collect();
+        recipe.placements = placements
+            .iter()
+            .map(|(s, layout, offset)| Placement { value: index(s), layout: *layout, offset: *offset })
+            .collect();
+        recipe.len = self.data.len();
+        recipe.fingerprint = fingerprint_of(&recipe);
+        recipe
+    }
+}
+
+/// A value of the recipe while it is built: a file tensor or a derived value.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Tensor(usize),
+    Derived(usize),
+}
+
+/// The packing recipe of a compiled model, owned (see [`cgnet_runtime::recipe`]).
+#[derive(Clone, Debug, Default)]
+pub struct PackingRecipe {
+    /// Keys and shapes of the weight file's tensors it reads.
+    pub tensors: Vec<(String, Vec<usize>)>,
+    pub derived: Vec<Derivation<usize>>,
+    pub placements: Vec<Placement>,
+    pub len: usize,
+    pub fingerprint: String,
+    derived_sources: Vec<Derivation<Source>>,
+}
+
+impl PackingRecipe {
+    /// Runs `f` on the borrowed form the runtime executes.
+    pub fn with<T>(&self, f: impl FnOnce(Recipe<'_>) -> T) -> T {
+        let tensors: Vec<FileTensor<'_>> = self.tensors.iter().map(|(key, shape)| FileTensor { key, shape }).collect();
+        f(Recipe {
+            tensors: &tensors,
+            derived: &self.derived,
+            placements: &self.placements,
+            len: self.len,
+            fingerprint: &self.fingerprint,
         })
     }
 }
 
-/// Conv weights `[co][ci][k][k]` -> `[ky][kx][ci][co padded to 8]`, the
-/// layout of [`cgnet_runtime::program::Conv`].
-pub fn pack_conv(v: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
-    let co_pad = co.next_multiple_of(8);
-    let mut out = vec![0.0; k * k * ci * co_pad];
-    for o in 0..co {
-        for i in 0..ci {
-            for t in 0..k * k {
-                out[(t * ci + i) * co_pad + o] = v[(o * ci + i) * k * k + t];
-            }
-        }
-    }
-    out
-}
-
-/// 3x3 conv weights `[co][ci][3][3]` -> Winograd `U = G g G^T` packed
-/// `[16][ci][co padded to 8]`, with `G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]]`
-/// (computed in f64), the layout of [`Step::Winograd`].
-pub fn pack_winograd(v: &[f32], co: usize, ci: usize) -> Vec<f32> {
-    const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
-    let co_pad = co.next_multiple_of(8);
-    let mut out = vec![0.0; 16 * ci * co_pad];
-    for o in 0..co {
-        for i in 0..ci {
-            let k = |y: usize, x: usize| f64::from(v[((o * ci + i) * 3 + y) * 3 + x]);
-            for a in 0..4 {
-                for b in 0..4 {
-                    let mut u = 0.0;
-                    for (y, gay) in G[a].iter().enumerate() {
-                        for (x, gbx) in G[b].iter().enumerate() {
-                            u += gay * k(y, x) * gbx;
-                        }
-                    }
-                    out[((a * 4 + b) * ci + i) * co_pad + o] = u as f32;
-                }
-            }
-        }
-    }
-    out
-}
-
-fn padded(v: &[f32]) -> Vec<f32> {
-    let mut out = v.to_vec();
-    out.resize(v.len().next_multiple_of(8) + 8, 0.0);
-    out
-}
+pub use cgnet_runtime::recipe::{pack_conv, pack_winograd};

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use cgnet_runtime::program::{Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::recipe::{Derivation, Layout};
 use cgnet_runtime::{WeightError, Weights};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -17,7 +18,6 @@ use syn::Ident;
 use super::{compile, CompiledModel};
 use crate::ir::Graph;
 use crate::lower;
-use crate::spec::ModelSpec;
 use crate::syntax::{parse_model, ModelDecl, RustTarget};
 
 /// The whole macro: description tokens in, items out. Errors become
@@ -65,29 +65,6 @@ fn weight_errors(e: &WeightError, span: Span) -> syn::Error {
         all.combine(syn::Error::new(span, detail));
     }
     all
-}
-
-/// Re-packs weights at run time (`from_safetensors_bytes`), checking that the
-/// layout is the one the expansion was compiled with.
-pub fn pack_weights(
-    spec_json: &str,
-    bytes: &[u8],
-    origin: &str,
-    expected_len: usize,
-) -> Result<Vec<f32>, cgnet_runtime::ModelError> {
-    use cgnet_runtime::ModelError;
-    let spec = ModelSpec::from_json(spec_json).map_err(|e| ModelError::Layout(e.to_string()))?;
-    let mut graph = lower(&spec);
-    let weights = Weights::from_bytes(bytes, origin, &graph.expected_weights())?;
-    graph.bind(&weights);
-    let model = compile(&spec, &graph, "").map_err(|e| ModelError::Layout(e.to_string()))?;
-    if model.weights.len() != expected_len {
-        return Err(ModelError::Layout(format!(
-            "{} packed floats, the program expects {expected_len} (cgnet versions differ?)",
-            model.weights.len()
-        )));
-    }
-    Ok(model.weights)
 }
 
 /// `(visibility, name)` of a description that did not parse, for the stub.
@@ -228,23 +205,98 @@ fn step(s: &Step) -> TokenStream {
     }
 }
 
+fn derivation(d: &Derivation<usize>) -> TokenStream {
+    let bn = |b: &[usize; 4]| {
+        let b = b.map(n);
+        quote!([#(#b),*])
+    };
+    let eps = |e: f32| proc_macro2::Literal::f32_suffixed(e);
+    match d {
+        Derivation::BnScale { bn: b, eps: e } => {
+            let (b, e) = (bn(b), eps(*e));
+            quote!(Derivation::BnScale { bn: #b, eps: #e })
+        }
+        Derivation::BnShift { bn: b, eps: e } => {
+            let (b, e) = (bn(b), eps(*e));
+            quote!(Derivation::BnShift { bn: #b, eps: #e })
+        }
+        Derivation::FoldWeight { weight, bn: b, eps: e, start, per_out } => {
+            let (b, e) = (bn(b), eps(*e));
+            let [weight, start, per_out] = [*weight, *start, *per_out].map(n);
+            quote!(Derivation::FoldWeight { weight: #weight, bn: #b, eps: #e, start: #start, per_out: #per_out })
+        }
+        Derivation::FoldBias { bn: b, eps: e, bias, start, len } => {
+            let (b, e) = (bn(b), eps(*e));
+            let bias = match bias {
+                Some(i) => {
+                    let i = n(*i);
+                    quote!(Some(#i))
+                }
+                None => quote!(None),
+            };
+            let [start, len] = [*start, *len].map(n);
+            quote!(Derivation::FoldBias { bn: #b, eps: #e, bias: #bias, start: #start, len: #len })
+        }
+        Derivation::Slice { of, start, len } => {
+            let [of, start, len] = [*of, *start, *len].map(n);
+            quote!(Derivation::Slice { of: #of, start: #start, len: #len })
+        }
+    }
+}
+
+fn layout(l: &Layout) -> TokenStream {
+    match l {
+        Layout::Dense => quote!(Layout::Dense),
+        Layout::PerChannel => quote!(Layout::PerChannel),
+        Layout::Conv { co, ci, k } => {
+            let [co, ci, k] = [*co, *ci, *k].map(n);
+            quote!(Layout::Conv { co: #co, ci: #ci, k: #k })
+        }
+        Layout::Winograd { co, ci } => {
+            let [co, ci] = [*co, *ci].map(n);
+            quote!(Layout::Winograd { co: #co, ci: #ci })
+        }
+        Layout::Depthwise { c } => {
+            let c = n(*c);
+            quote!(Layout::Depthwise { c: #c })
+        }
+    }
+}
+
+/// The packing recipe as a `Recipe<'static>` constant expression.
+fn recipe(model: &CompiledModel) -> TokenStream {
+    let r = &model.recipe;
+    let tensors = r.tensors.iter().map(|(key, shape)| {
+        let shape = shape.iter().map(|d| n(*d));
+        quote!(FileTensor { key: #key, shape: &[#(#shape),*] })
+    });
+    let derived = r.derived.iter().map(derivation);
+    let placements = r.placements.iter().map(|p| {
+        let (value, offset, l) = (n(p.value), n(p.offset), layout(&p.layout));
+        quote!(Placement { value: #value, layout: #l, offset: #offset })
+    });
+    let (len, fingerprint) = (n(r.len), &r.fingerprint);
+    quote! {
+        Recipe {
+            tensors: &[#(#tensors),*],
+            derived: &[#(#derived),*],
+            placements: &[#(#placements),*],
+            len: #len,
+            fingerprint: #fingerprint,
+        }
+    }
+}
+
 /// The expansion of a checked description.
 pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Path>) -> TokenStream {
     let (attrs, vis, name) = (&decl.attrs, &decl.vis, &decl.name);
     let steps_mod = format_ident!("__cgnet_steps_{}", name.to_string().to_lowercase());
-    let [h, w, c, lh, lw, arena_bytes, parameters, weights_len] = [
-        model.height,
-        model.width,
-        model.classes,
-        model.logits.h,
-        model.logits.w,
-        model.arena_bytes,
-        model.parameters,
-        model.weights.len(),
-    ]
-    .map(n);
+    let [h, w, c, lh, lw, arena_bytes, parameters] =
+        [model.height, model.width, model.classes, model.logits.h, model.logits.w, model.arena_bytes, model.parameters]
+            .map(n);
     let macs = proc_macro2::Literal::u64_unsuffixed(model.macs);
-    let spec_json = serde_json::to_string(&model.spec).expect("specs serialise");
+    let recipe = recipe(model);
+    let fingerprint = &model.recipe.fingerprint;
     let isa = match decl.target {
         RustTarget::Scalar => quote!(::cgnet::runtime::kernels::Isa::Scalar),
         RustTarget::Avx2 => quote!(::cgnet::runtime::kernels::Isa::Avx2),
@@ -265,26 +317,35 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
         model.macs,
         model.arena_bytes
     );
+    // The packed weights, as little-endian bytes in a 64-byte aligned static:
+    // `new()` borrows them (no allocation, no packing).
     let embedded = weights_file.map(|p| {
         let path = p.display().to_string();
-        quote! {
-            /// The weight file named in the description, embedded (and tracked: editing it rebuilds this crate).
-            const WEIGHTS_FILE: &'static [u8] = include_bytes!(#path);
-
-            /// The model with the weights it was compiled with (checked when this crate compiled).
-            pub fn new() -> Self {
-                match Self::from_safetensors_bytes(Self::WEIGHTS_FILE) {
-                    Ok(model) => model,
-                    Err(e) => unreachable!("weights were checked when the crate was compiled: {e}"),
+        let bytes: Vec<u8> = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let len = n(bytes.len());
+        let blob = proc_macro2::Literal::byte_string(&bytes);
+        (
+            quote! {
+                /// The weights compiled in, packed (little-endian f32, 64-byte aligned).
+                pub static PACKED: ::cgnet::runtime::model::Aligned64<[u8; #len]> = ::cgnet::runtime::model::Aligned64(*#blob);
+                /// Tracks the weight file: editing it rebuilds this crate.
+                const _: &[u8] = include_bytes!(#path);
+            },
+            quote! {
+                /// The model with the weights it was compiled with (checked when this crate
+                /// compiled): borrows the packed weights compiled in, allocates nothing.
+                pub fn new() -> Self {
+                    Self { weights: ::std::borrow::Cow::Borrowed(::cgnet::runtime::model::packed_floats(&#steps_mod::PACKED.0)), isa: #isa }
                 }
-            }
-        }
+            },
+        )
     });
+    let (packed_static, new_fn) = embedded.unzip();
     quote! {
         #(#attrs)*
         #[doc = #doc]
         #vis struct #name {
-            weights: ::std::vec::Vec<f32>,
+            weights: ::std::borrow::Cow<'static, [f32]>,
             isa: ::cgnet::runtime::kernels::Isa,
         }
 
@@ -292,6 +353,12 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
         #[allow(non_snake_case, clippy::all)]
         mod #steps_mod {
             use ::cgnet::runtime::program::*;
+            use ::cgnet::runtime::recipe::*;
+            #[cfg(target_endian = "big")]
+            compile_error!("cgnet embeds little-endian packed weights; big-endian targets are not supported");
+            #packed_static
+            /// How the packed weights are made from a weight file (executed by cgnet-runtime).
+            pub const RECIPE: Recipe<'static> = #recipe;
             #(pub const #names: Step = #steps;)*
             pub const LOGITS: View = #logits_view;
             pub const LOGITS_OUT: Step = #logits_tail;
@@ -307,15 +374,16 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
             pub const ARENA_BYTES: usize = #arena_bytes;
             pub const PARAMETERS: usize = #parameters;
             pub const MACS: u64 = #macs;
-            const SPEC_JSON: &'static str = #spec_json;
-            const WEIGHTS_LEN: usize = #weights_len;
+            /// Identifies the packed-weights layout (spec, packing recipe, cgnet version).
+            pub const WEIGHTS_FINGERPRINT: &'static str = #fingerprint;
 
-            #embedded
+            #new_fn
 
-            /// The model with weights from a `.safetensors` file's bytes (authors' keys).
+            /// The model with weights from a `.safetensors` file's bytes (authors' keys),
+            /// checked and packed by the recipe compiled in.
             pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> {
-                let weights = ::cgnet::codegen::back::rust::pack_weights(Self::SPEC_JSON, bytes, "weights", Self::WEIGHTS_LEN)?;
-                Ok(Self { weights, isa: #isa })
+                let weights = #steps_mod::RECIPE.pack(bytes, "weights")?;
+                Ok(Self { weights: ::std::borrow::Cow::Owned(weights), isa: #isa })
             }
 
             /// The model with weights from a `.safetensors` file.

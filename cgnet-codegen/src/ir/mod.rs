@@ -15,6 +15,8 @@ mod verify;
 
 use std::sync::Arc;
 
+pub use cgnet_runtime::recipe::Derivation;
+
 pub use handle::{Arena, Handle, Sigil};
 pub use lower::lower;
 pub use verify::{verify, VerifyError};
@@ -71,6 +73,15 @@ pub enum ParamKind {
     Derived,
 }
 
+/// Where a parameter's values come from: a tensor of the weight file, or a
+/// derivation of other parameters (kept whole, so that it survives `compact`).
+/// The packing recipe of a compiled model is made from these.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    File { key: String, shape: Vec<usize> },
+    Derived(Arc<Derivation<Origin>>),
+}
+
 /// A weight tensor. Its value is `None` until weights are bound.
 #[derive(Clone, Debug)]
 pub struct Param {
@@ -79,6 +90,7 @@ pub struct Param {
     pub shape: Vec<usize>,
     pub kind: ParamKind,
     pub value: Option<Arc<[f32]>>,
+    pub origin: Origin,
 }
 
 impl Param {
@@ -436,7 +448,30 @@ impl Graph {
         kind: ParamKind,
         value: Option<Vec<f32>>,
     ) -> ParamId {
-        self.params.push(Param { key: key.into(), shape, kind, value: value.map(Into::into) })
+        let key = key.into();
+        let origin = Origin::File { key: key.clone(), shape: shape.clone() };
+        self.params.push(Param { key, shape, kind, value: value.map(Into::into), origin })
+    }
+
+    /// A parameter computed from others by `how`; unbound when a source is unbound.
+    pub fn add_derived_param(
+        &mut self,
+        key: impl Into<String>,
+        shape: Vec<usize>,
+        how: Derivation<ParamId>,
+    ) -> ParamId {
+        let value = how.evaluate(|p| self.value(*p));
+        if let Some(v) = &value {
+            debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "derived parameter");
+        }
+        let origin = Origin::Derived(Arc::new(how.map(|p| self.params[*p].origin.clone())));
+        self.params.push(Param {
+            key: key.into(),
+            shape,
+            kind: ParamKind::Derived,
+            value: value.map(Into::into),
+            origin,
+        })
     }
 
     /// The value of a bound parameter.

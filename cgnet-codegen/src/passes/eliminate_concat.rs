@@ -5,8 +5,8 @@
 //! whose raw result is still needed elsewhere keeps its own buffer and *tees*
 //! the normalised values into the slice in the same pass.
 
-use super::{batch_norm_affine, derive, slice_param};
-use crate::ir::{EpilogueStep, Graph, NodeId, Op, ParamId, Placement, Tee};
+use super::slice_param;
+use crate::ir::{Derivation, EpilogueStep, Graph, NodeId, Op, ParamId, Placement, Tee};
 
 /// The per-channel steps that follow a concat, for the whole concat width.
 enum Follow {
@@ -82,12 +82,9 @@ fn following_norm(graph: &mut Graph, cat: NodeId, users: &[Vec<NodeId>]) -> Foll
     }
     let c = graph.nodes[cat].shape.c;
     let name = graph.nodes[bn].name.clone();
-    let scale = derive(graph, format!("{name}.scale"), vec![c], &[gamma, beta, mean, var], |v| {
-        batch_norm_affine(v[0], v[1], v[2], v[3], eps).0
-    });
-    let shift = derive(graph, format!("{name}.shift"), vec![c], &[gamma, beta, mean, var], |v| {
-        batch_norm_affine(v[0], v[1], v[2], v[3], eps).1
-    });
+    let stats = [gamma, beta, mean, var];
+    let scale = graph.add_derived_param(format!("{name}.scale"), vec![c], Derivation::BnScale { bn: stats, eps });
+    let shift = graph.add_derived_param(format!("{name}.shift"), vec![c], Derivation::BnShift { bn: stats, eps });
     let act = match users[bn.index()][..] {
         [act] if !graph.is_output(act) => match graph.nodes[act].op {
             Op::Prelu { slope } => Some((EpilogueStep::Prelu(slope), act)),

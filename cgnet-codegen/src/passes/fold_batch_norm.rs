@@ -2,8 +2,7 @@
 //! `s = gamma / sqrt(var + eps)`, per output channel. BatchNorms after a
 //! concat are left to `eliminate_concat`.
 
-use super::{batch_norm_affine, derive};
-use crate::ir::{Conv, Graph, Op};
+use crate::ir::{Conv, Derivation, Graph, Op};
 
 pub fn run(graph: &mut Graph) -> usize {
     let users = graph.users();
@@ -19,30 +18,18 @@ pub fn run(graph: &mut Graph) -> usize {
         {
             continue;
         }
-        let bn_params = [gamma, beta, mean, var];
+        let stats = [gamma, beta, mean, var];
         // Each conv covers output channels `start..start + out` of the BatchNorm.
         let fold = |graph: &mut Graph, conv: Conv, start: usize, out: usize| -> Conv {
             let w = conv.weight;
             let per_out = graph.params[w].len() / out;
             let key = graph.params[w].key.clone();
             let shape = graph.params[w].shape.clone();
-            let mut sources = bn_params.to_vec();
-            sources.push(w);
-            let range = start..start + out;
-            let r = range.clone();
-            let weight = derive(graph, format!("{key}*bn"), shape, &sources, |v| {
-                let (scale, _) = batch_norm_affine(v[0], v[1], v[2], v[3], eps);
-                v[4].iter().enumerate().map(|(i, w)| w * scale[r.start + i / per_out]).collect()
-            });
-            if let Some(b) = conv.bias {
-                sources.push(b);
-            }
+            let how = Derivation::FoldWeight { weight: w, bn: stats, eps, start, per_out };
+            let weight = graph.add_derived_param(format!("{key}*bn"), shape, how);
             let bias_key = format!("{}.folded_bias", key.trim_end_matches(".weight"));
-            let has_bias = conv.bias.is_some();
-            let bias = derive(graph, bias_key, vec![out], &sources, |v| {
-                let (scale, shift) = batch_norm_affine(v[0], v[1], v[2], v[3], eps);
-                range.map(|c| shift[c] + if has_bias { v[5][c - start] * scale[c] } else { 0.0 }).collect()
-            });
+            let how = Derivation::FoldBias { bn: stats, eps, bias: conv.bias, start, len: out };
+            let bias = graph.add_derived_param(bias_key, vec![out], how);
             Conv { weight, bias: Some(bias), ..conv }
         };
         let op = match p.op.clone() {

@@ -14,7 +14,7 @@ mod head;
 
 use serde::Serialize;
 
-use crate::ir::{verify, Graph, ParamId, ParamKind, VerifyError};
+use crate::ir::{verify, Derivation, Graph, ParamId, VerifyError};
 
 /// One rewrite of the pipeline.
 pub struct Pass {
@@ -84,40 +84,9 @@ pub fn optimize(graph: &Graph, stop_after: Option<usize>) -> Result<(Graph, Vec<
     Ok((graph, applied))
 }
 
-/// Adds a parameter computed from others; unbound when any source is unbound.
-pub(crate) fn derive(
-    graph: &mut Graph,
-    key: String,
-    shape: Vec<usize>,
-    sources: &[ParamId],
-    f: impl FnOnce(&[&[f32]]) -> Vec<f32>,
-) -> ParamId {
-    let values: Option<Vec<&[f32]>> = sources.iter().map(|p| graph.value(*p)).collect();
-    let value = values.map(|v| f(&v));
-    if let Some(v) = &value {
-        debug_assert_eq!(v.len(), shape.iter().product::<usize>(), "derived `{key}`");
-    }
-    graph.add_param(key, shape, ParamKind::Derived, value)
-}
-
 /// Channels `range` of a per-channel parameter, as a derived parameter.
 pub(crate) fn slice_param(graph: &mut Graph, p: ParamId, range: std::ops::Range<usize>) -> ParamId {
     let key = format!("{}[{}..{}]", graph.params[p].key, range.start, range.end);
     let len = range.len();
-    derive(graph, key, vec![len], &[p], |v| v[0][range].to_vec())
-}
-
-/// `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`, in f64.
-pub(crate) fn batch_norm_affine(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    eps: f32,
-) -> (Vec<f32>, Vec<f32>) {
-    let scale: Vec<f64> =
-        gamma.iter().zip(var).map(|(g, v)| f64::from(*g) / (f64::from(*v) + f64::from(eps)).sqrt()).collect();
-    let shift =
-        beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| (f64::from(*b) - f64::from(*m) * s) as f32).collect();
-    (scale.into_iter().map(|s| s as f32).collect(), shift)
+    graph.add_derived_param(key, vec![len], Derivation::Slice { of: p, start: range.start, len })
 }
