@@ -514,3 +514,111 @@ fn run_prints_a_summary_and_c_builds_are_cached() {
     assert!(third.status.success());
     assert_eq!(builds(), 2);
 }
+
+/// `cgnetc build --target rust`: the module compiles in a fresh crate that
+/// depends on cgnet-runtime alone, matches the golden case with the weights
+/// compiled in, and gives the same logits with the weights loaded at run time
+/// through the packing recipe.
+#[test]
+fn build_target_rust_compiles_standalone_and_matches_the_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("standalone");
+    let src = krate.join("src");
+    let o = cgnetc(
+        &[
+            &build_args(path(&golden(".json")), path(&golden(".safetensors")), "rust", path(&src))[..],
+            &["--name", "tiny"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let module = std::fs::read_to_string(src.join("tiny.rs")).unwrap();
+    assert!(module.contains("pub struct Tiny") && !module.contains("cgnet::") && !module.contains("cgnet_codegen"));
+    let runtime = repo_root().join("cgnet-runtime");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!("[package]\nname = \"standalone\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ncgnet-runtime = {{ path = {:?} }}\n\n[workspace]\n", runtime.display().to_string()),
+    )
+    .unwrap();
+    std::fs::copy(repo_root().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    std::fs::write(
+        src.join("main.rs"),
+        r#"mod tiny;
+use tiny::Tiny;
+
+fn floats(path: &str) -> Vec<f32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let input = floats(&args[1]);
+    let mut arena = Tiny::new_arena();
+    let mut logits = vec![0.0f32; Tiny::LOGITS_SHAPE.iter().product()];
+    let mut labels = vec![0u8; Tiny::LABELS_LEN];
+    let model = Tiny::new();
+    model.run(&input, arena.as_f32_mut(), &mut logits).unwrap();
+    model.segment(&input, arena.as_f32_mut(), &mut labels).unwrap();
+    let loaded = Tiny::from_path(&args[4]).unwrap();
+    let mut again = vec![0.0f32; logits.len()];
+    loaded.run(&input, arena.as_f32_mut(), &mut again).unwrap();
+    assert!(logits.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "run-time weights differ");
+    std::fs::write(&args[2], logits.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(&args[3], labels).unwrap();
+}
+"#,
+    )
+    .unwrap();
+    let io = std::fs::read(golden(".io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&io).unwrap();
+    let floats = |v: TensorView<'_>| -> Vec<f32> {
+        v.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    let input = floats(io.tensor("input").unwrap());
+    std::fs::write(dir.path().join("input.bin"), input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+        .unwrap();
+    // A target folder that outlives the test, so reruns do not rebuild cgnet-runtime.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().join("standalone-crate");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let run = Command::new(cargo)
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["run", "--offline", "--quiet", "--"])
+        .arg(dir.path().join("input.bin"))
+        .arg(dir.path().join("logits.bin"))
+        .arg(dir.path().join("labels.bin"))
+        .arg(golden(".safetensors"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ours: Vec<f32> = std::fs::read(dir.path().join("logits.bin"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let reference = floats(io.tensor("logits").unwrap());
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert_eq!(ours.len(), reference.len());
+    assert!(worst <= 1e-4 * scale, "max logit error {worst}");
+    // Labels: equal wherever the reference's top two scores are more than 1e-4 apart.
+    let labels = std::fs::read(dir.path().join("labels.bin")).unwrap();
+    let scores = floats(io.tensor("scores").unwrap());
+    let expected: Vec<i32> = io
+        .tensor("labels")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let pixels = labels.len();
+    let classes = scores.len() / pixels;
+    for p in 0..pixels {
+        let mut col: Vec<f32> = (0..classes).map(|k| scores[k * pixels + p]).collect();
+        col.sort_by(|a, b| b.total_cmp(a));
+        if col[0] - col[1] > 1e-4 {
+            assert_eq!(i32::from(labels[p]), expected[p], "label at pixel {p}");
+        }
+    }
+}

@@ -39,3 +39,19 @@ fn rust_expansion_of_a_small_model() {
     let file: syn::File = syn::parse2(expanded).expect("the expansion is valid Rust");
     insta::assert_snapshot!(prettyplease::unparse(&file));
 }
+
+/// `cgnetc build --target rust` of a small model with random weights (the
+/// packed weights go to `tiny.weights`, not into the snapshot).
+#[test]
+fn standalone_rust_module_of_a_small_model() {
+    let mut spec = ModelSpec::cityscapes(16, 16);
+    spec.name = Some("tiny".into());
+    (spec.classes, spec.stage2_blocks, spec.stage3_blocks) = (2, 2, 2);
+    let mut graph = lower(&spec);
+    cgnet_codegen::testing::bind_random_weights(&mut graph, 5);
+    let model = cgnet_codegen::back::compile(&spec, &graph, "0000 (snapshot weights)").unwrap();
+    let files = cgnet_codegen::back::rust::standalone(&model);
+    let cgnet_codegen::back::c::FileContents::Text(module) = &files[0].contents else { panic!("tiny.rs is text") };
+    assert_eq!(files[1].name, "tiny.weights");
+    insta::assert_snapshot!(module);
+}

@@ -26,7 +26,9 @@ use crate::syntax::{parse_model, ModelDecl, RustTarget};
 pub fn expand_macro(input: TokenStream) -> TokenStream {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_default();
     match parse_model(input.clone()).and_then(|decl| build(&decl, &manifest_dir).map(|out| (decl, out))) {
-        Ok((decl, (model, weights_file))) => expand(&decl, &model, weights_file.as_deref()),
+        Ok((decl, (model, weights_file))) => {
+            expand(&decl, &model, Emit::Macro { weights_file: weights_file.as_deref() })
+        }
         Err(errors) => {
             let stub = stub_name(input).map(|(vis, name)| stub(&vis, &name));
             let errors = errors.to_compile_error();
@@ -287,9 +289,23 @@ fn recipe(model: &CompiledModel) -> TokenStream {
     }
 }
 
+/// Where an expansion finds the runtime and the packed weights.
+pub enum Emit<'a> {
+    /// Inside a user's crate: `::cgnet::runtime`; the weights (when the
+    /// description names `weights_file`) embedded as a byte string.
+    Macro { weights_file: Option<&'a Path> },
+    /// A standalone module (`cgnetc build --target rust`): `::cgnet_runtime`;
+    /// the packed weights in the file `weights_blob` beside it.
+    Standalone { weights_blob: &'a str },
+}
+
 /// The expansion of a checked description.
-pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Path>) -> TokenStream {
+pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenStream {
     let (attrs, vis, name) = (&decl.attrs, &decl.vis, &decl.name);
+    let rt = match emit {
+        Emit::Macro { .. } => quote!(::cgnet::runtime),
+        Emit::Standalone { .. } => quote!(::cgnet_runtime),
+    };
     let steps_mod = format_ident!("__cgnet_steps_{}", name.to_string().to_lowercase());
     let [h, w, c, lh, lw, arena_bytes, parameters] =
         [model.height, model.width, model.classes, model.logits.h, model.logits.w, model.arena_bytes, model.parameters]
@@ -298,10 +314,10 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
     let recipe = recipe(model);
     let fingerprint = &model.recipe.fingerprint;
     let isa = match decl.target {
-        RustTarget::Scalar => quote!(::cgnet::runtime::kernels::Isa::Scalar),
-        RustTarget::Avx2 => quote!(::cgnet::runtime::kernels::Isa::Avx2),
-        RustTarget::Neon => quote!(::cgnet::runtime::kernels::Isa::Neon),
-        RustTarget::Native => quote!(::cgnet::runtime::kernels::Isa::detect()),
+        RustTarget::Scalar => quote!(#rt::kernels::Isa::Scalar),
+        RustTarget::Avx2 => quote!(#rt::kernels::Isa::Avx2),
+        RustTarget::Neon => quote!(#rt::kernels::Isa::Neon),
+        RustTarget::Native => quote!(#rt::kernels::Isa::detect()),
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
     let steps: Vec<TokenStream> = model.steps.iter().map(step).collect();
@@ -319,23 +335,33 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
     );
     // The packed weights, as little-endian bytes in a 64-byte aligned static:
     // `new()` borrows them (no allocation, no packing).
-    let embedded = weights_file.map(|p| {
-        let path = p.display().to_string();
-        let bytes: Vec<u8> = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let len = n(bytes.len());
-        let blob = proc_macro2::Literal::byte_string(&bytes);
-        (
-            quote! {
+    let len = n(model.weights.len() * 4);
+    let packed = match emit {
+        Emit::Macro { weights_file: None } => None,
+        Emit::Macro { weights_file: Some(p) } => {
+            let path = p.display().to_string();
+            let bytes: Vec<u8> = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let blob = proc_macro2::Literal::byte_string(&bytes);
+            Some(quote! {
                 /// The weights compiled in, packed (little-endian f32, 64-byte aligned).
-                pub static PACKED: ::cgnet::runtime::model::Aligned64<[u8; #len]> = ::cgnet::runtime::model::Aligned64(*#blob);
+                pub static PACKED: #rt::model::Aligned64<[u8; #len]> = #rt::model::Aligned64(*#blob);
                 /// Tracks the weight file: editing it rebuilds this crate.
                 const _: &[u8] = include_bytes!(#path);
-            },
+            })
+        }
+        Emit::Standalone { weights_blob } => Some(quote! {
+            /// The weights compiled in, packed (little-endian f32, 64-byte aligned).
+            pub static PACKED: #rt::model::Aligned64<[u8; #len]> = #rt::model::Aligned64(*include_bytes!(#weights_blob));
+        }),
+    };
+    let embedded = packed.map(|packed| {
+        (
+            packed,
             quote! {
-                /// The model with the weights it was compiled with (checked when this crate
+                /// The model with the weights it was compiled with (checked when it was
                 /// compiled): borrows the packed weights compiled in, allocates nothing.
                 pub fn new() -> Self {
-                    Self { weights: ::std::borrow::Cow::Borrowed(::cgnet::runtime::model::packed_floats(&#steps_mod::PACKED.0)), isa: #isa }
+                    Self { weights: ::std::borrow::Cow::Borrowed(#rt::model::packed_floats(&#steps_mod::PACKED.0)), isa: #isa }
                 }
             },
         )
@@ -346,14 +372,14 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
         #[doc = #doc]
         #vis struct #name {
             weights: ::std::borrow::Cow<'static, [f32]>,
-            isa: ::cgnet::runtime::kernels::Isa,
+            isa: #rt::kernels::Isa,
         }
 
         #[doc(hidden)]
         #[allow(non_snake_case, clippy::all)]
         mod #steps_mod {
-            use ::cgnet::runtime::program::*;
-            use ::cgnet::runtime::recipe::*;
+            use #rt::program::*;
+            use #rt::recipe::*;
             #[cfg(target_endian = "big")]
             compile_error!("cgnet embeds little-endian packed weights; big-endian targets are not supported");
             #packed_static
@@ -381,31 +407,31 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
 
             /// The model with weights from a `.safetensors` file's bytes (authors' keys),
             /// checked and packed by the recipe compiled in.
-            pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> {
+            pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, #rt::ModelError> {
                 let weights = #steps_mod::RECIPE.pack(bytes, "weights")?;
                 Ok(Self { weights: ::std::borrow::Cow::Owned(weights), isa: #isa })
             }
 
             /// The model with weights from a `.safetensors` file.
-            pub fn from_path(path: impl AsRef<::std::path::Path>) -> ::core::result::Result<Self, ::cgnet::runtime::ModelError> {
+            pub fn from_path(path: impl AsRef<::std::path::Path>) -> ::core::result::Result<Self, #rt::ModelError> {
                 let path = path.as_ref();
                 let bytes = ::std::fs::read(path)
-                    .map_err(|source| ::cgnet::runtime::ModelError::Io { path: path.display().to_string(), source })?;
+                    .map_err(|source| #rt::ModelError::Io { path: path.display().to_string(), source })?;
                 Self::from_safetensors_bytes(&bytes)
             }
 
             /// An arena of `ARENA_BYTES`, 64-byte aligned; allocate once, reuse for every call.
-            pub fn new_arena() -> ::cgnet::runtime::Arena {
-                ::cgnet::runtime::Arena::new(Self::ARENA_BYTES)
+            pub fn new_arena() -> #rt::Arena {
+                #rt::Arena::new(Self::ARENA_BYTES)
             }
 
-            fn body(exec: &::cgnet::runtime::kernels::Exec<'_>) -> ::core::result::Result<(), ::cgnet::runtime::kernels::KernelError> {
+            fn body(exec: &#rt::kernels::Exec<'_>) -> ::core::result::Result<(), #rt::kernels::KernelError> {
                 #(exec.step(&#steps_mod::#names)?;)*
                 Ok(())
             }
 
             /// Logits `[1, C, ceil(H/8), ceil(W/8)]` NCHW of an input `[1, 3, H, W]` NCHW. Allocates nothing.
-            pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+            pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), #rt::ModelError> {
                 self.run_parallel(input, arena, logits, None)
             }
 
@@ -415,17 +441,17 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
                 input: &[f32],
                 arena: &mut [f32],
                 logits: &mut [f32],
-                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
-            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
-                ::cgnet::runtime::model::check_len("logits", logits.len(), #c * #lh * #lw)?;
-                let exec = ::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, Some(logits))?;
+                parallel: Option<&dyn #rt::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), #rt::ModelError> {
+                #rt::model::check_len("logits", logits.len(), #c * #lh * #lw)?;
+                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, Some(logits))?;
                 Self::body(&exec)?;
                 exec.step(&#steps_mod::LOGITS_OUT)?;
                 Ok(())
             }
 
             /// Scores `[1, C, H, W]` NCHW: the logits bilinearly upsampled. Allocates nothing.
-            pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+            pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), #rt::ModelError> {
                 self.scores_parallel(input, arena, scores, None)
             }
 
@@ -434,16 +460,16 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
                 input: &[f32],
                 arena: &mut [f32],
                 scores: &mut [f32],
-                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
-            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
-                ::cgnet::runtime::model::check_len("scores", scores.len(), #c * #h * #w)?;
-                Self::body(&::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
-                ::cgnet::runtime::kernels::head::upsample(arena, &#steps_mod::LOGITS, scores, #h, #w);
+                parallel: Option<&dyn #rt::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), #rt::ModelError> {
+                #rt::model::check_len("scores", scores.len(), #c * #h * #w)?;
+                Self::body(&#rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
+                #rt::kernels::head::upsample(arena, &#steps_mod::LOGITS, scores, #h, #w);
                 Ok(())
             }
 
             /// Labels `[H * W]`: the class of every pixel. Allocates nothing.
-            pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
+            pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), #rt::ModelError> {
                 self.segment_parallel(input, arena, labels, None)
             }
 
@@ -452,13 +478,62 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, weights_file: Option<&Pat
                 input: &[f32],
                 arena: &mut [f32],
                 labels: &mut [u8],
-                parallel: Option<&dyn ::cgnet::runtime::kernels::ParallelFor>,
-            ) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> {
-                ::cgnet::runtime::model::check_len("labels", labels.len(), #h * #w)?;
-                Self::body(&::cgnet::runtime::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
-                ::cgnet::runtime::kernels::head::upsample_argmax(arena, &#steps_mod::LOGITS, labels, #h, #w);
+                parallel: Option<&dyn #rt::kernels::ParallelFor>,
+            ) -> ::core::result::Result<(), #rt::ModelError> {
+                #rt::model::check_len("labels", labels.len(), #h * #w)?;
+                Self::body(&#rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
+                #rt::kernels::head::upsample_argmax(arena, &#steps_mod::LOGITS, labels, #h, #w);
                 Ok(())
             }
         }
+    }
+}
+
+/// A standalone Rust module for `model` (`cgnetc build --target rust`): the
+/// same code `cgnet!` expands to, formatted, depending only on cgnet-runtime,
+/// with the packed weights in `NAME.weights` beside it. Returns the files.
+pub fn standalone(model: &CompiledModel) -> Vec<super::c::File> {
+    let n = &model.name;
+    let type_name = rust_type_name(model.spec.model_name());
+    let decl = ModelDecl {
+        attrs: Vec::new(),
+        vis: syn::parse_quote!(pub),
+        name: Ident::new(&type_name, Span::call_site()),
+        spec: model.spec.clone(),
+        weights: None,
+        target: RustTarget::Native,
+    };
+    let blob = format!("{n}.weights");
+    let tokens = expand(&decl, model, Emit::Standalone { weights_blob: &blob });
+    let file: syn::File = syn::parse2(tokens).expect("expansions are valid Rust");
+    let mut text: String = super::provenance(model).iter().map(|l| format!("// {l}\n")).collect();
+    text.push_str(&format!(
+        "// A standalone module: add `cgnet-runtime = \"{}\"` to Cargo.toml, put `{n}.rs` and `{blob}`\n\
+         // in `src/`, and `mod {n};`. Then `{n}::{type_name}::new()` (see its methods).\n\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    text.push_str(&prettyplease::unparse(&file));
+    let bytes = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+    vec![
+        super::c::File { name: format!("{n}.rs"), contents: super::c::FileContents::Text(text) },
+        super::c::File { name: blob, contents: super::c::FileContents::Binary(bytes) },
+    ]
+}
+
+/// `camvid` -> `Camvid`, `m3_n21` -> `M3N21`; names that are already
+/// upper camel case (`CamVid`) stay as they are.
+fn rust_type_name(name: &str) -> String {
+    let camel: String = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    if camel.is_empty() || camel.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("Model{camel}")
+    } else {
+        camel
     }
 }

@@ -35,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Emit a standalone C project (NAME.h, NAME.c, weights, CMakeLists.txt, README.md).
+    /// Emit a standalone C project (NAME.h, NAME.c, weights, CMakeLists.txt, README.md) or Rust module.
     Build(BuildArgs),
     /// Run a model on one input tensor and write its logits, scores and labels.
     Run(RunArgs),
@@ -69,7 +69,7 @@ struct BuildArgs {
     /// Weights (.safetensors, the authors' state-dict keys); defaults to the file the description names.
     #[arg(long, value_name = "W.safetensors")]
     weights: Option<PathBuf>,
-    /// Instruction set of the emitted C.
+    /// What to emit.
     #[arg(long, value_parser = target_parser(BUILD_TARGETS))]
     target: Target,
     /// Output folder (created if missing; existing files of the same names are replaced).
@@ -78,7 +78,8 @@ struct BuildArgs {
     /// Symbol prefix (lower case); defaults to the description's name, else `cgnet`.
     #[arg(long)]
     name: Option<String>,
-    /// Write the weights as a binary file `NAME.weights` passed at run time, not a C array.
+    /// C: write the weights as a binary file `NAME.weights` passed at run time, not a C array
+    /// (`rust` always reads them from `NAME.weights`, compiled in with `include_bytes!`).
     #[arg(long)]
     weights_blob: bool,
 }
@@ -158,9 +159,10 @@ enum Target {
     CScalar,
     CAvx2,
     CNeon,
+    Rust,
 }
 
-const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon];
+const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon, Target::Rust];
 const RUN_TARGETS: &[Target] = &[
     Target::Interp,
     Target::InterpPlanned,
@@ -175,7 +177,7 @@ const BENCH_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2, Target:
 /// A `--target` parser that accepts and lists exactly `allowed`.
 fn target_parser(allowed: &'static [Target]) -> impl TypedValueParser<Value = Target> {
     PossibleValuesParser::new(allowed.iter().map(|t| PossibleValue::new(t.name()).help(t.help())))
-        .map(|name| *RUN_TARGETS.iter().find(|t| t.name() == name).expect("parsed names are targets"))
+        .map(|name| *allowed.iter().find(|t| t.name() == name).expect("parsed names are targets"))
 }
 
 impl Target {
@@ -188,6 +190,7 @@ impl Target {
             Target::CScalar => "c-scalar",
             Target::CAvx2 => "c-avx2",
             Target::CNeon => "c-neon",
+            Target::Rust => "rust",
         }
     }
 
@@ -200,6 +203,7 @@ impl Target {
             Target::CScalar => "Portable C99",
             Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
             Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
+            Target::Rust => "A standalone Rust module (NAME.rs + NAME.weights) that needs only cgnet-runtime",
         }
     }
 
@@ -395,14 +399,16 @@ fn run_c(
 }
 
 fn build(args: &BuildArgs) -> Result<(), Failure> {
-    let target = args.target.c_target().expect("build accepts only C targets");
     let (mut spec, graph, sha) = load_model(args.model.path(), args.weights.as_deref())?;
     if let Some(name) = &args.name {
         spec.name = Some(name.clone());
         spec.validate()?;
     }
     let model = back::compile(&spec, &graph, &sha)?;
-    let files = c::emit(&model, &c::Options { target, weights_blob: args.weights_blob });
+    let files = match args.target.c_target() {
+        Some(target) => c::emit(&model, &c::Options { target, weights_blob: args.weights_blob }),
+        None => back::rust::standalone(&model),
+    };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", args.out.display())))?;
     let written = write_all_or_nothing(&args.out, &files)?;
