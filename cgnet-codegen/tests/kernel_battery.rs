@@ -394,7 +394,7 @@ fn pool_copy_and_global_context_battery() {
                 let dst = world.nhwc(&Tensor::zeros(c, h, w), 0, c.next_multiple_of(8));
                 let scratch = world.arena.len();
                 world.arena.resize(scratch + h * c + 2 * c + hidden + 16, f32::NAN);
-                let squeeze = p::GlobalContext {
+                let squeeze = p::Squeeze {
                     x: xv,
                     hidden,
                     fc1_weight: world.push_weights(&w1),
@@ -404,15 +404,15 @@ fn pool_copy_and_global_context_battery() {
                     scratch,
                 };
                 world.run(engine, &Step::ChannelSums(p::ChannelSums { x: xv, sums: scratch }));
-                world.run(engine, &Step::GlobalContext(squeeze));
-                let copy = p::Copy {
+                world.run(engine, &Step::Squeeze(squeeze));
+                let copy = p::Elementwise {
                     src: xv,
                     scale: Some(squeeze.scale_offset()),
                     add: Some(rv),
                     dst,
                     epilogue: Epilogue::NONE,
                 };
-                world.run(engine, &Step::Copy(copy));
+                world.run(engine, &Step::Elementwise(copy));
                 let scale = reference::global_context_scale(&x, (&w1, &b1), (&w2, &b2));
                 let want = reference::add(&r, &reference::channel_scale(&x, &scale));
                 battery.check(engine, world, dst, &want, format!("global context c{c} {h}x{w} {engine:?}"));

@@ -42,8 +42,15 @@ pub fn check_len(what: &'static str, found: usize, expected: usize) -> Result<()
     }
 }
 
-/// Checks the input and arena and binds them (and the logits, when given)
-/// to an executor. Allocates nothing.
+/// The caller's output buffer of one entry point.
+pub enum Output<'a> {
+    Logits(&'a mut [f32]),
+    Scores(&'a mut [f32]),
+    Labels(&'a mut [u8]),
+}
+
+/// Checks the input and arena and binds them and the output to an executor.
+/// Allocates nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn exec<'a>(
     weights: &'a [f32],
@@ -53,7 +60,7 @@ pub fn exec<'a>(
     input_len: usize,
     arena: &'a mut [f32],
     arena_bytes: usize,
-    logits: Option<&'a mut [f32]>,
+    output: Output<'a>,
 ) -> Result<Exec<'a>, ModelError> {
     check_len("input", input.len(), input_len)?;
     let found = std::mem::size_of_val(arena);
@@ -61,9 +68,10 @@ pub fn exec<'a>(
         return Err(ModelError::ArenaTooSmall { expected: arena_bytes, found });
     }
     let memory = Memory::new(arena, input);
-    let memory = match logits {
-        Some(logits) => memory.with_logits(logits),
-        None => memory,
+    let memory = match output {
+        Output::Logits(logits) => memory.with_logits(logits),
+        Output::Scores(scores) => memory.with_scores(scores),
+        Output::Labels(labels) => memory.with_labels(labels),
     };
     Ok(Exec::new(memory, weights, isa, parallel))
 }

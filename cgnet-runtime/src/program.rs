@@ -14,6 +14,8 @@ pub enum Mem {
     Logits,
     /// The caller's full-resolution scores, NCHW.
     Scores,
+    /// The caller's labels, one byte (not float) per pixel: `[H, W]`.
+    Labels,
 }
 
 /// A strided 3-D window: element `(c, y, x)` is at
@@ -37,12 +39,17 @@ impl View {
         self.offset + y * self.row_stride + x * self.pixel_stride + c * self.channel_stride
     }
 
-    /// One past the last element addressed.
+    /// One past the last element addressed (`usize::MAX` when that overflows,
+    /// so that such a view fails every bounds check).
     pub fn end(&self) -> usize {
         if self.c == 0 || self.h == 0 || self.w == 0 {
             return self.offset;
         }
-        self.at(self.c - 1, self.h - 1, self.w - 1) + 1
+        let term = |n: usize, stride: usize| (n - 1).checked_mul(stride);
+        let last = [term(self.h, self.row_stride), term(self.w, self.pixel_stride), term(self.c, self.channel_stride)]
+            .into_iter()
+            .try_fold(self.offset, |sum, t| sum.checked_add(t?));
+        last.and_then(|l| l.checked_add(1)).unwrap_or(usize::MAX)
     }
 
     /// Whether distinct rows `y` address distinct elements (so threads that
@@ -169,10 +176,10 @@ pub struct ChannelSums {
 /// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
 /// channel, from the row sums a [`ChannelSums`] step left at the start of
 /// `scratch`. Scratch holds `h * c` row sums, `c` means, `hidden` units and the
-/// `c` scales, which land at [`GlobalContext::scale_offset`]; a [`Copy`](struct@Copy) with
+/// `c` scales, which land at [`Squeeze::scale_offset`]; an [`Elementwise`] step with
 /// `scale` then applies them (with the residual add) row-parallel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GlobalContext {
+pub struct Squeeze {
     pub x: View,
     pub hidden: usize,
     /// `[hidden][c]`, `[hidden]`, `[c][hidden]`, `[c]`.
@@ -183,7 +190,7 @@ pub struct GlobalContext {
     pub scratch: usize,
 }
 
-impl GlobalContext {
+impl Squeeze {
     /// Arena offset of the per-channel scales this step computes.
     pub const fn scale_offset(&self) -> usize {
         self.scratch + self.x.h * self.x.c + self.x.c + self.hidden
@@ -199,28 +206,30 @@ impl GlobalContext {
 /// in place, an elementwise add (the local residual), or F_glo's channel
 /// scale with the global residual.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Copy {
+pub struct Elementwise {
     pub src: View,
-    /// Arena offset of per-channel multipliers (from a [`GlobalContext`]).
+    /// Arena offset of per-channel multipliers (from a [`Squeeze`]).
     pub scale: Option<usize>,
     pub add: Option<View>,
     pub dst: View,
     pub epilogue: Epilogue,
 }
 
-/// Bilinear resize (align_corners = False) of `src` to `dst`'s size.
+/// Bilinear resize (align_corners = False, as PyTorch) of `src` to `dst`'s
+/// size: the `scores` tail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upsample {
     pub src: View,
     pub dst: View,
 }
 
-/// Bilinear resize fused with argmax over channels: labels `[H * W]` as bytes.
+/// The same resize fused with an argmax over channels (the first channel with
+/// the largest score): the `segment` tail. `dst` is a one-channel
+/// [`Mem::Labels`] view; `src` has at most 256 channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpsampleArgmax {
     pub src: View,
-    pub height: usize,
-    pub width: usize,
+    pub dst: View,
 }
 
 /// Largest channel count (in and out) of a [`Step::Winograd`] convolution:
@@ -238,8 +247,10 @@ pub enum Step {
     DepthwisePair(DepthwisePair),
     AvgPool(AvgPool),
     ChannelSums(ChannelSums),
-    GlobalContext(GlobalContext),
-    Copy(Copy),
+    Squeeze(Squeeze),
+    Elementwise(Elementwise),
+    Upsample(Upsample),
+    UpsampleArgmax(UpsampleArgmax),
 }
 
 impl Step {
@@ -250,9 +261,11 @@ impl Step {
             Step::Conv(s) | Step::Winograd(s) => Some(s.dst.h),
             Step::DepthwisePair(s) => Some(s.dst.h),
             Step::AvgPool(s) => Some(s.dst.h),
-            Step::Copy(s) => Some(s.dst.h),
+            Step::Elementwise(s) => Some(s.dst.h),
             Step::ChannelSums(s) => Some(s.x.h),
-            Step::GlobalContext(_) => None,
+            Step::Squeeze(_) => None,
+            Step::Upsample(s) => Some(s.dst.h),
+            Step::UpsampleArgmax(s) => Some(s.dst.h),
         }
     }
 }

@@ -2,8 +2,7 @@
 //! same calls the Rust backend emits, from a vector instead of constants.
 //! Used by `cgnetc run --target rust-*` and to test the kernels on whole models.
 
-use cgnet_runtime::kernels::{head, Exec, Isa, KernelError, Memory, ParallelFor};
-use cgnet_runtime::program::Step;
+use cgnet_runtime::kernels::{Exec, Isa, KernelError, Memory, ParallelFor};
 use cgnet_runtime::Arena;
 
 use super::CompiledModel;
@@ -27,7 +26,10 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(model: &CompiledModel) -> Self {
-        Self { arena: Arena::new(model.arena_bytes), logits: vec![0.0; model.logits_out.end()] }
+        Self {
+            arena: Arena::new(model.arena_bytes),
+            logits: vec![0.0; model.classes * model.logits.h * model.logits.w],
+        }
     }
 
     pub fn run(
@@ -39,23 +41,11 @@ impl Runner {
     ) -> Result<&[f32], KernelError> {
         let memory = Memory::new(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        for step in &model.steps {
+        for step in model.steps.iter().chain([&model.tails.run]) {
             exec.step(step)?;
         }
-        exec.step(&logits_tail(model))?;
         Ok(&self.logits)
     }
-}
-
-/// The step that copies the logits from the arena (NHWC) to the caller (NCHW).
-pub fn logits_tail(model: &CompiledModel) -> Step {
-    Step::Copy(cgnet_runtime::program::Copy {
-        src: model.logits,
-        scale: None,
-        add: None,
-        dst: model.logits_out,
-        epilogue: cgnet_runtime::program::Epilogue::NONE,
-    })
 }
 
 /// Runs the body once and all three tails. `input` is NCHW `[3, H, W]`.
@@ -67,18 +57,17 @@ pub fn execute(
 ) -> Result<Outputs, KernelError> {
     let mut arena = Arena::new(model.arena_bytes);
     let (h, w, c) = (model.height, model.width, model.classes);
-    let mut logits = vec![0.0f32; model.logits_out.end()];
+    let mut logits = vec![0.0f32; c * model.logits.h * model.logits.w];
     let mut scores = vec![0.0f32; c * h * w];
     let mut labels = vec![0u8; h * w];
-    {
-        let memory = Memory::new(arena.as_f32_mut(), input).with_logits(&mut logits);
-        let exec = Exec::new(memory, &model.weights, isa, parallel);
-        for step in &model.steps {
-            exec.step(step)?;
-        }
-        exec.step(&logits_tail(model))?;
+    let memory = Memory::new(arena.as_f32_mut(), input)
+        .with_logits(&mut logits)
+        .with_scores(&mut scores)
+        .with_labels(&mut labels);
+    let exec = Exec::new(memory, &model.weights, isa, parallel);
+    let tails = &model.tails;
+    for step in model.steps.iter().chain([&tails.run, &tails.scores, &tails.segment]) {
+        exec.step(step)?;
     }
-    head::upsample(arena.as_f32(), &model.logits, &mut scores, h, w);
-    head::upsample_argmax(arena.as_f32(), &model.logits, &mut labels, h, w);
     Ok(Outputs { logits, scores, labels })
 }

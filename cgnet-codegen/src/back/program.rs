@@ -2,10 +2,10 @@
 //! (every view and weight offset a constant), the packed weights, and the
 //! arena size. Shared by every backend; the Rust and C emitters only print it.
 //!
-//! The body computes the logits into the arena; three tails finish an
-//! inference: copy the logits out (`run`), upsample them (`scores`), or
-//! upsample + argmax them (`segment`), so the three entry points share one
-//! body and one arena.
+//! The body computes the logits into the arena; three tail steps finish an
+//! inference ([`Tails`]): copy the logits out (`run`), upsample them
+//! (`scores`), or upsample + argmax them (`segment`), so the three entry
+//! points share one body and one arena.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,13 +32,23 @@ pub struct CompiledModel {
     pub arena_bytes: usize,
     /// Where the body leaves the logits (arena, NHWC).
     pub logits: View,
-    /// The caller's logits (NCHW), for the `run` tail.
-    pub logits_out: View,
+    /// The step that finishes each entry point after the body.
+    pub tails: Tails,
     pub height: usize,
     pub width: usize,
     pub classes: usize,
     pub parameters: usize,
     pub macs: u64,
+}
+
+/// The last step of each entry point: the body leaves the logits in the arena;
+/// `run` copies them out (NCHW), `scores` upsamples them, `segment` upsamples
+/// them and takes the argmax. All three share the body and the arena.
+#[derive(Clone, Copy, Debug)]
+pub struct Tails {
+    pub run: Step,
+    pub scores: Step,
+    pub segment: Step,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,15 +106,27 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
     let logits_node = fused.output(OutputKind::Logits).expect("the logits are kept above");
     let logits = lower.view(logits_node);
     let (h, w) = (spec.height, spec.width);
-    let logits_out = View {
-        mem: Mem::Logits,
+    // The caller's NCHW outputs.
+    let nchw = |mem: Mem, c: usize, h: usize, w: usize| View {
+        mem,
         offset: 0,
-        c: logits.c,
-        h: logits.h,
-        w: logits.w,
-        row_stride: logits.w,
+        c,
+        h,
+        w,
+        row_stride: w,
         pixel_stride: 1,
-        channel_stride: logits.h * logits.w,
+        channel_stride: h * w,
+    };
+    let tails = Tails {
+        run: Step::Elementwise(p::Elementwise {
+            src: logits,
+            scale: None,
+            add: None,
+            dst: nchw(Mem::Logits, logits.c, logits.h, logits.w),
+            epilogue: Epilogue::NONE,
+        }),
+        scores: Step::Upsample(p::Upsample { src: logits, dst: nchw(Mem::Scores, logits.c, h, w) }),
+        segment: Step::UpsampleArgmax(p::UpsampleArgmax { src: logits, dst: nchw(Mem::Labels, 1, h, w) }),
     };
     let arena_bytes = (scratch_at * 4 + scratch_floats * 4).next_multiple_of(plan::ALIGN);
     // Emitters print every float as a literal; C has no literal for NaN or infinity.
@@ -128,7 +150,7 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
         weights: lower.packer.data,
         arena_bytes,
         logits,
-        logits_out,
+        tails,
         height: h,
         width: w,
         classes: spec.classes,
@@ -239,7 +261,7 @@ impl Lowering<'_> {
                         let offset: usize = node.inputs[..index].iter().map(|q| g.nodes[*q].shape.c).sum();
                         let (src, c) = (self.view(*part), g.nodes[*part].shape.c);
                         let dst = self.buffer_view(id, offset, c);
-                        self.steps.push(Step::Copy(p::Copy {
+                        self.steps.push(Step::Elementwise(p::Elementwise {
                             src,
                             scale: None,
                             add: None,
@@ -284,7 +306,7 @@ impl Lowering<'_> {
                     epilogue,
                 }))
             }
-            Op::Add => Some(Step::Copy(p::Copy {
+            Op::Add => Some(Step::Elementwise(p::Elementwise {
                 src: self.view(node.inputs[0]),
                 scale: None,
                 add: Some(self.view(node.inputs[1])),
@@ -296,7 +318,7 @@ impl Lowering<'_> {
             }
             Op::GlobalContext(gc) => {
                 let x = self.view(node.inputs[0]);
-                let squeeze = p::GlobalContext {
+                let squeeze = p::Squeeze {
                     x,
                     hidden: g.params[gc.fc1_weight].shape[0],
                     fc1_weight: self.packer.dense(g, gc.fc1_weight),
@@ -307,9 +329,9 @@ impl Lowering<'_> {
                 };
                 *scratch_floats = (*scratch_floats).max(squeeze.scratch_len());
                 self.steps.push(Step::ChannelSums(p::ChannelSums { x, sums: scratch_at }));
-                self.steps.push(Step::GlobalContext(squeeze));
+                self.steps.push(Step::Squeeze(squeeze));
                 // The excitation and the residual add, row-parallel.
-                Some(Step::Copy(p::Copy {
+                Some(Step::Elementwise(p::Elementwise {
                     src: x,
                     scale: Some(squeeze.scale_offset()),
                     add: node.inputs.get(1).map(|r| self.view(*r)),
@@ -323,7 +345,13 @@ impl Lowering<'_> {
         for tee in &node.tees {
             let epilogue = self.epilogue(id, &tee.epilogue)?;
             let dst = self.buffer_view(tee.owner, tee.channel_offset, node.shape.c);
-            self.steps.push(Step::Copy(p::Copy { src: self.view(id), scale: None, add: None, dst, epilogue }));
+            self.steps.push(Step::Elementwise(p::Elementwise {
+                src: self.view(id),
+                scale: None,
+                add: None,
+                dst,
+                epilogue,
+            }));
         }
         Ok(())
     }

@@ -121,6 +121,7 @@ fn view(v: &View) -> TokenStream {
         Mem::Input => quote!(Input),
         Mem::Logits => quote!(Logits),
         Mem::Scores => quote!(Scores),
+        Mem::Labels => quote!(Labels),
     };
     let [offset, c, h, w, row_stride, pixel_stride, channel_stride] =
         [v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride].map(n);
@@ -181,7 +182,7 @@ fn step(s: &Step) -> TokenStream {
             let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
             quote!(Step::AvgPool(AvgPool { src: #src, dst: #dst, epilogue: #e }))
         }
-        Step::Copy(c) => {
+        Step::Elementwise(c) => {
             let (src, add, dst, e) = (view(&c.src), opt_view(&c.add), view(&c.dst), epilogue(&c.epilogue));
             let scale = match c.scale {
                 Some(o) => {
@@ -190,19 +191,27 @@ fn step(s: &Step) -> TokenStream {
                 }
                 None => quote!(None),
             };
-            quote!(Step::Copy(Copy { src: #src, scale: #scale, add: #add, dst: #dst, epilogue: #e }))
+            quote!(Step::Elementwise(Elementwise { src: #src, scale: #scale, add: #add, dst: #dst, epilogue: #e }))
         }
         Step::ChannelSums(c) => {
             let (x, sums) = (view(&c.x), n(c.sums));
             quote!(Step::ChannelSums(ChannelSums { x: #x, sums: #sums }))
         }
-        Step::GlobalContext(g) => {
+        Step::Squeeze(g) => {
             let x = view(&g.x);
             let [h, w1, b1, w2, b2, sc] =
                 [g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch].map(n);
-            quote!(Step::GlobalContext(GlobalContext {
+            quote!(Step::Squeeze(Squeeze {
                 x: #x, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc
             }))
+        }
+        Step::Upsample(u) => {
+            let (src, dst) = (view(&u.src), view(&u.dst));
+            quote!(Step::Upsample(Upsample { src: #src, dst: #dst }))
+        }
+        Step::UpsampleArgmax(u) => {
+            let (src, dst) = (view(&u.src), view(&u.dst));
+            quote!(Step::UpsampleArgmax(UpsampleArgmax { src: #src, dst: #dst }))
         }
     }
 }
@@ -321,8 +330,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
     let steps: Vec<TokenStream> = model.steps.iter().map(step).collect();
-    let logits_view = view(&model.logits);
-    let logits_tail = step(&super::native::logits_tail(model));
+    let [run_tail, scores_tail, segment_tail] = [&model.tails.run, &model.tails.scores, &model.tails.segment].map(step);
     let doc = format!(
         " CGNet compiled by cgnet {}: input 1x3x{}x{}, {} classes, {} parameters, {} MACs, arena {} bytes.",
         env!("CARGO_PKG_VERSION"),
@@ -386,8 +394,9 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             /// How the packed weights are made from a weight file (executed by cgnet-runtime).
             pub const RECIPE: Recipe<'static> = #recipe;
             #(pub const #names: Step = #steps;)*
-            pub const LOGITS: View = #logits_view;
-            pub const LOGITS_OUT: Step = #logits_tail;
+            pub const RUN_TAIL: Step = #run_tail;
+            pub const SCORES_TAIL: Step = #scores_tail;
+            pub const SEGMENT_TAIL: Step = #segment_tail;
         }
 
         #[allow(dead_code, clippy::all)]
@@ -444,9 +453,9 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                 parallel: Option<&dyn #rt::kernels::ParallelFor>,
             ) -> ::core::result::Result<(), #rt::ModelError> {
                 #rt::model::check_len("logits", logits.len(), #c * #lh * #lw)?;
-                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, Some(logits))?;
+                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Logits(logits))?;
                 Self::body(&exec)?;
-                exec.step(&#steps_mod::LOGITS_OUT)?;
+                exec.step(&#steps_mod::RUN_TAIL)?;
                 Ok(())
             }
 
@@ -463,8 +472,9 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                 parallel: Option<&dyn #rt::kernels::ParallelFor>,
             ) -> ::core::result::Result<(), #rt::ModelError> {
                 #rt::model::check_len("scores", scores.len(), #c * #h * #w)?;
-                Self::body(&#rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
-                #rt::kernels::head::upsample(arena, &#steps_mod::LOGITS, scores, #h, #w);
+                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Scores(scores))?;
+                Self::body(&exec)?;
+                exec.step(&#steps_mod::SCORES_TAIL)?;
                 Ok(())
             }
 
@@ -481,8 +491,9 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                 parallel: Option<&dyn #rt::kernels::ParallelFor>,
             ) -> ::core::result::Result<(), #rt::ModelError> {
                 #rt::model::check_len("labels", labels.len(), #h * #w)?;
-                Self::body(&#rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, None)?)?;
-                #rt::kernels::head::upsample_argmax(arena, &#steps_mod::LOGITS, labels, #h, #w);
+                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Labels(labels))?;
+                Self::body(&exec)?;
+                exec.step(&#steps_mod::SEGMENT_TAIL)?;
                 Ok(())
             }
         }

@@ -67,7 +67,8 @@ pub struct Memory<'a> {
     input: (*const f32, usize),
     logits: (*mut f32, usize),
     scores: (*mut f32, usize),
-    _borrows: PhantomData<(&'a mut [f32], &'a [f32])>,
+    pub(crate) labels: (*mut u8, usize),
+    _borrows: PhantomData<(&'a mut [f32], &'a [f32], &'a mut [u8])>,
 }
 
 // SAFETY: `Memory` is a set of exclusive borrows (and one shared borrow of the
@@ -86,6 +87,7 @@ impl<'a> Memory<'a> {
             input: (input.as_ptr(), input.len()),
             logits: (std::ptr::null_mut(), 0),
             scores: (std::ptr::null_mut(), 0),
+            labels: (std::ptr::null_mut(), 0),
             _borrows: PhantomData,
         }
     }
@@ -102,6 +104,14 @@ impl<'a> Memory<'a> {
         self
     }
 
+    /// The caller's labels, addressed by `Mem::Labels` views (bytes).
+    pub fn with_labels(mut self, labels: &'a mut [u8]) -> Self {
+        self.labels = (labels.as_mut_ptr(), labels.len());
+        self
+    }
+
+    /// The base of a float memory (null for the byte-wide labels: kernels that
+    /// write labels use `labels`).
     fn base(&self, mem: Mem) -> (*mut f32, usize) {
         match mem {
             Mem::Arena => self.arena,
@@ -109,12 +119,19 @@ impl<'a> Memory<'a> {
             Mem::Input => (self.input.0.cast_mut(), self.input.1),
             Mem::Logits => self.logits,
             Mem::Scores => self.scores,
+            Mem::Labels => (std::ptr::null_mut(), 0),
         }
     }
 
     fn check(&self, v: &View) -> Result<(), KernelError> {
-        let (ptr, len) = self.base(v.mem);
-        if ptr.is_null() || v.end() > len {
+        let (present, len) = match v.mem {
+            Mem::Labels => (!self.labels.0.is_null(), self.labels.1),
+            mem => {
+                let (ptr, len) = self.base(mem);
+                (!ptr.is_null(), len)
+            }
+        };
+        if !present || v.end() > len {
             return Err(KernelError::OutOfBounds { view: *v, len });
         }
         Ok(())
@@ -179,13 +196,19 @@ impl<'a> Exec<'a> {
             self.memory.check(view)?;
         }
         check_shapes(step)?;
+        // Only an argmax addresses the byte-wide labels, and only as its output.
+        let bytes_misused = reads.iter().flatten().any(|v| v.mem == Mem::Labels)
+            || ((write.mem == Mem::Labels) != matches!(step, Step::UpsampleArgmax(_)));
+        if bytes_misused {
+            return Err(KernelError::Shapes("only an argmax step addresses the labels, as its output"));
+        }
         if write.mem == Mem::Input {
             return Err(KernelError::WritesInput(write));
         }
         if !write.rows_disjoint() {
             return Err(KernelError::OverlappingRows(write));
         }
-        let elementwise = matches!(step, Step::Copy(_));
+        let elementwise = matches!(step, Step::Elementwise(_));
         for read in reads.iter().flatten() {
             if read.may_overlap(&write) && !(elementwise && *read == write) {
                 return Err(KernelError::Aliasing { read: Box::new(*read), write: Box::new(write) });
@@ -257,7 +280,7 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View) {
         Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
         Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
         Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
-        Step::Copy(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
+        Step::Elementwise(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
         // Row `y` of `x` sums into `sums + y * c`.
         Step::ChannelSums(s) => {
             let sums = View {
@@ -273,7 +296,9 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View) {
             ([Some(s.x), None, None], sums)
         }
         // Serial, and only its own scratch.
-        Step::GlobalContext(s) => ([None, None, None], scratch_view(s.scratch, s.scratch_len())),
+        Step::Squeeze(s) => ([None, None, None], scratch_view(s.scratch, s.scratch_len())),
+        Step::Upsample(s) => ([Some(s.src), None, None], s.dst),
+        Step::UpsampleArgmax(s) => ([Some(s.src), None, None], s.dst),
     }
 }
 
@@ -283,9 +308,12 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
     let same = |a: &View, b: &View| (a.c, a.h, a.w) == (b.c, b.h, b.w);
     let fits = match step {
         Step::DepthwisePair(s) => (s.dst.c, s.dst.h, s.dst.w) == (2 * s.src.c, s.src.h, s.src.w),
+        Step::Upsample(s) => s.dst.c == s.src.c && s.dst.mem != Mem::Labels,
+        // A label is a byte; only labels views are written as bytes.
+        Step::UpsampleArgmax(s) => (1..=256).contains(&s.src.c) && s.dst.c == 1 && s.dst.mem == Mem::Labels,
         Step::AvgPool(s) => s.dst.c == s.src.c,
-        Step::Copy(s) => same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)),
-        Step::Conv(_) | Step::Winograd(_) | Step::ChannelSums(_) | Step::GlobalContext(_) => true,
+        Step::Elementwise(s) => same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)),
+        Step::Conv(_) | Step::Winograd(_) | Step::ChannelSums(_) | Step::Squeeze(_) => true,
     };
     if fits {
         Ok(())
@@ -293,6 +321,8 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
         Err(KernelError::Shapes(match step {
             Step::DepthwisePair(_) => "a depthwise pair writes 2c channels of its input's size",
             Step::AvgPool(_) => "a pool keeps its channel count",
+            Step::Upsample(_) => "an upsample keeps its channel count and writes floats",
+            Step::UpsampleArgmax(_) => "an argmax of 1..=256 channels writes one-channel labels",
             _ => "a copy's source, addend and destination have one shape",
         }))
     }
@@ -306,7 +336,7 @@ fn scratch_view(offset: usize, len: usize) -> View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::program::{Conv, Copy, Epilogue};
+    use crate::program::{Conv, Elementwise, Epilogue};
 
     /// An NHWC view of `c` channels in a buffer of `stride` floats per pixel.
     fn nhwc(mem: Mem, offset: usize, c: usize, h: usize, w: usize, stride: usize) -> View {
@@ -314,7 +344,7 @@ mod tests {
     }
 
     fn copy(src: View, dst: View) -> Step {
-        Step::Copy(Copy { src, scale: None, add: None, dst, epilogue: Epilogue::NONE })
+        Step::Elementwise(Elementwise { src, scale: None, add: None, dst, epilogue: Epilogue::NONE })
     }
 
     fn run(step: &Step) -> Result<(), KernelError> {

@@ -16,7 +16,7 @@ use std::ops::Range;
 use super::simd::{Simd, LANES};
 use super::Memory;
 use crate::program::{
-    Act, AvgPool, ChannelSums, Conv, Copy, DepthwisePair, Epilogue, GlobalContext, Step, View, WINOGRAD_MAX_CHANNELS,
+    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Squeeze, Step, View, WINOGRAD_MAX_CHANNELS,
 };
 
 /// Per instruction set, one entry point per op, each compiled with the set's
@@ -58,7 +58,7 @@ macro_rules! entry_points {
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
-            unsafe fn copy_rows(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
+            unsafe fn copy_rows(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<usize>) {
                 // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { copy::<$simd>(m, w, s, rows) }
             }
@@ -72,7 +72,7 @@ macro_rules! entry_points {
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
-            unsafe fn squeeze(m: &Memory, w: *const f32, s: &GlobalContext) {
+            unsafe fn squeeze(m: &Memory, w: *const f32, s: &Squeeze) {
                 // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { global_context::<$simd>(m, w, s) }
             }
@@ -90,9 +90,11 @@ macro_rules! entry_points {
                         Step::Winograd(s) => winograd_rows(m, w, s, rows),
                         Step::DepthwisePair(s) => depthwise_pair_rows(m, w, s, rows),
                         Step::AvgPool(s) => avg_pool_rows(m, w, s, rows),
-                        Step::Copy(s) => copy_rows(m, w, s, rows),
+                        Step::Elementwise(s) => copy_rows(m, w, s, rows),
                         Step::ChannelSums(s) => channel_sums_rows(m, s, rows),
-                        Step::GlobalContext(s) => squeeze(m, w, s),
+                        Step::Squeeze(s) => squeeze(m, w, s),
+                        Step::Upsample(s) => super::super::head::upsample_rows(m, s, rows),
+                        Step::UpsampleArgmax(s) => super::super::head::upsample_argmax_rows(m, s, rows),
                     }
                 }
             }
@@ -108,40 +110,38 @@ entry_points!(neon, super::super::simd::Neon, "neon");
 
 /// One past the largest packed-weight index a step reads.
 pub(super) fn max_weight_offset(step: &Step) -> usize {
-    let pad = |c: usize| c.next_multiple_of(LANES) + LANES;
+    // Saturating: a step with absurd sizes must fail the bounds check, not wrap past it.
+    let prod = |factors: &[usize]| factors.iter().fold(1usize, |p, f| p.saturating_mul(*f));
+    let pad = |c: usize| c.saturating_add(LANES - 1) / LANES * LANES + LANES;
     let epi = |e: &Epilogue, c: usize| {
-        let act = |a: Act| if let Act::Prelu(o) = a { o + pad(c) } else { 0 };
-        let affine = e.affine.map_or(0, |(sc, sh)| sc.max(sh) + pad(c));
+        let act = |a: Act| if let Act::Prelu(o) = a { o.saturating_add(pad(c)) } else { 0 };
+        let affine = e.affine.map_or(0, |(sc, sh)| sc.max(sh).saturating_add(pad(c)));
         act(e.act).max(affine).max(act(e.act2))
     };
+    let co_pad = |c: usize| c.saturating_add(LANES - 1) / LANES * LANES;
     match step {
         Step::Conv(s) => {
-            let weights = s.weights + s.kernel * s.kernel * s.src.c * s.dst.c.next_multiple_of(LANES);
-            weights.max(s.bias + pad(s.dst.c)).max(epi(&s.epilogue, s.dst.c))
+            let weights = s.weights.saturating_add(prod(&[s.kernel, s.kernel, s.src.c, co_pad(s.dst.c)]));
+            weights.max(s.bias.saturating_add(pad(s.dst.c))).max(epi(&s.epilogue, s.dst.c))
         }
         Step::Winograd(s) => {
-            let weights = s.weights + 16 * s.src.c * s.dst.c.next_multiple_of(LANES);
-            weights.max(s.bias + pad(s.dst.c)).max(epi(&s.epilogue, s.dst.c))
+            let weights = s.weights.saturating_add(prod(&[16, s.src.c, co_pad(s.dst.c)]));
+            weights.max(s.bias.saturating_add(pad(s.dst.c))).max(epi(&s.epilogue, s.dst.c))
         }
         Step::DepthwisePair(s) => {
             let c = s.src.c;
-            [s.loc_weights, s.sur_weights]
-                .iter()
-                .map(|o| o + 9 * pad(c))
-                .max()
-                .unwrap_or(0)
-                .max(s.loc_bias.max(s.sur_bias) + pad(c))
-                .max(epi(&s.epilogue, 2 * c))
+            let weights = s.loc_weights.max(s.sur_weights).saturating_add(prod(&[9, pad(c)]));
+            weights.max(s.loc_bias.max(s.sur_bias).saturating_add(pad(c))).max(epi(&s.epilogue, c.saturating_mul(2)))
         }
         Step::AvgPool(s) => epi(&s.epilogue, s.dst.c),
-        Step::ChannelSums(_) => 0,
-        Step::Copy(s) => epi(&s.epilogue, s.dst.c),
-        Step::GlobalContext(s) => {
+        Step::ChannelSums(_) | Step::Upsample(_) | Step::UpsampleArgmax(_) => 0,
+        Step::Elementwise(s) => epi(&s.epilogue, s.dst.c),
+        Step::Squeeze(s) => {
             let c = s.x.c;
-            (s.fc1_weight + s.hidden * c)
-                .max(s.fc1_bias + s.hidden)
-                .max(s.fc2_weight + c * s.hidden)
-                .max(s.fc2_bias + c)
+            (s.fc1_weight.saturating_add(prod(&[s.hidden, c])))
+                .max(s.fc1_bias.saturating_add(s.hidden))
+                .max(s.fc2_weight.saturating_add(prod(&[c, s.hidden])))
+                .max(s.fc2_bias.saturating_add(c))
         }
     }
 }
@@ -670,7 +670,7 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
 }
 
 #[inline(always)]
-unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Copy, rows: Range<usize>) {
+unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     for y in rows {
         for x in 0..s.dst.w {
@@ -718,7 +718,7 @@ unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>)
 /// The squeeze of F_glo: the rows' sums reduced to means, the two small FCs,
 /// and the sigmoid scales into scratch.
 #[inline(always)]
-unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &GlobalContext) {
+unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &Squeeze) {
     let c = s.x.c;
     // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
     let scratch = unsafe { m.arena.0.add(s.scratch) };

@@ -9,7 +9,7 @@
 #define CG_INLINE static inline
 #endif
 
-enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2 };
+enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2, CG_SCORES = 3, CG_LABELS = 4 };
 enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
 
 typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride; } cg_view;
@@ -21,12 +21,15 @@ typedef struct { cg_view src, dst; cg_epilogue epi; } cg_pool;
 typedef struct { cg_view src; int has_scale; size_t scale; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
 typedef struct { cg_view x; size_t sums; } cg_sums;
 typedef struct { cg_view x; size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; } cg_gc;
-typedef struct { float *arena; const float *input; float *logits; const float *w; } cg_mem;
+typedef struct { cg_view src, dst; } cg_upsample;
+typedef struct { cg_view src, dst; } cg_argmax; /* dst: CG_LABELS, one byte per pixel */
+typedef struct { float *arena; const float *input; float *logits; float *scores; uint8_t *labels; const float *w; } cg_mem;
 
 CG_INLINE float *cg_base(const cg_mem *m, int mem) {
     switch (mem) {
     case CG_INPUT: return (float *)m->input; /* only ever read */
     case CG_LOGITS: return m->logits;
+    case CG_SCORES: return m->scores;
     default: return m->arena;
     }
 }
@@ -478,29 +481,51 @@ CG_INLINE float cg_bilinear(const float *a, const cg_view *v, size_t c, size_t y
     return wy0 * top + wy1 * bottom;
 }
 
-/* scores: NCHW [c, height, width]; labels: [height * width]. Either may be NULL. */
-static void cg_head(const float *arena, const cg_view *logits, size_t height, size_t width, float *scores, uint8_t *labels) {
-    size_t oy, ox, c;
-    for (oy = 0; oy < height; oy++) {
-        size_t y0, y1;
-        float wy0, wy1;
-        cg_bilinear_tap(logits->h, height, oy, &y0, &y1, &wy0, &wy1);
-        for (ox = 0; ox < width; ox++) {
-            size_t x0, x1, best = 0;
-            float wx0, wx1, best_score = 0.0f;
-            cg_bilinear_tap(logits->w, width, ox, &x0, &x1, &wx0, &wx1);
-            for (c = 0; c < logits->c; c++) {
-                const float s = cg_bilinear(arena, logits, c, y0, y1, x0, x1, wy0, wy1, wx0, wx1);
-                if (scores) scores[(c * height + oy) * width + ox] = s;
-                if (c == 0 || s > best_score) { best = c; best_score = s; }
-            }
-            if (labels) labels[oy * width + ox] = (uint8_t)best;
+/* Calls the bilinear taps of output pixel (oy, ox) of a resize of `v` to dst's size. */
+#define CG_FOR_EACH_PIXEL(v, dst, y0_, y1_, BODY)                                                 \
+    do {                                                                                     \
+        size_t oy, ox;                                                                       \
+        for (oy = (y0_); oy < (y1_); oy++) {                                                 \
+            size_t ty0, ty1;                                                                 \
+            float wy0, wy1;                                                                  \
+            cg_bilinear_tap((v)->h, (dst)->h, oy, &ty0, &ty1, &wy0, &wy1);                   \
+            for (ox = 0; ox < (dst)->w; ox++) {                                              \
+                size_t tx0, tx1;                                                             \
+                float wx0, wx1;                                                              \
+                cg_bilinear_tap((v)->w, (dst)->w, ox, &tx0, &tx1, &wx0, &wx1);               \
+                BODY                                                                         \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+
+/* The `scores` tail: rows y0..y1 of the upsampled logits. */
+static void cg_upsample_rows(const cg_upsample *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *src = cg_base(m, s->src.mem);
+    float *dst = cg_base(m, s->dst.mem);
+    size_t c;
+    CG_FOR_EACH_PIXEL(&s->src, &s->dst, y0, y1, {
+        for (c = 0; c < s->src.c; c++)
+            dst[cg_at(&s->dst, c, oy, ox)] = cg_bilinear(src, &s->src, c, ty0, ty1, tx0, tx1, wy0, wy1, wx0, wx1);
+    });
+}
+
+/* The `segment` tail: rows y0..y1 of the labels (the first channel with the largest score). */
+static void cg_argmax_rows(const cg_argmax *s, const cg_mem *m, size_t y0, size_t y1) {
+    const float *src = cg_base(m, s->src.mem);
+    size_t c;
+    CG_FOR_EACH_PIXEL(&s->src, &s->dst, y0, y1, {
+        size_t best = 0;
+        float best_score = 0.0f;
+        for (c = 0; c < s->src.c; c++) {
+            const float score = cg_bilinear(src, &s->src, c, ty0, ty1, tx0, tx1, wy0, wy1, wx0, wx1);
+            if (c == 0 || score > best_score) { best = c; best_score = score; }
         }
-    }
+        m->labels[cg_at(&s->dst, 0, oy, ox)] = (uint8_t)best;
+    });
 }
 
 /* ---- Threads: each step is split by output rows through the host's parallel_for. */
-enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5, CG_WINOGRAD = 6 };
+enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5, CG_WINOGRAD = 6, CG_UPSAMPLE = 7, CG_ARGMAX = 8 };
 typedef struct { int kind; const void *step; const cg_mem *m; size_t parts, rows; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
@@ -511,6 +536,8 @@ static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size
     case CG_POOL: cg_pool_rows((const cg_pool *)step, m, y0, y1); break;
     case CG_COPY: cg_copy_rows((const cg_copy *)step, m, y0, y1); break;
     case CG_SUMS: cg_sums_rows((const cg_sums *)step, m, y0, y1); break;
+    case CG_UPSAMPLE: cg_upsample_rows((const cg_upsample *)step, m, y0, y1); break;
+    case CG_ARGMAX: cg_argmax_rows((const cg_argmax *)step, m, y0, y1); break;
     default: cg_gc_run((const cg_gc *)step, m); break;
     }
 }

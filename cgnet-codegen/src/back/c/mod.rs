@@ -248,8 +248,6 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     w.line("#include <stdlib.h>");
     w.line("#include <string.h>");
     w.line("#include \"cgnet_pthread_pool.h\"");
-    w.line("/* The tails (cg_head) are checked through whole models, not here. */");
-    w.line("#pragma GCC diagnostic ignored \"-Wunused-function\"");
     w.blank();
     parallel_for_type(&mut w, "battery");
     w.raw(target.simd_layer());
@@ -291,7 +289,8 @@ fn view(v: &View) -> String {
         Mem::Arena => "CG_ARENA",
         Mem::Input => "CG_INPUT",
         Mem::Logits => "CG_LOGITS",
-        Mem::Scores => unreachable!("the body never addresses the scores"),
+        Mem::Scores => "CG_SCORES",
+        Mem::Labels => "CG_LABELS",
     };
     format!(
         "{{{mem}, {}, {}, {}, {}, {}, {}, {}}}",
@@ -355,7 +354,7 @@ fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
             s.dst.h,
             format!("{{{}, {}, {}}}", view(&s.src), view(&s.dst), epilogue(&s.epilogue)),
         ),
-        Step::Copy(s) => (
+        Step::Elementwise(s) => (
             "cg_copy",
             "CG_COPY",
             s.dst.h,
@@ -370,8 +369,12 @@ fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
                 epilogue(&s.epilogue)
             ),
         ),
+        Step::Upsample(s) => ("cg_upsample", "CG_UPSAMPLE", s.dst.h, format!("{{{}, {}}}", view(&s.src), view(&s.dst))),
+        Step::UpsampleArgmax(s) => {
+            ("cg_argmax", "CG_ARGMAX", s.dst.h, format!("{{{}, {}}}", view(&s.src), view(&s.dst)))
+        }
         Step::ChannelSums(s) => ("cg_sums", "CG_SUMS", s.x.h, format!("{{{}, {}}}", view(&s.x), s.sums)),
-        Step::GlobalContext(s) => (
+        Step::Squeeze(s) => (
             "cg_gc",
             "CG_GC",
             1,
@@ -415,13 +418,11 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
         w.line(format!("static const {ty} s{i} = {init};"));
         calls.push(format!("cg_exec({kind}, &s{i}, {rows}, m, pf);"));
     }
-    w.line(format!(
-        "static const cg_copy logits_out = {{{}, 0, 0, 0, {NO_VIEW}, {}, {}}};",
-        view(&model.logits),
-        view(&model.logits_out),
-        epilogue(&Epilogue::NONE)
-    ));
-    w.line(format!("static const cg_view logits_view = {};", view(&model.logits)));
+    let tails = &model.tails;
+    for (name, tail) in [("tail_run", &tails.run), ("tail_scores", &tails.scores), ("tail_segment", &tails.segment)] {
+        let (ty, _, _, init) = step_literal(tail);
+        w.line(format!("static const {ty} {name} = {init};"));
+    }
     w.blank();
     exec_function(&mut w, n);
     w.blank();
@@ -444,22 +445,21 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
             w.line("m->arena = (float *)arena;");
             w.line("m->input = input;");
             w.line("m->logits = 0;");
+            w.line("m->scores = 0;");
+            w.line("m->labels = 0;");
             w.line(format!("m->w = {weights_expr};"));
             w.line("return 0;");
         },
     );
     let pass_w = if options.weights_blob { "weights, " } else { "" };
     for (entry, out_ty, out_name, tail) in [
-        (
-            "run",
-            "float *",
-            "logits",
-            "m.logits = logits;\n    cg_exec(CG_COPY, &logits_out, logits_out.dst.h, &m, pf);",
-        ),
-        ("scores", "float *", "scores", "cg_head(m.arena, &logits_view, ROWS, COLS, scores, 0);"),
-        ("segment", "uint8_t *", "labels", "cg_head(m.arena, &logits_view, ROWS, COLS, 0, labels);"),
+        ("run", "float *", "logits", ("m.logits = logits;", "tail_run", &tails.run)),
+        ("scores", "float *", "scores", ("m.scores = scores;", "tail_scores", &tails.scores)),
+        ("segment", "uint8_t *", "labels", ("m.labels = labels;", "tail_segment", &tails.segment)),
     ] {
-        let tail = tail.replace("ROWS", &format!("{u}_INPUT_HEIGHT")).replace("COLS", &format!("{u}_INPUT_WIDTH"));
+        let (bind, name, step) = tail;
+        let (_, kind, rows, _) = step_literal(step);
+        let tail = format!("{bind}\n    cg_exec({kind}, &{name}, {rows}, &m, pf);");
         w.blank();
         w.block(
             format!("int {n}_{entry}_parallel({wp}const float *input, {out_ty}{out_name}, void *arena, const {n}_parallel_for *pf) {{"),
