@@ -127,67 +127,166 @@ impl Epilogue {
     pub const NONE: Epilogue = Epilogue { act: Act::None, affine: None, act2: Act::None };
 }
 
-/// Dense convolution (groups = 1), zero padding `dilation * (kernel - 1) / 2`.
-/// Weights packed `[ky][kx][ci][co padded to 8]`; bias `[co padded]`.
+/// How a step field is typed; every printed form of a step (C typedef, C
+/// designated initializer, Rust literal) is generated from these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv {
-    pub src: View,
-    pub dst: View,
-    pub kernel: usize,
-    pub stride: usize,
-    pub dilation: usize,
-    pub weights: usize,
-    pub bias: usize,
-    pub epilogue: Epilogue,
+pub enum FieldKind {
+    View,
+    Size,
+    Epilogue,
+    /// `Option<usize>`; in C `int has_NAME; size_t NAME;`.
+    OptionalSize,
+    /// `Option<View>`; in C `int has_NAME; cg_view NAME;`.
+    OptionalView,
 }
 
-/// F_loc and F_sur: two depthwise 3x3 convs of `src` (dilation 1 and
-/// `dilation`) into channels `0..c` and `c..2c` of `dst`.
-/// Weights packed `[ky][kx][c padded]` for each half; each half has its own bias vector.
+/// A step field's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DepthwisePair {
-    pub src: View,
-    pub dst: View,
-    pub dilation: usize,
-    pub loc_weights: usize,
-    pub sur_weights: usize,
-    pub loc_bias: usize,
-    pub sur_bias: usize,
-    /// Epilogue parameters cover all `2c` output channels.
-    pub epilogue: Epilogue,
+pub enum FieldValue {
+    View(View),
+    Size(usize),
+    Epilogue(Epilogue),
+    OptionalSize(Option<usize>),
+    OptionalView(Option<View>),
 }
 
-/// `AvgPool2d(3, stride 2, padding 1)`, padding counted.
+/// The one declaration of a step struct: its Rust name, its C type, and its
+/// fields in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AvgPool {
-    pub src: View,
-    pub dst: View,
-    pub epilogue: Epilogue,
+pub struct StepSchema {
+    pub name: &'static str,
+    pub c_type: &'static str,
+    pub fields: &'static [(&'static str, FieldKind)],
 }
 
-/// The first half of F_glo's global average, row-parallel: the channel sums
-/// of each row `y` of `x` go to `sums + y * c`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChannelSums {
-    pub x: View,
-    pub sums: usize,
+macro_rules! field_type {
+    (View) => { View };
+    (Size) => { usize };
+    (Epilogue) => { Epilogue };
+    (OptionalSize) => { Option<usize> };
+    (OptionalView) => { Option<View> };
 }
 
-/// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
-/// channel, from the row sums a [`ChannelSums`] step left at the start of
-/// `scratch`. Scratch holds `h * c` row sums, `c` means, `hidden` units and the
-/// `c` scales, which land at [`Squeeze::scale_offset`]; an [`Elementwise`] step with
-/// `scale` then applies them (with the residual add) row-parallel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Squeeze {
-    pub x: View,
-    pub hidden: usize,
-    /// `[hidden][c]`, `[hidden]`, `[c][hidden]`, `[c]`.
-    pub fc1_weight: usize,
-    pub fc1_bias: usize,
-    pub fc2_weight: usize,
-    pub fc2_bias: usize,
-    pub scratch: usize,
+/// Declares each step struct once: the Rust struct, its [`StepSchema`] and
+/// its field values in schema order.
+macro_rules! step_structs {
+    ($(
+        $(#[$meta:meta])*
+        struct $name:ident as $c_type:literal {
+            $($(#[$field_meta:meta])* $field:ident: $kind:ident,)*
+        }
+    )*) => {
+        $(
+            $(#[$meta])*
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            pub struct $name {
+                $($(#[$field_meta])* pub $field: field_type!($kind),)*
+            }
+
+            impl $name {
+                pub const SCHEMA: StepSchema = StepSchema {
+                    name: stringify!($name),
+                    c_type: $c_type,
+                    fields: &[$((stringify!($field), FieldKind::$kind)),*],
+                };
+
+                /// The fields' values, in schema order.
+                pub fn values(&self) -> Vec<FieldValue> {
+                    vec![$(FieldValue::$kind(self.$field)),*]
+                }
+            }
+        )*
+
+        /// Every step struct's schema.
+        pub const STEP_SCHEMAS: &[StepSchema] = &[$($name::SCHEMA),*];
+    };
+}
+
+step_structs! {
+    /// Dense convolution (groups = 1), zero padding `dilation * (kernel - 1) / 2`.
+    /// Weights packed `[ky][kx][ci][co padded to 8]`; bias `[co padded]`.
+    struct Conv as "cg_conv" {
+        src: View,
+        dst: View,
+        kernel: Size,
+        stride: Size,
+        dilation: Size,
+        weights: Size,
+        bias: Size,
+        epilogue: Epilogue,
+    }
+
+    /// F_loc and F_sur: two depthwise 3x3 convs of `src` (dilation 1 and
+    /// `dilation`) into channels `0..c` and `c..2c` of `dst`.
+    /// Weights packed `[ky][kx][c padded]` for each half; each half has its own bias vector.
+    struct DepthwisePair as "cg_dwpair" {
+        src: View,
+        dst: View,
+        dilation: Size,
+        loc_weights: Size,
+        sur_weights: Size,
+        loc_bias: Size,
+        sur_bias: Size,
+        /// Epilogue parameters cover all `2c` output channels.
+        epilogue: Epilogue,
+    }
+
+    /// `AvgPool2d(3, stride 2, padding 1)`, padding counted.
+    struct AvgPool as "cg_pool" {
+        src: View,
+        dst: View,
+        epilogue: Epilogue,
+    }
+
+    /// The first half of F_glo's global average, row-parallel: the channel sums
+    /// of each row `y` of `x` go to `sums + y * c`.
+    struct ChannelSums as "cg_sums" {
+        x: View,
+        sums: Size,
+    }
+
+    /// F_glo's squeeze: `scale = sigmoid(fc2(relu(fc1(mean(x)))))`, one value per
+    /// channel, from the row sums a [`ChannelSums`] step left at the start of
+    /// `scratch`. Scratch holds `h * c` row sums, `c` means, `hidden` units and the
+    /// `c` scales, which land at [`Squeeze::scale_offset`]; an [`Elementwise`] step with
+    /// `scale` then applies them (with the residual add) row-parallel.
+    struct Squeeze as "cg_squeeze" {
+        x: View,
+        hidden: Size,
+        /// `[hidden][c]`, `[hidden]`, `[c][hidden]`, `[c]`.
+        fc1_weight: Size,
+        fc1_bias: Size,
+        fc2_weight: Size,
+        fc2_bias: Size,
+        scratch: Size,
+    }
+
+    /// `dst = epilogue(src [* scale] [+ add])`: a tee, a concat part that is not
+    /// in place, an elementwise add (the local residual), F_glo's channel scale
+    /// with the global residual, or the logits copied out (NHWC -> NCHW).
+    struct Elementwise as "cg_elementwise" {
+        src: View,
+        /// Arena offset of per-channel multipliers (from a [`Squeeze`]).
+        scale: OptionalSize,
+        add: OptionalView,
+        dst: View,
+        epilogue: Epilogue,
+    }
+
+    /// Bilinear resize (align_corners = False, as PyTorch) of `src` to `dst`'s
+    /// size: the `scores` tail.
+    struct Upsample as "cg_upsample" {
+        src: View,
+        dst: View,
+    }
+
+    /// The same resize fused with an argmax over channels (the first channel with
+    /// the largest score): the `segment` tail. `dst` is a one-channel
+    /// [`Mem::Labels`] view; `src` has at most 256 channels.
+    struct UpsampleArgmax as "cg_argmax" {
+        src: View,
+        dst: View,
+    }
 }
 
 impl Squeeze {
@@ -200,36 +299,6 @@ impl Squeeze {
     pub const fn scratch_len(&self) -> usize {
         self.x.h * self.x.c + 2 * self.x.c + self.hidden
     }
-}
-
-/// `dst = epilogue(src [* scale] [+ add])`: a tee, a concat part that is not
-/// in place, an elementwise add (the local residual), or F_glo's channel
-/// scale with the global residual.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Elementwise {
-    pub src: View,
-    /// Arena offset of per-channel multipliers (from a [`Squeeze`]).
-    pub scale: Option<usize>,
-    pub add: Option<View>,
-    pub dst: View,
-    pub epilogue: Epilogue,
-}
-
-/// Bilinear resize (align_corners = False, as PyTorch) of `src` to `dst`'s
-/// size: the `scores` tail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Upsample {
-    pub src: View,
-    pub dst: View,
-}
-
-/// The same resize fused with an argmax over channels (the first channel with
-/// the largest score): the `segment` tail. `dst` is a one-channel
-/// [`Mem::Labels`] view; `src` has at most 256 channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpsampleArgmax {
-    pub src: View,
-    pub dst: View,
 }
 
 /// Largest channel count (in and out) of a [`Step::Winograd`] convolution:
@@ -254,6 +323,22 @@ pub enum Step {
 }
 
 impl Step {
+    /// The variant's name, its C kind constant, its struct's schema and the
+    /// field values: what every printed form of the step is made from.
+    pub fn parts(&self) -> (&'static str, &'static str, StepSchema, Vec<FieldValue>) {
+        match self {
+            Step::Conv(s) => ("Conv", "CG_CONV", Conv::SCHEMA, s.values()),
+            Step::Winograd(s) => ("Winograd", "CG_WINOGRAD", Conv::SCHEMA, s.values()),
+            Step::DepthwisePair(s) => ("DepthwisePair", "CG_DWPAIR", DepthwisePair::SCHEMA, s.values()),
+            Step::AvgPool(s) => ("AvgPool", "CG_POOL", AvgPool::SCHEMA, s.values()),
+            Step::ChannelSums(s) => ("ChannelSums", "CG_SUMS", ChannelSums::SCHEMA, s.values()),
+            Step::Squeeze(s) => ("Squeeze", "CG_SQUEEZE", Squeeze::SCHEMA, s.values()),
+            Step::Elementwise(s) => ("Elementwise", "CG_ELEMENTWISE", Elementwise::SCHEMA, s.values()),
+            Step::Upsample(s) => ("Upsample", "CG_UPSAMPLE", Upsample::SCHEMA, s.values()),
+            Step::UpsampleArgmax(s) => ("UpsampleArgmax", "CG_ARGMAX", UpsampleArgmax::SCHEMA, s.values()),
+        }
+    }
+
     /// Output rows, the unit in which a step is split across threads
     /// (`None`: the step runs on one thread).
     pub fn rows(&self) -> Option<usize> {

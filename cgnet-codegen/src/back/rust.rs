@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cgnet_runtime::program::{Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::program::{Act, Epilogue, FieldValue, Mem, Step, View};
 use cgnet_runtime::recipe::{Derivation, Layout};
 use cgnet_runtime::{WeightError, Weights};
 use proc_macro2::{Span, TokenStream};
@@ -153,67 +153,32 @@ fn epilogue(e: &Epilogue) -> TokenStream {
     quote!(Epilogue { act: #a, affine: #affine, act2: #a2 })
 }
 
-fn opt_view(v: &Option<View>) -> TokenStream {
-    match v {
-        Some(v) => {
-            let v = view(v);
-            quote!(Some(#v))
-        }
-        None => quote!(None),
-    }
-}
-
-fn step(s: &Step) -> TokenStream {
-    match s {
-        Step::Conv(c) | Step::Winograd(c) => {
-            let (src, dst, e) = (view(&c.src), view(&c.dst), epilogue(&c.epilogue));
-            let [k, st, d, w, b] = [c.kernel, c.stride, c.dilation, c.weights, c.bias].map(n);
-            let variant = if matches!(s, Step::Winograd(_)) { quote!(Winograd) } else { quote!(Conv) };
-            quote!(Step::#variant(Conv { src: #src, dst: #dst, kernel: #k, stride: #st, dilation: #d, weights: #w, bias: #b, epilogue: #e }))
-        }
-        Step::DepthwisePair(p) => {
-            let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
-            let [d, lw, sw, lb, sb] = [p.dilation, p.loc_weights, p.sur_weights, p.loc_bias, p.sur_bias].map(n);
-            quote!(Step::DepthwisePair(DepthwisePair {
-                src: #src, dst: #dst, dilation: #d, loc_weights: #lw, sur_weights: #sw, loc_bias: #lb, sur_bias: #sb, epilogue: #e
-            }))
-        }
-        Step::AvgPool(p) => {
-            let (src, dst, e) = (view(&p.src), view(&p.dst), epilogue(&p.epilogue));
-            quote!(Step::AvgPool(AvgPool { src: #src, dst: #dst, epilogue: #e }))
-        }
-        Step::Elementwise(c) => {
-            let (src, add, dst, e) = (view(&c.src), opt_view(&c.add), view(&c.dst), epilogue(&c.epilogue));
-            let scale = match c.scale {
-                Some(o) => {
-                    let o = n(o);
-                    quote!(Some(#o))
-                }
-                None => quote!(None),
-            };
-            quote!(Step::Elementwise(Elementwise { src: #src, scale: #scale, add: #add, dst: #dst, epilogue: #e }))
-        }
-        Step::ChannelSums(c) => {
-            let (x, sums) = (view(&c.x), n(c.sums));
-            quote!(Step::ChannelSums(ChannelSums { x: #x, sums: #sums }))
-        }
-        Step::Squeeze(g) => {
-            let x = view(&g.x);
-            let [h, w1, b1, w2, b2, sc] =
-                [g.hidden, g.fc1_weight, g.fc1_bias, g.fc2_weight, g.fc2_bias, g.scratch].map(n);
-            quote!(Step::Squeeze(Squeeze {
-                x: #x, hidden: #h, fc1_weight: #w1, fc1_bias: #b1, fc2_weight: #w2, fc2_bias: #b2, scratch: #sc
-            }))
-        }
-        Step::Upsample(u) => {
-            let (src, dst) = (view(&u.src), view(&u.dst));
-            quote!(Step::Upsample(Upsample { src: #src, dst: #dst }))
-        }
-        Step::UpsampleArgmax(u) => {
-            let (src, dst) = (view(&u.src), view(&u.dst));
-            quote!(Step::UpsampleArgmax(UpsampleArgmax { src: #src, dst: #dst }))
-        }
-    }
+/// A step as a Rust literal, field by field from the step schema.
+pub fn step_literal(s: &Step) -> TokenStream {
+    let (variant, _, schema, values) = s.parts();
+    let (variant, ty) = (format_ident!("{variant}"), format_ident!("{}", schema.name));
+    let fields = schema.fields.iter().zip(&values).map(|((name, _), value)| {
+        let name = format_ident!("{name}");
+        let value = match value {
+            FieldValue::View(v) => view(v),
+            FieldValue::Size(x) => {
+                let x = n(*x);
+                quote!(#x)
+            }
+            FieldValue::Epilogue(e) => epilogue(e),
+            FieldValue::OptionalSize(Some(x)) => {
+                let x = n(*x);
+                quote!(Some(#x))
+            }
+            FieldValue::OptionalView(Some(v)) => {
+                let v = view(v);
+                quote!(Some(#v))
+            }
+            FieldValue::OptionalSize(None) | FieldValue::OptionalView(None) => quote!(None),
+        };
+        quote!(#name: #value)
+    });
+    quote!(Step::#variant(#ty { #(#fields),* }))
 }
 
 fn derivation(d: &Derivation<usize>) -> TokenStream {
@@ -329,8 +294,9 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
         RustTarget::Native => quote!(#rt::kernels::Isa::detect()),
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
-    let steps: Vec<TokenStream> = model.steps.iter().map(step).collect();
-    let [run_tail, scores_tail, segment_tail] = [&model.tails.run, &model.tails.scores, &model.tails.segment].map(step);
+    let steps: Vec<TokenStream> = model.steps.iter().map(step_literal).collect();
+    let [run_tail, scores_tail, segment_tail] =
+        [&model.tails.run, &model.tails.scores, &model.tails.segment].map(step_literal);
     let doc = format!(
         " CGNet compiled by cgnet {}: input 1x3x{}x{}, {} classes, {} parameters, {} MACs, arena {} bytes.",
         env!("CARGO_PKG_VERSION"),

@@ -15,14 +15,7 @@ enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
 typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride; } cg_view;
 typedef struct { int kind; size_t off; } cg_act;
 typedef struct { cg_act act; int has_affine; size_t scale, shift; cg_act act2; } cg_epilogue;
-typedef struct { cg_view src, dst; size_t kernel, stride, dilation, weights, bias; cg_epilogue epi; } cg_conv;
-typedef struct { cg_view src, dst; size_t dilation, loc_w, sur_w, loc_b, sur_b; cg_epilogue epi; } cg_dwpair;
-typedef struct { cg_view src, dst; cg_epilogue epi; } cg_pool;
-typedef struct { cg_view src; int has_scale; size_t scale; int has_add; cg_view add; cg_view dst; cg_epilogue epi; } cg_copy;
-typedef struct { cg_view x; size_t sums; } cg_sums;
-typedef struct { cg_view x; size_t hidden, fc1_w, fc1_b, fc2_w, fc2_b, scratch; } cg_gc;
-typedef struct { cg_view src, dst; } cg_upsample;
-typedef struct { cg_view src, dst; } cg_argmax; /* dst: CG_LABELS, one byte per pixel */
+/* CG_STEP_TYPES: the step structs, generated from cgnet-runtime's step schema (program.rs). */
 typedef struct { float *arena; const float *input; float *logits; float *scores; uint8_t *labels; const float *w; } cg_mem;
 
 CG_INLINE float *cg_base(const cg_mem *m, int mem) {
@@ -148,7 +141,7 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
             for (v = 0; v < V; v++) {
                 const size_t ch = (cb + v) * 8;
                 if (ch >= s->dst.c) break;
-                cg_store_n(dst + cg_at(&s->dst, ch, oy, x0 + p), cg_epilogue_apply(&s->epi, w, ch, acc[p][v]),
+                cg_store_n(dst + cg_at(&s->dst, ch, oy, x0 + p), cg_epilogue_apply(&s->epilogue, w, ch, acc[p][v]),
                            s->dst.c - ch < 8 ? s->dst.c - ch : 8, s->dst.channel_stride);
             }
         }
@@ -282,7 +275,7 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                         for (c = 0; c < 2; c++) {
                             const size_t yy = oy + r, xx = ox + 2 * t + c;
                             if (yy >= y0 && yy < y1 && xx < s->dst.w)
-                                cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epi, w, cb, vf_add(y[r][c], bias)),
+                                cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epilogue, w, cb, vf_add(y[r][c], bias)),
                                            co - cb < 8 ? co - cb : 8, s->dst.channel_stride);
                         }
                     }
@@ -309,8 +302,8 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
             const size_t n = c - cb < 8 ? c - cb : 8;
             for (half = 0; half < 2; half++) {
                 const size_t dil = half ? s->dilation : 1;
-                const size_t weights = half ? s->sur_w : s->loc_w;
-                const vf b = vf_load(w + (half ? s->sur_b : s->loc_b) + cb);
+                const size_t weights = half ? s->sur_weights : s->loc_weights;
+                const vf b = vf_load(w + (half ? s->sur_bias : s->loc_bias) + cb);
                 const size_t lo = dil < wd ? dil : wd, hi = wd > 2 * dil ? wd - dil : lo;
                 vf k[9];
                 int row_ok[3];
@@ -348,10 +341,10 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                         }
                         {
                             const size_t ch = half * c + cb;
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox), cg_epilogue_apply(&s->epi, w, ch, a0), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 1), cg_epilogue_apply(&s->epi, w, ch, a1), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 2), cg_epilogue_apply(&s->epi, w, ch, a2), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 3), cg_epilogue_apply(&s->epi, w, ch, a3), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox), cg_epilogue_apply(&s->epilogue, w, ch, a0), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 1), cg_epilogue_apply(&s->epilogue, w, ch, a1), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 2), cg_epilogue_apply(&s->epilogue, w, ch, a2), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 3), cg_epilogue_apply(&s->epilogue, w, ch, a3), n, s->dst.channel_stride);
                         }
                         ox += CG_DW_PIXELS;
                     } else {
@@ -364,7 +357,7 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                                 acc = vf_madd(cg_load_n(src + cg_at(&s->src, cb, row[ky], (size_t)ix), n, cs), k[ky * 3 + kx], acc);
                             }
                         }
-                        cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epi, w, half * c + cb, acc), n,
+                        cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, half * c + cb, acc), n,
                                    s->dst.channel_stride);
                         ox++;
                     }
@@ -395,14 +388,14 @@ static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1
                         sum = vf_add(sum, cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride));
                     }
                 }
-                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epi, w, cb, vf_mul(sum, ninth)), n,
+                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, cb, vf_mul(sum, ninth)), n,
                            s->dst.channel_stride);
             }
         }
     }
 }
 
-static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1) {
+static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
     const float *add = cg_base(m, s->add.mem);
@@ -415,7 +408,7 @@ static void cg_copy_rows(const cg_copy *s, const cg_mem *m, size_t y0, size_t y1
                 vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
                 if (s->has_scale) v = vf_mul(v, cg_load_n(m->arena + s->scale + cb, n, 1));
                 if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
-                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epi, w, cb, v), n, s->dst.channel_stride);
+                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epilogue, w, cb, v), n, s->dst.channel_stride);
             }
         }
     }
@@ -438,7 +431,7 @@ static void cg_sums_rows(const cg_sums *s, const cg_mem *m, size_t y0, size_t y1
 
 /* F_glo's squeeze: the rows' sums reduced to means, the two small FCs, and the
  * sigmoid scales into scratch (after the row sums, the means and the hidden units). */
-static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
+static void cg_squeeze_run(const cg_squeeze *s, const cg_mem *m) {
     const float *w = m->w;
     const size_t c = s->x.c, rows = s->x.h;
     float *sums = m->arena + s->scratch, *mean = sums + rows * c, *hidden = mean + c, *scale = hidden + s->hidden;
@@ -450,13 +443,13 @@ static void cg_gc_run(const cg_gc *s, const cg_mem *m) {
         mean[i] = sum;
     }
     for (j = 0; j < s->hidden; j++) {
-        float acc = w[s->fc1_b + j];
-        for (i = 0; i < c; i++) acc += w[s->fc1_w + j * c + i] * (mean[i] * inv);
+        float acc = w[s->fc1_bias + j];
+        for (i = 0; i < c; i++) acc += w[s->fc1_weight + j * c + i] * (mean[i] * inv);
         hidden[j] = acc > 0.0f ? acc : 0.0f;
     }
     for (i = 0; i < c; i++) {
-        float acc = w[s->fc2_b + i];
-        for (j = 0; j < s->hidden; j++) acc += w[s->fc2_w + i * s->hidden + j] * hidden[j];
+        float acc = w[s->fc2_bias + i];
+        for (j = 0; j < s->hidden; j++) acc += w[s->fc2_weight + i * s->hidden + j] * hidden[j];
         scale[i] = 1.0f / (1.0f + expf(-acc));
     }
 }
@@ -525,7 +518,7 @@ static void cg_argmax_rows(const cg_argmax *s, const cg_mem *m, size_t y0, size_
 }
 
 /* ---- Threads: each step is split by output rows through the host's parallel_for. */
-enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_COPY = 3, CG_SUMS = 4, CG_GC = 5, CG_WINOGRAD = 6, CG_UPSAMPLE = 7, CG_ARGMAX = 8 };
+enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_ELEMENTWISE = 3, CG_SUMS = 4, CG_SQUEEZE = 5, CG_WINOGRAD = 6, CG_UPSAMPLE = 7, CG_ARGMAX = 8 };
 typedef struct { int kind; const void *step; const cg_mem *m; size_t parts, rows; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
@@ -534,11 +527,11 @@ static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size
     case CG_WINOGRAD: cg_winograd_rows((const cg_conv *)step, m, y0, y1); break;
     case CG_DWPAIR: cg_dwpair_rows((const cg_dwpair *)step, m, y0, y1); break;
     case CG_POOL: cg_pool_rows((const cg_pool *)step, m, y0, y1); break;
-    case CG_COPY: cg_copy_rows((const cg_copy *)step, m, y0, y1); break;
+    case CG_ELEMENTWISE: cg_elementwise_rows((const cg_elementwise *)step, m, y0, y1); break;
     case CG_SUMS: cg_sums_rows((const cg_sums *)step, m, y0, y1); break;
     case CG_UPSAMPLE: cg_upsample_rows((const cg_upsample *)step, m, y0, y1); break;
     case CG_ARGMAX: cg_argmax_rows((const cg_argmax *)step, m, y0, y1); break;
-    default: cg_gc_run((const cg_gc *)step, m); break;
+    default: cg_squeeze_run((const cg_squeeze *)step, m); break;
     }
 }
 

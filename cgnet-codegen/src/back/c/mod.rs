@@ -8,7 +8,7 @@
 
 pub mod toolchain;
 
-use cgnet_runtime::program::{Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::program::{Act, Epilogue, FieldKind, FieldValue, Mem, Step, View, STEP_SCHEMAS};
 
 use super::writer::Writer;
 use super::{provenance, CompiledModel};
@@ -162,6 +162,10 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     if options.weights_blob {
         w.line(format!("#define {u}_WEIGHTS_BYTES {}u", model.weights.len() * 4));
     }
+    w.line(format!(
+        "#define {u}_WEIGHTS_FINGERPRINT \"{}\" /* spec + packing recipe + cgnetc version */",
+        model.recipe.fingerprint
+    ));
     w.blank();
     w.comment(&[
         "Runs fn(arg, i) for every i in 0..n, possibly concurrently, and returns when all".into(),
@@ -222,7 +226,7 @@ fn exec_function(w: &mut Writer, n: &str) {
         format!("static void cg_exec(int kind, const void *step, size_t rows, const cg_mem *m, const {n}_parallel_for *pf) {{"),
         "}",
         |w| {
-            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_GC) {", "}", |w| {
+            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_SQUEEZE) {", "}", |w| {
                 w.line("cg_task t;");
                 w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows;");
                 w.line("t.parts = pf->threads < rows ? pf->threads : rows;");
@@ -252,7 +256,7 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     parallel_for_type(&mut w, "battery");
     w.raw(target.simd_layer());
     w.blank();
-    w.raw(include_str!("kernels.c"));
+    w.raw(&kernels_source());
     w.blank();
     exec_function(&mut w, "battery");
     w.blank();
@@ -293,103 +297,87 @@ fn view(v: &View) -> String {
         Mem::Labels => "CG_LABELS",
     };
     format!(
-        "{{{mem}, {}, {}, {}, {}, {}, {}, {}}}",
+        "{{.mem = {mem}, .offset = {}, .c = {}, .h = {}, .w = {}, .row_stride = {}, .pixel_stride = {}, .channel_stride = {}}}",
         v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride
     )
 }
 
 fn act(a: &Act) -> String {
-    match a {
-        Act::None => "{CG_ACT_NONE, 0}".into(),
-        Act::Relu => "{CG_ACT_RELU, 0}".into(),
-        Act::Prelu(o) => format!("{{CG_ACT_PRELU, {o}}}"),
-    }
+    let (kind, off) = match a {
+        Act::None => ("CG_ACT_NONE", 0),
+        Act::Relu => ("CG_ACT_RELU", 0),
+        Act::Prelu(o) => ("CG_ACT_PRELU", *o),
+    };
+    format!("{{.kind = {kind}, .off = {off}}}")
 }
 
 fn epilogue(e: &Epilogue) -> String {
     let (has, sc, sh) = e.affine.map_or((0, 0, 0), |(a, b)| (1, a, b));
-    format!("{{{}, {has}, {sc}, {sh}, {}}}", act(&e.act), act(&e.act2))
+    format!("{{.act = {}, .has_affine = {has}, .scale = {sc}, .shift = {sh}, .act2 = {}}}", act(&e.act), act(&e.act2))
 }
 
-const NO_VIEW: &str = "{CG_ARENA, 0, 0, 0, 0, 0, 0, 0}";
-
-/// The step's C type, kind constant, row count and initializer.
-fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
-    match step {
-        Step::Conv(s) | Step::Winograd(s) => (
-            "cg_conv",
-            if matches!(step, Step::Winograd(_)) { "CG_WINOGRAD" } else { "CG_CONV" },
-            s.dst.h,
-            format!(
-                "{{{}, {}, {}, {}, {}, {}, {}, {}}}",
-                view(&s.src),
-                view(&s.dst),
-                s.kernel,
-                s.stride,
-                s.dilation,
-                s.weights,
-                s.bias,
-                epilogue(&s.epilogue)
-            ),
-        ),
-        Step::DepthwisePair(s) => (
-            "cg_dwpair",
-            "CG_DWPAIR",
-            s.dst.h,
-            format!(
-                "{{{}, {}, {}, {}, {}, {}, {}, {}}}",
-                view(&s.src),
-                view(&s.dst),
-                s.dilation,
-                s.loc_weights,
-                s.sur_weights,
-                s.loc_bias,
-                s.sur_bias,
-                epilogue(&s.epilogue)
-            ),
-        ),
-        Step::AvgPool(s) => (
-            "cg_pool",
-            "CG_POOL",
-            s.dst.h,
-            format!("{{{}, {}, {}}}", view(&s.src), view(&s.dst), epilogue(&s.epilogue)),
-        ),
-        Step::Elementwise(s) => (
-            "cg_copy",
-            "CG_COPY",
-            s.dst.h,
-            format!(
-                "{{{}, {}, {}, {}, {}, {}, {}}}",
-                view(&s.src),
-                u8::from(s.scale.is_some()),
-                s.scale.unwrap_or(0),
-                u8::from(s.add.is_some()),
-                s.add.as_ref().map_or(NO_VIEW.to_string(), view),
-                view(&s.dst),
-                epilogue(&s.epilogue)
-            ),
-        ),
-        Step::Upsample(s) => ("cg_upsample", "CG_UPSAMPLE", s.dst.h, format!("{{{}, {}}}", view(&s.src), view(&s.dst))),
-        Step::UpsampleArgmax(s) => {
-            ("cg_argmax", "CG_ARGMAX", s.dst.h, format!("{{{}, {}}}", view(&s.src), view(&s.dst)))
-        }
-        Step::ChannelSums(s) => ("cg_sums", "CG_SUMS", s.x.h, format!("{{{}, {}}}", view(&s.x), s.sums)),
-        Step::Squeeze(s) => (
-            "cg_gc",
-            "CG_GC",
-            1,
-            format!(
-                "{{{}, {}, {}, {}, {}, {}, {}}}",
-                view(&s.x),
-                s.hidden,
-                s.fc1_weight,
-                s.fc1_bias,
-                s.fc2_weight,
-                s.fc2_bias,
-                s.scratch
-            ),
-        ),
+/// The C declaration of one field of the step schema.
+fn field_declaration(name: &str, kind: FieldKind) -> String {
+    match kind {
+        FieldKind::View => format!("cg_view {name};"),
+        FieldKind::Size => format!("size_t {name};"),
+        FieldKind::Epilogue => format!("cg_epilogue {name};"),
+        FieldKind::OptionalSize => format!("int has_{name}; size_t {name};"),
+        FieldKind::OptionalView => format!("int has_{name}; cg_view {name};"),
     }
+}
+
+/// The designated initializer of one field.
+fn field_initializer(name: &str, value: &FieldValue) -> String {
+    match value {
+        FieldValue::View(v) => format!(".{name} = {}", view(v)),
+        FieldValue::Size(x) => format!(".{name} = {x}"),
+        FieldValue::Epilogue(e) => format!(".{name} = {}", epilogue(e)),
+        FieldValue::OptionalSize(x) => format!(".has_{name} = {}, .{name} = {}", u8::from(x.is_some()), x.unwrap_or(0)),
+        FieldValue::OptionalView(v) => {
+            let empty = View {
+                mem: Mem::Arena,
+                offset: 0,
+                c: 0,
+                h: 0,
+                w: 0,
+                row_stride: 0,
+                pixel_stride: 0,
+                channel_stride: 0,
+            };
+            format!(".has_{name} = {}, .{name} = {}", u8::from(v.is_some()), view(&v.unwrap_or(empty)))
+        }
+    }
+}
+
+/// `typedef struct { ... } cg_NAME;` for every step struct of the schema.
+pub fn step_typedefs() -> String {
+    STEP_SCHEMAS
+        .iter()
+        .map(|schema| {
+            let fields: Vec<String> = schema.fields.iter().map(|(name, kind)| field_declaration(name, *kind)).collect();
+            format!("typedef struct {{ {} }} {};\n", fields.join(" "), schema.c_type)
+        })
+        .collect()
+}
+
+const STEP_TYPES_MARKER: &str =
+    "/* CG_STEP_TYPES: the step structs, generated from cgnet-runtime's step schema (program.rs). */\n";
+
+/// `kernels.c` with the step structs of the schema in place.
+fn kernels_source() -> String {
+    let kernels = include_str!("kernels.c");
+    debug_assert!(kernels.contains(STEP_TYPES_MARKER));
+    kernels.replacen(STEP_TYPES_MARKER, &format!("{STEP_TYPES_MARKER}{}", step_typedefs()), 1)
+}
+
+/// The step's C type, kind constant, row count and designated initializer,
+/// all from the step schema.
+pub fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
+    let (_, kind, schema, values) = step.parts();
+    let fields: Vec<String> =
+        schema.fields.iter().zip(&values).map(|((name, _), value)| field_initializer(name, value)).collect();
+    (schema.c_type, kind, step.rows().unwrap_or(1), format!("{{{}}}", fields.join(", ")))
 }
 
 pub fn source(model: &CompiledModel, options: &Options) -> String {
@@ -406,7 +394,7 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     w.blank();
     w.raw(options.target.simd_layer());
     w.blank();
-    w.raw(include_str!("kernels.c"));
+    w.raw(&kernels_source());
     w.blank();
     w.line("/* ---- The model: every step's views and weight offsets are constants. */");
     if !options.weights_blob {
