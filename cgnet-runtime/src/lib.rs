@@ -17,6 +17,7 @@ pub mod model;
 pub mod pool;
 pub mod program;
 pub mod recipe;
+pub mod safetensors_file;
 pub mod tensors;
 pub mod weights;
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use crate::safetensors_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TensorFileError {
@@ -33,19 +33,19 @@ pub enum TensorFileError {
 /// ```
 pub fn read_f32_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), TensorFileError> {
     let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.into(), source })?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| TensorFileError::Format { path: path.into(), reason: e.to_string() })?;
-    let view = file.tensor(name).map_err(|_| {
-        let mut names: Vec<_> = file.names().into_iter().cloned().collect();
-        names.sort();
+    let file =
+        safetensors_file::read(&bytes).map_err(|reason| TensorFileError::Format { path: path.into(), reason })?;
+    let view = file.iter().find(|t| t.name == name).ok_or_else(|| {
+        let mut names: Vec<&str> = file.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
         TensorFileError::MissingTensor { path: path.into(), name: name.into(), available: names.join(", ") }
     })?;
-    let data = crate::weights::to_f32(view.dtype(), view.data()).ok_or_else(|| TensorFileError::Dtype {
+    let data = crate::weights::to_f32(&view.dtype, view.data).ok_or_else(|| TensorFileError::Dtype {
         path: path.into(),
         name: name.into(),
-        dtype: format!("{:?}", view.dtype()),
+        dtype: view.dtype.clone(),
     })?;
-    Ok((view.shape().to_vec(), data))
+    Ok((view.shape.clone(), data))
 }
 
 /// A tensor to write: f32 or i32 data with its shape.
@@ -57,27 +57,20 @@ pub enum OutputTensor<'a> {
 /// Writes a safetensors file through a temporary file in the same folder and
 /// a rename, so that a failure never leaves a partial output behind.
 pub fn write_tensors_atomically(path: &Path, tensors: &[OutputTensor<'_>]) -> Result<(), TensorFileError> {
-    let owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+    let owned: Vec<(&str, &str, &[usize], Vec<u8>)> = tensors
         .iter()
         .map(|t| match t {
             OutputTensor::F32 { name, shape, data } => {
-                (name.to_string(), Dtype::F32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+                (*name, "F32", shape.as_slice(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
             }
             OutputTensor::I32 { name, shape, data } => {
-                (name.to_string(), Dtype::I32, shape.clone(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
+                (*name, "I32", shape.as_slice(), data.iter().flat_map(|v| v.to_le_bytes()).collect())
             }
         })
         .collect();
-    let views = owned
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .expect("shape and byte length are built together above");
-            (name.clone(), view)
-        })
-        .collect::<Vec<_>>();
-    let bytes = safetensors::serialize(views, &None)
-        .map_err(|e| TensorFileError::Write { path: path.into(), source: std::io::Error::other(e.to_string()) })?;
+    let entries: Vec<(&str, &str, &[usize], &[u8])> =
+        owned.iter().map(|(name, dtype, shape, bytes)| (*name, *dtype, *shape, bytes.as_slice())).collect();
+    let bytes = safetensors_file::write(&entries);
     write_atomically(path, &bytes).map_err(|source| TensorFileError::Write { path: path.into(), source })
 }
 

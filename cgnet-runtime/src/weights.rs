@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use crate::safetensors_file::{self, TensorEntry};
 
 /// A tensor the model needs: its canonical state-dict key and shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,13 +148,13 @@ impl Weights {
 
     /// Checks weights held in memory; `origin` names them in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str, expected: &[ExpectedParam]) -> Result<Self, WeightError> {
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| WeightError::Format { origin: origin.to_string(), reason: e.to_string() })?;
+        let file = safetensors_file::read(bytes)
+            .map_err(|reason| WeightError::Format { origin: origin.to_string(), reason })?;
         let mut problems = Vec::new();
-        let mut found: BTreeMap<String, Vec<(String, safetensors::tensor::TensorView<'_>)>> = BTreeMap::new();
-        for (name, view) in file.tensors() {
-            if let Some(key) = normalise_key(&name) {
-                found.entry(key).or_default().push((name, view));
+        let mut found: BTreeMap<String, Vec<(String, TensorEntry<'_>)>> = BTreeMap::new();
+        for entry in file {
+            if let Some(key) = normalise_key(&entry.name) {
+                found.entry(key).or_default().push((entry.name.clone(), entry));
             }
         }
         let mut tensors = BTreeMap::new();
@@ -171,15 +171,15 @@ impl Weights {
                 continue;
             }
             let (_, view) = &entries[0];
-            if view.shape() != param.shape.as_slice() {
+            if view.shape != param.shape {
                 problems.push(WeightProblem::WrongShape {
                     key: param.key.clone(),
                     expected: param.shape.clone(),
-                    found: view.shape().to_vec(),
+                    found: view.shape.clone(),
                 });
                 continue;
             }
-            match to_f32(view.dtype(), view.data()) {
+            match to_f32(&view.dtype, view.data) {
                 Some(values) => match values.iter().position(|v| !v.is_finite()) {
                     Some(index) => {
                         problems.push(WeightProblem::NonFinite { key: param.key.clone(), index, value: values[index] })
@@ -188,10 +188,9 @@ impl Weights {
                         tensors.insert(param.key.clone(), values);
                     }
                 },
-                None => problems.push(WeightProblem::UnsupportedDtype {
-                    key: param.key.clone(),
-                    dtype: format!("{:?}", view.dtype()),
-                }),
+                None => {
+                    problems.push(WeightProblem::UnsupportedDtype { key: param.key.clone(), dtype: view.dtype.clone() })
+                }
             }
         }
         problems.extend(found.into_keys().map(|key| WeightProblem::Unexpected { key }));
@@ -217,12 +216,12 @@ impl Weights {
 }
 
 /// Little-endian float data of the accepted dtypes, widened to f32.
-pub(crate) fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+pub(crate) fn to_f32(dtype: &str, data: &[u8]) -> Option<Vec<f32>> {
     let words = |n: usize| data.chunks_exact(n);
     Some(match dtype {
-        Dtype::F32 => words(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        "F32" => words(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        "F16" => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        "BF16" => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         _ => return None,
     })
 }
