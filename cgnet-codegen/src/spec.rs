@@ -1,5 +1,5 @@
 //! `ModelSpec`: the topology of one CGNet variant, as read from JSON (the
-//! field names of `../shared/golden/*.json` are the contract) or from the
+//! field names of the golden cases, `tests/golden/*.json`, are the contract) or from the
 //! `cgnet!` grammar, and validated once.
 
 use serde::{Deserialize, Serialize};

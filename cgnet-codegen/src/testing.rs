@@ -70,7 +70,7 @@ pub fn image_like_input(height: usize, width: usize, seed: u64) -> Tensor {
     t
 }
 
-/// `max |a - b| / max(1, max |b|)`: the error measure of `../shared/README.md`.
+/// `max |a - b| / max(1, max |b|)`: the error measure of the golden cases (`tests/golden/README.md`).
 pub fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!((a.c, a.h, a.w), (b.c, b.h, b.w), "shapes differ");
     let scale = b.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
