@@ -144,10 +144,27 @@ fn default_model_runs_clean_under_sanitizers_and_never_allocates() {
     let run = Command::new(dir.path().join("harness")).arg(dir.path()).args(["2", "0"]).output().unwrap();
     assert!(run.status.success(), "sanitizers report:\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(!String::from_utf8_lossy(&run.stderr).contains("runtime error"));
+
+    // The default pthread pool under ThreadSanitizer: as many threads as cores, and more.
+    let out = Command::new("cc")
+        .current_dir(dir.path())
+        .args(toolchain::STRICT_FLAGS)
+        .args(CTarget::Avx2.flags())
+        .args(["-O1", "-g", "-fsanitize=thread"])
+        .args(["camvid.c", "camvid_weights.c", "harness.c", "-lm", "-lpthread", "-o", "harness_tsan"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for threads in ["2", "3", "8"] {
+        let run = Command::new(dir.path().join("harness_tsan")).arg(dir.path()).args([threads, "0"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success() && !stderr.contains("ThreadSanitizer"), "{threads} threads:\n{stderr}");
+    }
 }
 
 /// Odd topologies (channel counts that are not multiples of 8, odd sizes, every
-/// residual variant) through every C target and every Rust kernel variant,
+/// residual variant; large enough that steps are cut into several chunks)
+/// through every C target (serially and on 2..8 threads) and every Rust kernel variant,
 /// against the reference interpreter: the kernel battery at model level.
 #[test]
 fn odd_topologies_match_the_interpreter_on_every_target() {
@@ -162,7 +179,7 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
     .into_iter()
     .enumerate()
     {
-        let mut s = ModelSpec::cityscapes(19 + 4 * i, 27 + 6 * i);
+        let mut s = ModelSpec::cityscapes(67 + 4 * i, 131 + 6 * i);
         s.name = Some(format!("odd{i}"));
         (s.classes, s.residual, s.input_injection, s.activation, s.global_context) =
             (3 + i, residual, injection, activation, glo);
@@ -184,9 +201,17 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
             let err = cgnet_codegen::testing::relative_error(&t, r);
             assert!(err <= 1e-4, "{what} on {spec:?}: relative logit error {err:e}");
         };
+        assert!(model.steps.iter().filter(|s| s.chunks() > 1).count() > 3, "the threads have work to share");
         for isa in [cgnet::runtime::kernels::Isa::Scalar, cgnet::runtime::kernels::Isa::Avx2] {
             if isa.is_supported() {
-                let out = cgnet_codegen::back::native::execute(&model, isa, None, &input.data).unwrap();
+                let execute = cgnet_codegen::back::native::execute;
+                let out = execute(&model, isa, None, &input.data).unwrap();
+                for threads in 2..=8 {
+                    let pool = cgnet::runtime::ThreadPool::new(threads).unwrap();
+                    let parallel = execute(&model, isa, Some(&pool), &input.data).unwrap();
+                    let same = parallel.logits.iter().zip(&out.logits).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{isa:?}: {threads} threads differ from 1");
+                }
                 expect(out.logits, &format!("{isa:?}"));
             }
         }
@@ -198,7 +223,8 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
             let dir = tempfile::tempdir().unwrap();
             let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
             let single = toolchain::run(target, &exe, dir.path(), &input.data, 1, 0).unwrap();
-            for threads in 2..=8 {
+            // 0: the pool's `auto`, one thread per core.
+            for threads in [0, 2, 3, 4, 5, 6, 7, 8] {
                 let out = toolchain::run(target, &exe, dir.path(), &input.data, threads, 0).unwrap();
                 for (what, a, b) in [("logits", &out.logits, &single.logits), ("scores", &out.scores, &single.scores)] {
                     let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());

@@ -622,3 +622,22 @@ fn main() {
         }
     }
 }
+
+#[test]
+fn bench_sweeps_thread_counts_under_load() {
+    let model = repo_root().join("bench/cityscapes_64x128.cgnet");
+    let o = cgnetc(&["bench", path(&model), "--threads", "1,auto,3", "--busy-cores", "1", "--iters", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (line, threads) in lines.iter().zip([1, cores, 3]) {
+        assert!(line.contains(&format!("threads {threads}, 1 busy core: median")), "{line}");
+        assert!(line.contains("x the 1-thread time"), "{line}");
+    }
+    for bad in ["two", "1,,2", "1.5"] {
+        let stderr = fails(&["bench", path(&model), "--threads", bad]);
+        assert!(stderr.contains("thread count") || stderr.contains("--threads"), "{bad}: {stderr}");
+    }
+}

@@ -87,9 +87,11 @@ fn every_printed_form_follows_the_schema() {
 
         // C: the typedef declares every field, the initializer designates each in order.
         let typedef = typedefs.lines().find(|l| l.ends_with(&format!("}} {};", schema.c_type))).unwrap();
-        let (ty, c_kind, rows, init) = c::step_literal(step);
+        let (ty, c_kind, init) = c::step_literal(step);
         assert_eq!((ty, c_kind), (schema.c_type, kind));
-        assert_eq!(Some(rows), step.rows().or(Some(1)));
+        let call = c::exec_call(step, "s", "m");
+        let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
+        assert_eq!(call, format!("cg_exec({kind}, &s, {rows}, {chunk}, m, pf);"));
         let mut at = 0;
         for name in &names {
             assert!(typedef.contains(&format!(" {name};")), "{}: {name} in {typedef}", schema.c_type);

@@ -353,4 +353,89 @@ impl Step {
             Step::UpsampleArgmax(s) => Some(s.dst.h),
         }
     }
+
+    /// Rows per chunk when the step is split across threads: enough rows for
+    /// about [`CHUNK_WORK`] operations (so a hand-off pays for itself, and tiny
+    /// steps stay whole on one thread), a multiple of the rows a kernel computes
+    /// together (Winograd's two-row tiles), and at most [`Step::rows`]. The same
+    /// for every thread count; chunks are claimed dynamically, and every output
+    /// element is computed by the same code whatever the chunking.
+    pub fn chunk_rows(&self) -> usize {
+        let rows = self.rows().unwrap_or(1).max(1);
+        let granule = if matches!(self, Step::Winograd(_)) { 2 } else { 1 };
+        let per_row = self.work_per_row().max(1);
+        // Enough rows for the work, and few enough chunks that each thread's rows
+        // stay mostly contiguous (what it reads was mostly written by itself).
+        let chunk = CHUNK_WORK.div_ceil(per_row).max(rows.div_ceil(MAX_CHUNKS)).next_multiple_of(granule);
+        chunk.min(rows)
+    }
+
+    /// Chunks the step is cut into: `rows().div_ceil(chunk_rows())`.
+    pub fn chunks(&self) -> usize {
+        self.rows().unwrap_or(1).max(1).div_ceil(self.chunk_rows())
+    }
+
+    /// Rough operations (multiply-adds, or floats moved) per output row.
+    fn work_per_row(&self) -> usize {
+        let plane = |v: &View| v.w.saturating_mul(v.c);
+        match self {
+            Step::Conv(s) => plane(&s.dst).saturating_mul(s.src.c.saturating_mul(s.kernel * s.kernel)),
+            // F(2x2, 3x3): 16 instead of 36 multiplies per output pair, plus the transforms.
+            Step::Winograd(s) => plane(&s.dst).saturating_mul(s.src.c.saturating_mul(4)),
+            Step::DepthwisePair(s) => plane(&s.dst).saturating_mul(9),
+            Step::AvgPool(s) => plane(&s.dst).saturating_mul(9),
+            Step::Elementwise(s) => plane(&s.dst).saturating_mul(2),
+            Step::ChannelSums(s) => plane(&s.x),
+            Step::Squeeze(_) => 0,
+            Step::Upsample(s) => plane(&s.dst).saturating_mul(4),
+            Step::UpsampleArgmax(s) => s.dst.w.saturating_mul(s.src.c).saturating_mul(4),
+        }
+    }
+}
+
+/// Operations (see [`Step::chunk_rows`]) worth one chunk of a step: a few
+/// microseconds of work, well above the cost of claiming it.
+pub const CHUNK_WORK: usize = 1 << 16;
+
+/// Most chunks a step is cut into: plenty to balance 8 threads.
+pub const MAX_CHUNKS: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nhwc(c: usize, h: usize, w: usize) -> View {
+        View { mem: Mem::Arena, offset: 0, c, h, w, row_stride: w * c, pixel_stride: c, channel_stride: 1 }
+    }
+
+    fn conv(ci: usize, co: usize, h: usize, w: usize) -> Conv {
+        Conv {
+            src: nhwc(ci, h, w),
+            dst: nhwc(co, h, w),
+            kernel: 3,
+            stride: 1,
+            dilation: 1,
+            weights: 0,
+            bias: 0,
+            epilogue: Epilogue::NONE,
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_rows_and_keep_winograd_tiles_whole() {
+        for (ci, co, h, w) in [(32, 32, 256, 512), (3, 32, 33, 65), (8, 8, 7, 9), (64, 64, 1, 1), (32, 32, 5, 2048)] {
+            for step in [Step::Conv(conv(ci, co, h, w)), Step::Winograd(conv(ci, co, h, w))] {
+                let (chunk, chunks) = (step.chunk_rows(), step.chunks());
+                assert!(chunk >= 1 && chunk <= h, "{step:?}");
+                assert!(chunks * chunk >= h && (chunks - 1) * chunk < h, "{step:?}");
+                if matches!(step, Step::Winograd(_)) && chunks > 1 {
+                    assert_eq!(chunk % 2, 0, "a chunk boundary would split a two-row tile");
+                }
+            }
+        }
+        // A big convolution is cut into the most chunks; a tiny step stays whole.
+        assert_eq!(Step::Conv(conv(32, 32, 256, 512)).chunks(), MAX_CHUNKS);
+        assert_eq!(Step::Conv(conv(32, 32, 24, 512)).chunk_rows(), 1);
+        assert_eq!(Step::Conv(conv(8, 8, 7, 9)).chunks(), 1);
+    }
 }

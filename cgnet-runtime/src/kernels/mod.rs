@@ -158,8 +158,15 @@ pub enum KernelError {
     Aliasing { read: Box<View>, write: Box<View> },
 }
 
-/// Runs a job on `n` workers: `job(i)` for `i in 0..n`, returning when all are done.
+/// Lends threads to a step. `run` calls `job` on up to `threads()` threads at
+/// once, and returns when every call it made has returned; the job divides the
+/// work itself ([`Exec::step`] cuts a step into [`Step::chunks`] and each call
+/// claims chunks from a shared counter until none is left). So a pool may call
+/// the job on fewer threads than it has, on the caller alone, with any index,
+/// or late: only speed depends on it, never the result. [`crate::ThreadPool`]
+/// calls it on the caller and on the workers that are free.
 pub trait ParallelFor: Sync {
+    /// Threads that may run a job at once, the caller included.
     fn threads(&self) -> usize;
     fn run(&self, job: &(dyn Fn(usize) + Sync));
 }
@@ -224,29 +231,29 @@ impl<'a> Exec<'a> {
         if max_weight > self.weights.len() {
             return Err(KernelError::Weights(max_weight));
         }
-        match (step.rows(), self.parallel) {
-            (Some(rows), Some(pool)) if pool.threads() > 1 && rows > 1 => {
-                let parts = pool.threads().min(rows);
-                // Parts are claimed from a counter, so each runs exactly once
-                // whatever the pool does: calls of `job` with repeated or
-                // out-of-range indices claim nothing twice, and the caller
-                // finishes any part the pool left.
+        let rows = step.rows().unwrap_or(1);
+        let (chunk, chunks) = (step.chunk_rows(), step.chunks());
+        match self.parallel {
+            Some(pool) if pool.threads() > 1 && chunks > 1 => {
+                // Chunks are claimed from a counter, so each runs exactly once
+                // whatever the pool does: calls of `job` on any number of
+                // threads claim nothing twice, and the caller finishes any
+                // chunk the pool left.
                 let next = AtomicUsize::new(0);
                 let work = |_: usize| loop {
-                    let part = next.fetch_add(1, Ordering::Relaxed);
-                    if part >= parts {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chunks {
                         break;
                     }
-                    // SAFETY: views and weights were checked above; each part is
+                    // SAFETY: views and weights were checked above; each chunk is
                     // claimed once and writes its own rows of an output that no
-                    // part reads (beyond its own rows of an elementwise copy).
-                    unsafe { self.rows(step, part * rows / parts..(part + 1) * rows / parts) }
+                    // chunk reads (beyond its own rows of an elementwise copy).
+                    unsafe { self.rows(step, i * chunk..((i + 1) * chunk).min(rows)) }
                 };
                 pool.run(&work);
                 work(0);
             }
             _ => {
-                let rows = step.rows().unwrap_or(1);
                 // SAFETY: as above, on one thread.
                 unsafe { self.rows(step, 0..rows) }
             }
@@ -423,12 +430,15 @@ mod tests {
 
     #[test]
     fn a_careless_pool_cannot_make_parts_race_or_go_missing() {
-        let src = nhwc(Mem::Arena, 0, 8, 16, 4, 8);
-        let dst = nhwc(Mem::Arena, 512, 8, 16, 4, 8);
+        // Big enough to be cut into several chunks.
+        const HALF: usize = 64 * 64 * 16;
+        let src = nhwc(Mem::Arena, 0, 64, 16, 64, 64);
+        let dst = nhwc(Mem::Arena, HALF, 64, 16, 64, 64);
         let step = copy(src, dst);
+        assert!(step.chunks() > 1);
         let input = [0.0f32; 3];
-        let mut arena: Vec<f32> = (0..1024).map(|i| if i < 512 { i as f32 } else { -1.0 }).collect();
+        let mut arena: Vec<f32> = (0..2 * HALF).map(|i| if i < HALF { i as f32 } else { -1.0 }).collect();
         Exec::new(Memory::new(&mut arena, &input), &[], Isa::Scalar, Some(&Careless)).step(&step).unwrap();
-        assert_eq!(arena[512..], arena[..512], "every row was copied exactly once");
+        assert_eq!(arena[HALF..], arena[..HALF], "every row was copied exactly once");
     }
 }

@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     threads = (size_t)atoi(argv[3]);
     if (!in || !out || cgnet_pool_init(&pool, threads) != 0) return 2;
     pf.ctx = &pool;
-    pf.threads = threads;
+    pf.threads = cgnet_pool_threads(&pool);
     pf.run = cgnet_pool_run;
     for (i = 0; i < CASES; i++) {
         uint64_t lens[3];

@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     if (!logits || !scores || !labels || posix_memalign(&arena, 64, model_arena_bytes()) != 0) return 2;
     if (cgnet_pool_init(&pool, threads) != 0) return 2;
     pf.ctx = &pool;
-    pf.threads = threads;
+    pf.threads = cgnet_pool_threads(&pool);
     pf.run = cgnet_pool_run;
     check(model_run_parallel(WEIGHTS_ARG input, logits, arena, &pf), "run");
     check(model_scores_parallel(WEIGHTS_ARG input, scores, arena, &pf), "scores");

@@ -168,9 +168,12 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     ));
     w.blank();
     w.comment(&[
-        "Runs fn(arg, i) for every i in 0..n, possibly concurrently, and returns when all".into(),
-        "have finished. Mobile SDKs plug in their own thread pool; `threads` is how many".into(),
-        "parts a step is split into.".into(),
+        "How a host lends its threads: `run` calls fn(arg, i) exactly once for every i in".into(),
+        "0..n, in any order and on any threads (the caller's included), and returns when".into(),
+        "all have finished. `n` is a number of chunks of a step (fixed per step, often".into(),
+        "more than the threads: claim them dynamically, e.g. OpenMP schedule(dynamic) or".into(),
+        "dispatch_apply), not a number of threads. `threads` > 1 enables the split.".into(),
+        "Results are bit-identical for every thread count and every order.".into(),
     ]);
     parallel_for_type(&mut w, n);
     w.blank();
@@ -191,7 +194,7 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     w.line(format!("/* labels: [{}*{}] class indices. */", model.height, model.width));
     w.line(format!("int {n}_segment({wp}const float *input, uint8_t *labels, void *arena);"));
     w.blank();
-    w.line("/* The same, each step split across the host's threads (results agree with the serial calls to float rounding). */");
+    w.line("/* The same, each step split across the host's threads (results are bit-identical to the serial calls for any thread count). */");
     w.line(format!(
         "int {n}_run_parallel({wp}const float *input, float *logits, void *arena, const {n}_parallel_for *pf);"
     ));
@@ -220,17 +223,20 @@ fn parallel_for_type(w: &mut Writer, n: &str) {
     });
 }
 
-/// `cg_exec`: one step, split by rows through the host's `parallel_for` when it has threads.
+/// `cg_exec`: one step, cut into chunks of `chunk` rows that the host's
+/// `parallel_for` runs when it has threads and there is more than one chunk.
 fn exec_function(w: &mut Writer, n: &str) {
     w.block(
-        format!("static void cg_exec(int kind, const void *step, size_t rows, const cg_mem *m, const {n}_parallel_for *pf) {{"),
+        format!(
+            "static void cg_exec(int kind, const void *step, size_t rows, size_t chunk, const cg_mem *m, const {n}_parallel_for *pf) {{"
+        ),
         "}",
         |w| {
-            w.block("if (pf && pf->threads > 1 && rows > 1 && kind != CG_SQUEEZE) {", "}", |w| {
+            w.line("const size_t chunks = (rows + chunk - 1) / chunk;");
+            w.block("if (pf && pf->threads > 1 && chunks > 1 && kind != CG_SQUEEZE) {", "}", |w| {
                 w.line("cg_task t;");
-                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows;");
-                w.line("t.parts = pf->threads < rows ? pf->threads : rows;");
-                w.line("pf->run(pf->ctx, t.parts, cg_task_run, &t);");
+                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows; t.chunk = chunk;");
+                w.line("pf->run(pf->ctx, chunks, cg_task_run, &t);");
                 w.line("return;");
             });
             w.line("cg_rows(kind, step, m, 0, rows);");
@@ -262,7 +268,7 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     w.blank();
     for (i, steps) in cases.iter().enumerate() {
         for (j, step) in steps.iter().enumerate() {
-            let (ty, _, _, init) = step_literal(step);
+            let (ty, _, init) = step_literal(step);
             w.line(format!("static const {ty} c{i}_s{j} = {init};"));
         }
     }
@@ -270,14 +276,8 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     w.block("static void run_case(size_t i, const cg_mem *m, const battery_parallel_for *pf) {", "}", |w| {
         w.line("switch (i) {");
         for (i, steps) in cases.iter().enumerate() {
-            let calls: Vec<String> = steps
-                .iter()
-                .enumerate()
-                .map(|(j, step)| {
-                    let (_, kind, rows, _) = step_literal(step);
-                    format!("cg_exec({kind}, &c{i}_s{j}, {rows}, m, pf);")
-                })
-                .collect();
+            let calls: Vec<String> =
+                steps.iter().enumerate().map(|(j, step)| exec_call(step, &format!("c{i}_s{j}"), "m")).collect();
             w.line(format!("case {i}: {} break;", calls.join(" ")));
         }
         w.line("default: break;");
@@ -373,11 +373,19 @@ fn kernels_source() -> String {
 
 /// The step's C type, kind constant, row count and designated initializer,
 /// all from the step schema.
-pub fn step_literal(step: &Step) -> (&'static str, &'static str, usize, String) {
+pub fn step_literal(step: &Step) -> (&'static str, &'static str, String) {
     let (_, kind, schema, values) = step.parts();
     let fields: Vec<String> =
         schema.fields.iter().zip(&values).map(|((name, _), value)| field_initializer(name, value)).collect();
-    (schema.c_type, kind, step.rows().unwrap_or(1), format!("{{{}}}", fields.join(", ")))
+    (schema.c_type, kind, format!("{{{}}}", fields.join(", ")))
+}
+
+/// The statement that runs `step` (a static named `name`) on memories `m`:
+/// its kind, its rows and its chunk size (the same for every thread count) are constants.
+pub fn exec_call(step: &Step, name: &str, m: &str) -> String {
+    let kind = step.parts().1;
+    let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
+    format!("cg_exec({kind}, &{name}, {rows}, {chunk}, {m}, pf);")
 }
 
 pub fn source(model: &CompiledModel, options: &Options) -> String {
@@ -402,13 +410,13 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     }
     let mut calls = Vec::new();
     for (i, step) in model.steps.iter().enumerate() {
-        let (ty, kind, rows, init) = step_literal(step);
+        let (ty, _, init) = step_literal(step);
         w.line(format!("static const {ty} s{i} = {init};"));
-        calls.push(format!("cg_exec({kind}, &s{i}, {rows}, m, pf);"));
+        calls.push(exec_call(step, &format!("s{i}"), "m"));
     }
     let tails = &model.tails;
     for (name, tail) in [("tail_run", &tails.run), ("tail_scores", &tails.scores), ("tail_segment", &tails.segment)] {
-        let (ty, _, _, init) = step_literal(tail);
+        let (ty, _, init) = step_literal(tail);
         w.line(format!("static const {ty} {name} = {init};"));
     }
     w.blank();
@@ -446,8 +454,7 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
         ("segment", "uint8_t *", "labels", ("m.labels = labels;", "tail_segment", &tails.segment)),
     ] {
         let (bind, name, step) = tail;
-        let (_, kind, rows, _) = step_literal(step);
-        let tail = format!("{bind}\n    cg_exec({kind}, &{name}, {rows}, &m, pf);");
+        let tail = format!("{bind}\n    {}", exec_call(step, name, "&m"));
         w.blank();
         w.block(
             format!("int {n}_{entry}_parallel({wp}const float *input, {out_ty}{out_name}, void *arena, const {n}_parallel_for *pf) {{"),
@@ -540,11 +547,11 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
          `{u}_E_NULL` / `{u}_E_ALIGN`. No malloc, no global state: one arena per concurrent inference.\n\n\
          ## Threads\n\n\
          The `_parallel` variants take a `{n}_parallel_for`, through which the host's thread pool runs each \
-         step's rows; results agree with the serial calls to float rounding. Hosts without a pool can use the \
+         step's chunks of rows; results are bit-identical to the serial calls for any thread count. Hosts without a pool can use the \
          header-only pthread pool shipped beside this file, `cgnet_pthread_pool.h` (link with `-lpthread`):\n\n\
          ```c\n#include \"cgnet_pthread_pool.h\"\n\n\
-         cgnet_pool pool;\ncgnet_pool_init(&pool, 4);\n\
-         {n}_parallel_for pf = {{ &pool, 4, cgnet_pool_run }};\n\
+         cgnet_pool pool;\ncgnet_pool_init(&pool, 0);  /* 0: as many threads as free cores */\n\
+         {n}_parallel_for pf = {{ &pool, cgnet_pool_threads(&pool), cgnet_pool_run }};\n\
          {n}_segment_parallel({wa}input, labels, arena, &pf);\ncgnet_pool_destroy(&pool);\n```\n\n\
          ## Weights\n\n{weights}\n",
         version = env!("CARGO_PKG_VERSION"),

@@ -105,8 +105,9 @@ struct RunArgs {
     /// Run only the first N fusion passes (to bisect a wrong result; `interp-planned` only).
     #[arg(long, value_name = "N")]
     stop_after_pass: Option<usize>,
-    /// Threads for the compiled targets (each step's rows are split between them).
-    #[arg(long, default_value_t = 1)]
+    /// Threads for the compiled targets (each step is cut into chunks of rows that
+    /// they share): a number, or `auto` / 0 for one per available core.
+    #[arg(long, default_value = "1", value_parser = parse_threads)]
     threads: usize,
 }
 
@@ -133,12 +134,64 @@ struct BenchArgs {
     /// A compiled target.
     #[arg(long, value_parser = target_parser(BENCH_TARGETS), default_value = "rust-avx2")]
     target: Target,
-    /// Threads (each step's rows are split between them).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// Threads (each step is cut into chunks of rows that they share): a number, or
+    /// `auto` / 0 for one per available core. A comma-separated list (e.g.
+    /// `1,2,3,4,8`) benchmarks each in turn: a thread sweep.
+    #[arg(long, default_value = "1", value_parser = parse_threads, value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Keep K cores busy while measuring (K threads that spin), as a camera
+    /// pipeline, a UI or another process would: how the threads hold up under load.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    busy_cores: usize,
     /// Timed iterations (after 2 warm-up runs).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+}
+
+/// `--threads`: a count, or `auto` / 0 for the available cores.
+fn parse_threads(text: &str) -> Result<usize, String> {
+    let n = match text.trim() {
+        "auto" => 0,
+        n => n.parse::<usize>().map_err(|_| format!("`{text}` is not a thread count (a number, or `auto`)"))?,
+    };
+    Ok(if n == 0 { cgnet_runtime::pool::available_threads() } else { n })
+}
+
+/// `--busy-cores K`: K threads that spin until dropped, standing in for the
+/// other work of a busy machine.
+struct BusyCores {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    spinners: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCores {
+    fn start(k: usize) -> Result<Self, Failure> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut busy = Self { stop, spinners: Vec::with_capacity(k) };
+        for i in 0..k {
+            let stop = std::sync::Arc::clone(&busy.stop);
+            let spinner = std::thread::Builder::new()
+                .name(format!("busy-core-{i}"))
+                .spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+                .map_err(|e| Failure::new(format!("cannot start a busy thread: {e}")))?;
+            busy.spinners.push(spinner);
+        }
+        Ok(busy)
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for spinner in self.spinners.drain(..) {
+            let _ = spinner.join();
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -321,10 +374,7 @@ struct Results {
 }
 
 fn pool(threads: usize) -> Result<Option<ThreadPool>, Failure> {
-    if threads == 0 {
-        return Err(Failure::new("--threads must be at least 1"));
-    }
-    if threads == 1 {
+    if threads <= 1 {
         return Ok(None);
     }
     ThreadPool::new(threads).map(Some).map_err(|e| Failure::new(format!("cannot start {threads} threads: {e}")))
@@ -355,9 +405,6 @@ fn run_c(
     input: &Tensor,
     iters: usize,
 ) -> Result<(Results, Option<f64>, f64), Failure> {
-    if threads == 0 {
-        return Err(Failure::new("--threads must be at least 1"));
-    }
     let temp = |what: &str| {
         tempfile::Builder::new()
             .prefix("cgnetc-")
@@ -569,40 +616,74 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let model = back::compile(&spec, &graph, &sha)?;
     let input = image_like_input(spec.height, spec.width, 2);
-    let (median, range) = match (args.target.isa(), args.target.c_target()) {
+    let busy = BusyCores::start(args.busy_cores)?;
+    let load = match args.busy_cores {
+        0 => String::new(),
+        k => format!(", {k} busy core{}", if k == 1 { "" } else { "s" }),
+    };
+    // Per thread count: the sorted times of the timed runs, in ms.
+    let times: Vec<Vec<f64>> = match (args.target.isa(), args.target.c_target()) {
         (Some(isa), _) => {
-            let pool = pool(args.threads)?;
-            let parallel = pool.as_ref().map(|p| p as &dyn ParallelFor);
+            // Round-robin over the thread counts, so that a noisy machine slows
+            // them alike and their ratios hold.
+            let pools = args.threads.iter().map(|&t| pool(t)).collect::<Result<Vec<_>, _>>()?;
             let mut runner = native::Runner::new(&model);
-            let mut times = Vec::with_capacity(args.iters);
+            let mut times = vec![Vec::with_capacity(args.iters); pools.len()];
             for i in 0..args.iters + 2 {
-                let start = Instant::now();
-                runner
-                    .run(&model, isa, parallel, &input.data)
-                    .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
-                if i >= 2 {
-                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                for (pool, times) in pools.iter().zip(&mut times) {
+                    let start = Instant::now();
+                    runner
+                        .run(&model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), &input.data)
+                        .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
+                    if i >= 2 {
+                        times.push(start.elapsed().as_secs_f64() * 1e3);
+                    }
                 }
             }
-            times.sort_by(f64::total_cmp);
-            (times[times.len() / 2], format!(" (min {:.1}, max {:.1})", times[0], times[times.len() - 1]))
+            times
         }
         (None, Some(target)) => {
-            let (_, median, _) = run_c(&model, target, args.threads, &input, args.iters)?;
-            (median.ok_or_else(|| Failure::new("the C harness printed no timing"))?, String::new())
+            // The harness times its own runs and prints their median. Rounds of a
+            // few runs per thread count, round-robin, so that a noisy machine
+            // slows them alike; the median of the rounds' medians is reported.
+            let rounds = args.iters.min(5);
+            let mut times = vec![Vec::with_capacity(rounds); args.threads.len()];
+            for round in 0..rounds {
+                let iters = args.iters / rounds + usize::from(round < args.iters % rounds);
+                for (&threads, times) in args.threads.iter().zip(&mut times) {
+                    let (_, median, _) = run_c(&model, target, threads, &input, iters)?;
+                    times.push(median.ok_or_else(|| Failure::new("the C harness printed no timing"))?);
+                }
+            }
+            times
         }
         (None, None) => unreachable!("bench accepts only compiled targets"),
     };
-    let gflops = 2.0 * model.macs as f64 / (median * 1e-3) / 1e9;
-    println!(
-        "{} {}x{} target {} threads {}: median {median:.1} ms{range} over {} runs, {gflops:.1} GFLOP/s, arena {} bytes",
-        spec.model_name(),
-        spec.height,
-        spec.width,
-        args.target.name(),
-        args.threads,
-        args.iters,
-        model.arena_bytes
-    );
+    let mut first: Option<(usize, f64)> = None;
+    for (&threads, mut times) in args.threads.iter().zip(times) {
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let range = match (times.len(), args.target.c_target()) {
+            (1, _) => String::new(),
+            (n, None) => format!(" (min {:.1}, max {:.1})", times[0], times[n - 1]),
+            (n, Some(_)) => format!(" (of {n} rounds' medians: min {:.1}, max {:.1})", times[0], times[n - 1]),
+        };
+        let gflops = 2.0 * model.macs as f64 / (median * 1e-3) / 1e9;
+        let (base_threads, base) = *first.get_or_insert((threads, median));
+        let ratio = match args.threads.len() {
+            1 => String::new(),
+            _ => format!(", {:.2}x the {base_threads}-thread time", median / base),
+        };
+        println!(
+            "{} {}x{} target {} threads {threads}{load}: median {median:.1} ms{range} over {} runs, {gflops:.1} GFLOP/s, arena {} bytes{ratio}",
+            spec.model_name(),
+            spec.height,
+            spec.width,
+            args.target.name(),
+            args.iters,
+            model.arena_bytes
+        );
+    }
+    drop(busy);
     Ok(())
 }
