@@ -12,6 +12,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod pool;

@@ -6,6 +6,7 @@ pub mod c;
 pub mod native;
 pub mod program;
 pub mod rust;
+pub mod wgsl;
 pub mod writer;
 
 pub use program::{compile, CompileError, CompiledModel};

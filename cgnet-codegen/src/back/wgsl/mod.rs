@@ -1,0 +1,469 @@
+//! The GPU backend: one WGSL compute kernel per step of the same
+//! [`CompiledModel`] the CPU backends run, over the same arena plan (offsets,
+//! strides and sizes are baked into each kernel as constants), plus one per tail.
+//!
+//! Kernels are written for GPUs rather than transliterated from the CPU loops:
+//! one invocation per output element (convolutions: per pixel and four output
+//! channels, accumulated as a `vec4`), Winograd tiles computed whole by one
+//! invocation, F_glo's squeeze as a single workgroup with barriers, and the
+//! argmax packing four labels into each `u32` so that `segment` reads back
+//! only bytes.
+
+use cgnet_runtime::gpu::{GpuKernel, GpuPlan, BINDINGS, MAX_WORKGROUPS_PER_DIMENSION, WORKGROUP_SIZE};
+use cgnet_runtime::program::{
+    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Squeeze, Step, Upsample,
+    UpsampleArgmax, View,
+};
+
+use super::CompiledModel;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WgslError {
+    #[error("{0} does not fit the GPU's 32-bit indices")]
+    TooLarge(String),
+    #[error("the labels must be a dense row-major view for the GPU target (four per word)")]
+    SparseLabels,
+}
+
+/// The whole program as WGSL kernels.
+pub fn plan(model: &CompiledModel) -> Result<GpuPlan, WgslError> {
+    let arena_floats = model.arena_bytes.div_ceil(4);
+    let pixels = model.height * model.width;
+    for (what, floats) in
+        [("the arena", arena_floats), ("the weights", model.weights.len()), ("the scores", pixels * model.classes)]
+    {
+        if u32::try_from(floats).is_err() {
+            return Err(WgslError::TooLarge(what.into()));
+        }
+    }
+    let body = model
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| kernel(&format!("step {i} {}", step.parts().0), step))
+        .collect::<Result<_, _>>()?;
+    let t = &model.tails;
+    Ok(GpuPlan {
+        body,
+        run: kernel("tail run", &t.run)?,
+        scores: kernel("tail scores", &t.scores)?,
+        segment: kernel("tail segment", &t.segment)?,
+        arena_floats,
+        input_floats: 3 * pixels,
+        logits_floats: model.classes * model.logits.h * model.logits.w,
+        scores_floats: model.classes * pixels,
+        labels: pixels,
+    })
+}
+
+/// The kernel of one step.
+pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
+    let ((body, invocations), helpers) = match step {
+        Step::Conv(s) => (conv(s), String::new()),
+        Step::Winograd(s) => (winograd(s), String::new()),
+        Step::DepthwisePair(s) => (depthwise_pair(s), String::new()),
+        Step::AvgPool(s) => (avg_pool(s), String::new()),
+        Step::Elementwise(s) => (elementwise(s), String::new()),
+        Step::ChannelSums(s) => (channel_sums(s), String::new()),
+        Step::Squeeze(s) => {
+            let wgsl = format!("{}{}", prelude(None), squeeze(s));
+            return Ok(GpuKernel { label: label.into(), wgsl, workgroups: [1, 1, 1] });
+        }
+        Step::Upsample(s) => (upsample(s), score_function(&s.src, s.dst.h, s.dst.w)),
+        Step::UpsampleArgmax(s) => (upsample_argmax(s)?, score_function(&s.src, s.dst.h, s.dst.w)),
+    };
+    let n = u32::try_from(invocations).map_err(|_| WgslError::TooLarge(format!("{label}'s invocation count")))?;
+    let groups = n.div_ceil(WORKGROUP_SIZE).max(1);
+    let x = groups.min(MAX_WORKGROUPS_PER_DIMENSION);
+    let y = groups.div_ceil(x);
+    let epilogue = match step {
+        Step::Conv(s) | Step::Winograd(s) => Some(s.epilogue),
+        Step::DepthwisePair(s) => Some(s.epilogue),
+        Step::AvgPool(s) => Some(s.epilogue),
+        Step::Elementwise(s) => Some(s.epilogue),
+        _ => None,
+    };
+    let wgsl = format!(
+        "{}{helpers}@compute @workgroup_size({WORKGROUP_SIZE})\n\
+         fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
+         \x20   let i = gid.x + gid.y * {row}u;\n\
+         \x20   if (i >= {n}u) {{ return; }}\n{body}}}\n",
+        prelude(epilogue.as_ref()),
+        row = x * WORKGROUP_SIZE,
+    );
+    Ok(GpuKernel { label: label.into(), wgsl, workgroups: [x, y, 1] })
+}
+
+/// The bindings, and the step's epilogue as `fn epilogue(c, x)`.
+fn prelude(epilogue: Option<&Epilogue>) -> String {
+    let mut s = String::new();
+    for (i, (name, access)) in BINDINGS.iter().enumerate() {
+        let ty = if *name == "labels" { "u32" } else { "f32" };
+        s += &format!("@group(0) @binding({i}) var<storage, {access}> {name}: array<{ty}>;\n");
+    }
+    if let Some(e) = epilogue {
+        let act = |a: Act| match a {
+            Act::None => String::new(),
+            Act::Relu => "    v = max(v, 0.0);\n".into(),
+            Act::Prelu(o) => format!("    v = select(v, v * weights[{o}u + c], v < 0.0);\n"),
+        };
+        let affine = e
+            .affine
+            .map(|(scale, shift)| format!("    v = v * weights[{scale}u + c] + weights[{shift}u + c];\n"))
+            .unwrap_or_default();
+        s += &format!(
+            "\nfn epilogue(c: u32, x: f32) -> f32 {{\n    var v = x;\n{}{affine}{}    return v;\n}}\n",
+            act(e.act),
+            act(e.act2)
+        );
+    }
+    s + "\n"
+}
+
+fn mem(m: Mem) -> &'static str {
+    match m {
+        Mem::Arena => "arena",
+        Mem::Input => "input",
+        Mem::Logits => "logits",
+        Mem::Scores => "scores",
+        Mem::Labels => "labels",
+    }
+}
+
+/// The index expression of element `(c, y, x)` of `v` (expressions in WGSL, `u32`).
+fn at(v: &View, c: &str, y: &str, x: &str) -> String {
+    format!("{}u + ({c}) * {}u + ({y}) * {}u + ({x}) * {}u", v.offset, v.channel_stride, v.row_stride, v.pixel_stride)
+}
+
+fn load(v: &View, c: &str, y: &str, x: &str) -> String {
+    format!("{}[{}]", mem(v.mem), at(v, c, y, x))
+}
+
+/// `let (c, x, y) = ...` from the invocation index, channels fastest.
+fn split(c: usize, w: usize, names: [&str; 3]) -> String {
+    let [c_name, x_name, y_name] = names;
+    format!(
+        "    let {c_name} = i % {c}u;\n    let {x_name} = (i / {c}u) % {w}u;\n    let {y_name} = i / ({c}u * {w}u);\n"
+    )
+}
+
+/// Per pixel and group of four output channels: the 4 weights of a tap and
+/// input channel are one `vec4` (the packing pads output channels to 8).
+fn conv(s: &Conv) -> (String, usize) {
+    let groups = s.dst.c.div_ceil(4);
+    let co_pad = s.dst.c.next_multiple_of(8);
+    let pad = s.dilation * (s.kernel - 1) / 2;
+    let w4 = |base: &str| {
+        format!("vec4<f32>(weights[{base}], weights[{base} + 1u], weights[{base} + 2u], weights[{base} + 3u])")
+    };
+    let body = format!(
+        "{split}\
+         \x20   var acc = {bias};\n\
+         \x20   for (var ky = 0u; ky < {k}u; ky++) {{\n\
+         \x20       let iy = i32(oy * {stride}u + ky * {dil}u) - {pad};\n\
+         \x20       if (iy < 0 || iy >= {h}) {{ continue; }}\n\
+         \x20       for (var kx = 0u; kx < {k}u; kx++) {{\n\
+         \x20           let ix = i32(ox * {stride}u + kx * {dil}u) - {pad};\n\
+         \x20           if (ix < 0 || ix >= {w}) {{ continue; }}\n\
+         \x20           let src = {src};\n\
+         \x20           let tap = {weights}u + (ky * {k}u + kx) * {tap}u + g * 4u;\n\
+         \x20           for (var c = 0u; c < {ci}u; c++) {{\n\
+         \x20               acc += {mem}[src + c * {cs}u] * {wv};\n\
+         \x20           }}\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \x20   for (var j = 0u; j < 4u; j++) {{\n\
+         \x20       let c = g * 4u + j;\n\
+         \x20       if (c < {co}u) {{ {dst}[{at}] = epilogue(c, acc[j]); }}\n\
+         \x20   }}\n",
+        split = split(groups, s.dst.w, ["g", "ox", "oy"]),
+        bias = w4(&format!("{}u + g * 4u", s.bias)),
+        k = s.kernel,
+        stride = s.stride,
+        dil = s.dilation,
+        h = s.src.h,
+        w = s.src.w,
+        src = at(&s.src, "0u", "u32(iy)", "u32(ix)"),
+        weights = s.weights,
+        tap = s.src.c * co_pad,
+        ci = s.src.c,
+        mem = mem(s.src.mem),
+        cs = s.src.channel_stride,
+        wv = w4(&format!("tap + c * {co_pad}u")),
+        co = s.dst.c,
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "c", "oy", "ox"),
+    );
+    (body, groups * s.dst.w * s.dst.h)
+}
+
+/// Winograd F(2x2, 3x3), as the CPU kernels: one invocation per 2x2 tile and
+/// four output channels transforms each input channel's 4x4 patch (`B^T d B`),
+/// accumulates the 16 products with the pre-transformed weights, and applies
+/// the output transform (`A^T m A`), the bias and the epilogue.
+fn winograd(s: &Conv) -> (String, usize) {
+    let groups = s.dst.c.div_ceil(4);
+    let co_pad = s.dst.c.next_multiple_of(8);
+    let (tiles_x, tiles_y) = (s.dst.w.div_ceil(2), s.dst.h.div_ceil(2));
+    let body = format!(
+        "{split}\
+         \x20   var m: array<vec4<f32>, 16>;\n\
+         \x20   for (var c = 0u; c < {ci}u; c++) {{\n\
+         \x20       var d: array<f32, 16>;\n\
+         \x20       for (var r = 0u; r < 4u; r++) {{\n\
+         \x20           for (var q = 0u; q < 4u; q++) {{\n\
+         \x20               let iy = i32(ty * 2u + r) - 1;\n\
+         \x20               let ix = i32(tx * 2u + q) - 1;\n\
+         \x20               if (iy >= 0 && iy < {h} && ix >= 0 && ix < {w}) {{ d[r * 4u + q] = {load}; }}\n\
+         \x20           }}\n\
+         \x20       }}\n\
+         \x20       // B^T d (columns), then (B^T d) B (rows).\n\
+         \x20       var t: array<f32, 16>;\n\
+         \x20       for (var q = 0u; q < 4u; q++) {{\n\
+         \x20           t[q] = d[q] - d[8u + q];\n\
+         \x20           t[4u + q] = d[4u + q] + d[8u + q];\n\
+         \x20           t[8u + q] = d[8u + q] - d[4u + q];\n\
+         \x20           t[12u + q] = d[4u + q] - d[12u + q];\n\
+         \x20       }}\n\
+         \x20       for (var r = 0u; r < 4u; r++) {{\n\
+         \x20           let v = array<f32, 4>(t[r * 4u] - t[r * 4u + 2u], t[r * 4u + 1u] + t[r * 4u + 2u], t[r * 4u + 2u] - t[r * 4u + 1u], t[r * 4u + 1u] - t[r * 4u + 3u]);\n\
+         \x20           for (var q = 0u; q < 4u; q++) {{\n\
+         \x20               let u = {weights}u + (r * 4u + q) * {plane}u + c * {co_pad}u + g * 4u;\n\
+         \x20               m[r * 4u + q] += v[q] * vec4<f32>(weights[u], weights[u + 1u], weights[u + 2u], weights[u + 3u]);\n\
+         \x20           }}\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \x20   // A^T m (columns), then (A^T m) A (rows).\n\
+         \x20   var o: array<vec4<f32>, 8>;\n\
+         \x20   for (var q = 0u; q < 4u; q++) {{\n\
+         \x20       o[q] = m[q] + m[4u + q] + m[8u + q];\n\
+         \x20       o[4u + q] = m[4u + q] - m[8u + q] - m[12u + q];\n\
+         \x20   }}\n\
+         \x20   let b = {bias};\n\
+         \x20   for (var r = 0u; r < 2u; r++) {{\n\
+         \x20       let y = array<vec4<f32>, 2>(o[r * 4u] + o[r * 4u + 1u] + o[r * 4u + 2u], o[r * 4u + 1u] - o[r * 4u + 2u] - o[r * 4u + 3u]);\n\
+         \x20       for (var q = 0u; q < 2u; q++) {{\n\
+         \x20           let oy = ty * 2u + r;\n\
+         \x20           let ox = tx * 2u + q;\n\
+         \x20           if (oy >= {dh}u || ox >= {dw}u) {{ continue; }}\n\
+         \x20           for (var j = 0u; j < 4u; j++) {{\n\
+         \x20               let c = g * 4u + j;\n\
+         \x20               if (c < {co}u) {{ {dst}[{at}] = epilogue(c, y[q][j] + b[j]); }}\n\
+         \x20           }}\n\
+         \x20       }}\n\
+         \x20   }}\n",
+        split = split(groups, tiles_x, ["g", "tx", "ty"]),
+        ci = s.src.c,
+        h = s.src.h,
+        w = s.src.w,
+        load = load(&s.src, "c", "u32(iy)", "u32(ix)"),
+        weights = s.weights,
+        plane = s.src.c * co_pad,
+        bias = format!(
+            "vec4<f32>(weights[{b}u + g * 4u], weights[{b}u + g * 4u + 1u], weights[{b}u + g * 4u + 2u], weights[{b}u + g * 4u + 3u])",
+            b = s.bias
+        ),
+        dh = s.dst.h,
+        dw = s.dst.w,
+        co = s.dst.c,
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "c", "oy", "ox"),
+    );
+    (body, groups * tiles_x * tiles_y)
+}
+
+/// F_loc and F_sur in one pass: output channel `ch < 2c` is half `ch / c`.
+fn depthwise_pair(s: &DepthwisePair) -> (String, usize) {
+    let c = s.src.c;
+    let c_pad = c.next_multiple_of(8) + 8;
+    let body = format!(
+        "{split}\
+         \x20   let sur = ch >= {c}u;\n\
+         \x20   let cc = ch % {c}u;\n\
+         \x20   let dil = select(1, {dil}, sur);\n\
+         \x20   let taps = select({loc_w}u, {sur_w}u, sur) + cc;\n\
+         \x20   var acc = weights[select({loc_b}u, {sur_b}u, sur) + cc];\n\
+         \x20   for (var ky = 0; ky < 3; ky++) {{\n\
+         \x20       let iy = i32(oy) + (ky - 1) * dil;\n\
+         \x20       if (iy < 0 || iy >= {h}) {{ continue; }}\n\
+         \x20       for (var kx = 0; kx < 3; kx++) {{\n\
+         \x20           let ix = i32(ox) + (kx - 1) * dil;\n\
+         \x20           if (ix < 0 || ix >= {w}) {{ continue; }}\n\
+         \x20           acc += {load} * weights[taps + u32(ky * 3 + kx) * {c_pad}u];\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \x20   {dst}[{at}] = epilogue(ch, acc);\n",
+        split = split(2 * c, s.dst.w, ["ch", "ox", "oy"]),
+        dil = s.dilation,
+        loc_w = s.loc_weights,
+        sur_w = s.sur_weights,
+        loc_b = s.loc_bias,
+        sur_b = s.sur_bias,
+        h = s.src.h,
+        w = s.src.w,
+        load = load(&s.src, "cc", "u32(iy)", "u32(ix)"),
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "ch", "oy", "ox"),
+    );
+    (body, 2 * c * s.dst.w * s.dst.h)
+}
+
+/// `AvgPool2d(3, stride 2, padding 1)`, padding counted.
+fn avg_pool(s: &AvgPool) -> (String, usize) {
+    let body = format!(
+        "{split}\
+         \x20   var sum = 0.0;\n\
+         \x20   for (var ky = 0; ky < 3; ky++) {{\n\
+         \x20       let iy = i32(oy * 2u) + ky - 1;\n\
+         \x20       if (iy < 0 || iy >= {h}) {{ continue; }}\n\
+         \x20       for (var kx = 0; kx < 3; kx++) {{\n\
+         \x20           let ix = i32(ox * 2u) + kx - 1;\n\
+         \x20           if (ix < 0 || ix >= {w}) {{ continue; }}\n\
+         \x20           sum += {load};\n\
+         \x20       }}\n\
+         \x20   }}\n\
+         \x20   {dst}[{at}] = epilogue(c, sum * (1.0 / 9.0));\n",
+        split = split(s.dst.c, s.dst.w, ["c", "ox", "oy"]),
+        h = s.src.h,
+        w = s.src.w,
+        load = load(&s.src, "c", "u32(iy)", "u32(ix)"),
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "c", "oy", "ox"),
+    );
+    (body, s.dst.c * s.dst.w * s.dst.h)
+}
+
+/// `dst = epilogue(src [* scale] [+ add])`.
+fn elementwise(s: &Elementwise) -> (String, usize) {
+    let scale = s.scale.map(|o| format!("    v = v * arena[{o}u + c];\n")).unwrap_or_default();
+    let add = s.add.map(|a| format!("    v = v + {};\n", load(&a, "c", "y", "x"))).unwrap_or_default();
+    let body = format!(
+        "{split}    var v = {src};\n{scale}{add}    {dst}[{at}] = epilogue(c, v);\n",
+        split = split(s.dst.c, s.dst.w, ["c", "x", "y"]),
+        src = load(&s.src, "c", "y", "x"),
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "c", "y", "x"),
+    );
+    (body, s.dst.c * s.dst.w * s.dst.h)
+}
+
+/// Row `y`'s channel sums of `x` into `sums + y * c`.
+fn channel_sums(s: &ChannelSums) -> (String, usize) {
+    let c = s.x.c;
+    let body = format!(
+        "    let c = i % {c}u;\n    let y = i / {c}u;\n    var sum = 0.0;\n\
+         \x20   for (var x = 0u; x < {w}u; x++) {{ sum += {load}; }}\n\
+         \x20   arena[{sums}u + y * {c}u + c] = sum;\n",
+        w = s.x.w,
+        load = load(&s.x, "c", "y", "x"),
+        sums = s.sums,
+    );
+    (body, c * s.x.h)
+}
+
+/// F_glo's squeeze in one workgroup: means, FC + ReLU, FC + sigmoid, with a
+/// barrier between the stages (each reads what all threads of the one before wrote).
+fn squeeze(s: &Squeeze) -> String {
+    let (c, rows, hidden) = (s.x.c, s.x.h, s.hidden);
+    let mean = s.scratch + rows * c;
+    let hid = mean + c;
+    let scale = s.scale_offset();
+    let inv = 1.0 / (s.x.h * s.x.w) as f32;
+    format!(
+        "@compute @workgroup_size({WORKGROUP_SIZE})\n\
+         fn main(@builtin(local_invocation_index) li: u32) {{\n\
+         \x20   for (var i = li; i < {c}u; i += {WORKGROUP_SIZE}u) {{\n\
+         \x20       var sum = 0.0;\n\
+         \x20       for (var y = 0u; y < {rows}u; y++) {{ sum += arena[{scratch}u + y * {c}u + i]; }}\n\
+         \x20       arena[{mean}u + i] = sum;\n\
+         \x20   }}\n\
+         \x20   storageBarrier();\n\
+         \x20   for (var j = li; j < {hidden}u; j += {WORKGROUP_SIZE}u) {{\n\
+         \x20       var acc = weights[{fc1_b}u + j];\n\
+         \x20       for (var i = 0u; i < {c}u; i++) {{ acc += weights[{fc1_w}u + j * {c}u + i] * arena[{mean}u + i] * {inv:?}; }}\n\
+         \x20       arena[{hid}u + j] = max(acc, 0.0);\n\
+         \x20   }}\n\
+         \x20   storageBarrier();\n\
+         \x20   for (var i = li; i < {c}u; i += {WORKGROUP_SIZE}u) {{\n\
+         \x20       var acc = weights[{fc2_b}u + i];\n\
+         \x20       for (var j = 0u; j < {hidden}u; j++) {{ acc += weights[{fc2_w}u + i * {hidden}u + j] * arena[{hid}u + j]; }}\n\
+         \x20       arena[{scale}u + i] = 1.0 / (1.0 + exp(-acc));\n\
+         \x20   }}\n\
+         }}\n",
+        scratch = s.scratch,
+        fc1_b = s.fc1_bias,
+        fc1_w = s.fc1_weight,
+        fc2_b = s.fc2_bias,
+        fc2_w = s.fc2_weight,
+    )
+}
+
+/// `fn tap(in_size, out_size, dst) -> (i0, i1, w0, w1)`: PyTorch's bilinear
+/// source indices and weights (align_corners = False), as `head.rs` computes them.
+const BILINEAR_TAP: &str = "struct Tap { i0: u32, i1: u32, w0: f32, w1: f32 }\n\n\
+fn tap(in_size: u32, out_size: u32, dst: u32) -> Tap {\n\
+\x20   let scale = f32(in_size) / f32(out_size);\n\
+\x20   let src = max(scale * (f32(dst) + 0.5) - 0.5, 0.0);\n\
+\x20   let i0 = min(u32(src), in_size - 1u);\n\
+\x20   let i1 = select(i0, i0 + 1u, i0 < in_size - 1u);\n\
+\x20   let l1 = src - f32(i0);\n\
+\x20   return Tap(i0, i1, 1.0 - l1, l1);\n\
+}\n\n";
+
+/// The upsampled score of channel `c` at `(oy, ox)`, as `fn score(c, oy, ox)`.
+fn score_function(src: &View, height: usize, width: usize) -> String {
+    format!(
+        "{BILINEAR_TAP}fn score(c: u32, oy: u32, ox: u32) -> f32 {{\n\
+         \x20   let ty = tap({h}u, {height}u, oy);\n\
+         \x20   let tx = tap({w}u, {width}u, ox);\n\
+         \x20   let top = tx.w0 * {a} + tx.w1 * {b};\n\
+         \x20   let bottom = tx.w0 * {c} + tx.w1 * {d};\n\
+         \x20   return ty.w0 * top + ty.w1 * bottom;\n\
+         }}\n\n",
+        h = src.h,
+        w = src.w,
+        a = load(src, "c", "ty.i0", "tx.i0"),
+        b = load(src, "c", "ty.i0", "tx.i1"),
+        c = load(src, "c", "ty.i1", "tx.i0"),
+        d = load(src, "c", "ty.i1", "tx.i1"),
+    )
+}
+
+fn upsample(s: &Upsample) -> (String, usize) {
+    let body = format!(
+        "{split}    {dst}[{at}] = score(c, oy, ox);\n",
+        split = split(s.dst.c, s.dst.w, ["c", "ox", "oy"]),
+        dst = mem(s.dst.mem),
+        at = at(&s.dst, "c", "oy", "ox"),
+    );
+    (body, s.dst.c * s.dst.w * s.dst.h)
+}
+
+/// Four pixels per invocation, their labels packed little-endian into one `u32`.
+fn upsample_argmax(s: &UpsampleArgmax) -> Result<(String, usize), WgslError> {
+    let d = &s.dst;
+    if d.offset != 0 || d.pixel_stride != 1 || d.row_stride != d.w {
+        return Err(WgslError::SparseLabels);
+    }
+    let pixels = d.h * d.w;
+    let body = format!(
+        "    var word = 0u;\n\
+         \x20   for (var k = 0u; k < 4u; k++) {{\n\
+         \x20       let p = i * 4u + k;\n\
+         \x20       if (p >= {pixels}u) {{ break; }}\n\
+         \x20       let oy = p / {w}u;\n\
+         \x20       let ox = p % {w}u;\n\
+         \x20       var best = 0u;\n\
+         \x20       var best_score = score(0u, oy, ox);\n\
+         \x20       for (var c = 1u; c < {classes}u; c++) {{\n\
+         \x20           let value = score(c, oy, ox);\n\
+         \x20           if (value > best_score) {{ best = c; best_score = value; }}\n\
+         \x20       }}\n\
+         \x20       word |= best << (8u * k);\n\
+         \x20   }}\n\
+         \x20   labels[i] = word;\n",
+        w = d.w,
+        classes = s.src.c,
+    );
+    Ok((body, pixels.div_ceil(4)))
+}

@@ -1,0 +1,57 @@
+//! The GPU target (WGSL kernels run by the wgpu shim) against the PyTorch
+//! goldens. Without a GPU adapter (no GPU and no lavapipe) the test prints
+//! `SKIPPED` with the reason; with `CGNET_REQUIRE_GPU=1` (CI, where lavapipe is
+//! installed) a missing adapter is a failure.
+
+mod common;
+
+use cgnet::runtime::gpu::{Gpu, GpuError, GpuSession};
+use cgnet_codegen::back::{compile, wgsl};
+
+fn gpu_or_skip(largest_buffer: u64) -> Option<Gpu> {
+    match Gpu::new(largest_buffer) {
+        Ok(gpu) => Some(gpu),
+        Err(e @ GpuError::NoAdapter(_)) if std::env::var_os("CGNET_REQUIRE_GPU").is_none() => {
+            eprintln!("SKIPPED the GPU goldens: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn gpu_target_matches_every_golden_case() {
+    for name in common::all_cases() {
+        let golden = common::load(name);
+        let model = compile(&golden.spec, &golden.graph, "test").unwrap();
+        let plan = wgsl::plan(&model).unwrap();
+        let Some(gpu) = gpu_or_skip(plan.arena_floats as u64 * 4) else { return };
+        let mut session = GpuSession::new(&gpu, &plan, &model.weights).unwrap();
+        let created = session.resources_created();
+        let g = &golden.logits;
+        let mut logits = vec![0.0f32; plan.logits_floats];
+        let mut labels = vec![0u8; plan.labels];
+        let mut scores = vec![0.0f32; plan.scores_floats];
+        for _ in 0..2 {
+            session.run(&golden.input.data, &mut logits).unwrap();
+            session.segment(&golden.input.data, &mut labels).unwrap();
+            session.scores(&golden.input.data, &mut scores).unwrap();
+        }
+        assert_eq!(session.resources_created(), created, "an inference created GPU resources");
+        let logits = cgnet_codegen::Tensor { c: g.c, h: g.h, w: g.w, data: logits };
+        let labels: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
+        let ratio = golden.check(&logits, &labels, &format!("gpu ({})", gpu.info()));
+        // The scores are the CPU's upsample of the same logits, to float rounding.
+        let cpu = cgnet_codegen::back::native::execute(
+            &model,
+            cgnet::runtime::kernels::Isa::Scalar,
+            None,
+            &golden.input.data,
+        )
+        .unwrap();
+        let scale = cpu.scores.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = cpu.scores.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= 1e-3 * scale, "{name}: scores differ from the CPU's by {worst}");
+        eprintln!("{name} gpu ({}): worst logit error = {ratio:.3} of tolerance", gpu.info());
+    }
+}
