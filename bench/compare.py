@@ -11,6 +11,11 @@ the Cityscapes mean). Prints a markdown table.
 
     python3 bench/compare.py --spec S.json --weights W.safetensors \
         --height 512 --width 1024 --threads 1 2 --rounds 7
+
+With --gpu it compares the GPU paths instead: ours (`cgnetc run/bench --target
+gpu`, WGSL through wgpu) and ncnn's Vulkan path (fp16 off), both on the same
+Vulkan device (lavapipe on a machine without a GPU), outputs checked against
+ONNX Runtime on the CPU.
 """
 import argparse
 import ctypes
@@ -180,6 +185,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--cgnetc", default=os.path.join(ROOT, "target", "release", "cgnetc"))
+    ap.add_argument("--gpu", action="store_true", help="compare the GPU paths (ours on wgpu, ncnn on Vulkan)")
     args = ap.parse_args()
 
     spec = json.load(open(args.spec))
@@ -208,6 +214,9 @@ def main():
     import ncnn
     param = os.path.join(work, "cgnet.ncnn.param")
     binf = os.path.join(work, "cgnet.ncnn.bin")
+
+    if args.gpu:
+        return gpu_main(args, spec, spec_path, onnx_path, param, binf, image, work)
 
     # Ours: emitted C (AVX2) as a shared library, called through ctypes.
     subprocess.run([args.cgnetc, "build", "--model", spec_path, "--weights", args.weights, "--target", "c-avx2",
@@ -310,6 +319,56 @@ def main():
         print(f"\nspeed-up {rows[0][0]} -> {rows[-1][0]} threads: ours C {a['ours C (c-avx2)'] / b['ours C (c-avx2)']:.2f}x, "
               f"ours Rust {a['ours Rust (rust-avx2)'] / b['ours Rust (rust-avx2)']:.2f}x, ncnn {a['ncnn'] / b['ncnn']:.2f}x, "
               f"ORT {a['ONNX Runtime'] / b['ONNX Runtime']:.2f}x")
+
+
+def gpu_main(args, spec, spec_path, onnx_path, param, binf, image, work):
+    import ncnn
+    import onnxruntime as ort
+    from safetensors.numpy import save_file
+
+    ref = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"input": image})[0]
+    scale = max(1.0, float(np.abs(ref).max()))
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = True
+    net.opt.use_fp16_packed = False
+    net.opt.use_fp16_storage = False
+    net.opt.use_fp16_arithmetic = False
+    net.load_param(param)
+    net.load_model(binf)
+    device = ncnn.get_gpu_info(0).device_name() if ncnn.get_gpu_count() > 0 else "no Vulkan device"
+
+    def run_ncnn():
+        ex = net.create_extractor()
+        ex.input("in0", ncnn.Mat(image[0]).clone())
+        _, out = ex.extract("out0")
+        return np.array(out)
+
+    # Ours, once through `cgnetc run --target gpu`, for the error.
+    input_path, out_path = os.path.join(work, "input.safetensors"), os.path.join(work, "out.safetensors")
+    save_file({"input": image}, input_path)
+    subprocess.run([args.cgnetc, "run", "--model", spec_path, "--weights", args.weights, "--input", input_path,
+                    "--out", out_path, "--target", "gpu"], check=True, capture_output=True)
+    ours = load_file(out_path)["logits"].reshape(ref.shape)
+    errs = {"ours (gpu)": float(np.abs(ours - ref).max()) / scale,
+            "ncnn (Vulkan)": float(np.abs(run_ncnn().reshape(ref.shape) - ref).max()) / scale}
+    times = {"ours (gpu)": [], "ncnn (Vulkan)": []}
+    run_ncnn()
+    for _ in range(args.rounds):
+        time.sleep(0.3)
+        for _ in range(2):
+            t = time.perf_counter(); run_ncnn(); times["ncnn (Vulkan)"].append(time.perf_counter() - t)
+        time.sleep(0.3)
+        out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", "gpu",
+                              "--iters", "2"], check=True, capture_output=True, text=True).stdout
+        times["ours (gpu)"].append(float(out.split("median ")[1].split(" ms")[0]) / 1e3)
+    med = {k: median_ms(v) for k, v in times.items()}
+    h, w = spec["height"], spec["width"]
+    print(f"\nCGNet {spec['classes']} classes M{spec['stage2_blocks']}N{spec['stage3_blocks']} at {h}x{w}, GPU paths on "
+          f"{device}, {args.rounds} rounds; median ms (upload, inference, logits read back)\n")
+    print("| engine | median ms | ratio to ncnn | max rel. error vs ORT |")
+    print("| --- | --- | --- | --- |")
+    for key in ("ours (gpu)", "ncnn (Vulkan)"):
+        print(f"| {key} | {med[key]:.1f} | {med[key] / med['ncnn (Vulkan)']:.2f} | {errs[key]:.1e} |")
 
 
 if __name__ == "__main__":

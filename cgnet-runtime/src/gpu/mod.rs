@@ -2,9 +2,10 @@
 //! compiler's `back::wgsl`) and, behind the `gpu` feature, the wgpu shim that
 //! runs them ([`GpuSession`]).
 //!
-//! Every kernel addresses the same six bindings of one bind group: the arena
+//! Every kernel addresses the same seven bindings of one bind group: the arena
 //! (one storage buffer laid out exactly as the CPU plan, offsets baked into the
-//! WGSL as constants), the packed weights, the input, and the three outputs.
+//! WGSL as constants), the packed weights (as floats and as `vec4`s), the
+//! input, and the three outputs.
 
 #[cfg(feature = "gpu")]
 mod session;
@@ -41,9 +42,11 @@ pub struct GpuPlan {
 }
 
 /// The bindings every kernel declares, in binding order: `(name, access)`.
-pub const BINDINGS: [(&str, &str); 6] = [
+/// `weights4` is the weights buffer again, read as `vec4`s.
+pub const BINDINGS: [(&str, &str); 7] = [
     ("arena", "read_write"),
     ("weights", "read"),
+    ("weights4", "read"),
     ("input", "read"),
     ("logits", "read_write"),
     ("scores", "read_write"),

@@ -170,7 +170,7 @@ impl GpuSession {
         let layout = device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("cgnet"), entries: &entries });
         let b = &buffers;
-        let bound = [&b.arena, &b.weights, &b.input, &b.logits, &b.scores, &b.labels];
+        let bound = [&b.arena, &b.weights, &b.weights, &b.input, &b.logits, &b.scores, &b.labels];
         let entries: Vec<wgpu::BindGroupEntry> = bound
             .iter()
             .enumerate()

@@ -58,24 +58,29 @@ pub fn plan(model: &CompiledModel) -> Result<GpuPlan, WgslError> {
 
 /// The kernel of one step.
 pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
-    let ((body, invocations), helpers) = match step {
+    let (((body, invocations), channel_groups), helpers) = match step {
         Step::Conv(s) => (conv(s), String::new()),
         Step::Winograd(s) => (winograd(s), String::new()),
-        Step::DepthwisePair(s) => (depthwise_pair(s), String::new()),
-        Step::AvgPool(s) => (avg_pool(s), String::new()),
-        Step::Elementwise(s) => (elementwise(s), String::new()),
-        Step::ChannelSums(s) => (channel_sums(s), String::new()),
+        Step::DepthwisePair(s) => ((depthwise_pair(s), 1), String::new()),
+        Step::AvgPool(s) => ((avg_pool(s), 1), String::new()),
+        Step::Elementwise(s) => ((elementwise(s), 1), String::new()),
+        Step::ChannelSums(s) => ((channel_sums(s), 1), String::new()),
         Step::Squeeze(s) => {
             let wgsl = format!("{}{}", prelude(None), squeeze(s));
             return Ok(GpuKernel { label: label.into(), wgsl, workgroups: [1, 1, 1] });
         }
-        Step::Upsample(s) => (upsample(s), score_function(&s.src, s.dst.h, s.dst.w)),
-        Step::UpsampleArgmax(s) => (upsample_argmax(s)?, score_function(&s.src, s.dst.h, s.dst.w)),
+        Step::Upsample(s) => ((upsample(s), 1), score_function(&s.src, s.dst.h, s.dst.w)),
+        Step::UpsampleArgmax(s) => ((upsample_argmax(s)?, 1), score_function(&s.src, s.dst.h, s.dst.w)),
     };
-    let n = u32::try_from(invocations).map_err(|_| WgslError::TooLarge(format!("{label}'s invocation count")))?;
-    let groups = n.div_ceil(WORKGROUP_SIZE).max(1);
-    let x = groups.min(MAX_WORKGROUPS_PER_DIMENSION);
-    let y = groups.div_ceil(x);
+    let too_large = || WgslError::TooLarge(format!("{label}'s invocation count"));
+    let n = u32::try_from(invocations).map_err(|_| too_large())?;
+    let channel_groups = u32::try_from(channel_groups).map_err(|_| too_large())?;
+    let blocks = n.div_ceil(WORKGROUP_SIZE).max(1);
+    let x = blocks.min(MAX_WORKGROUPS_PER_DIMENSION);
+    let z = blocks.div_ceil(x);
+    if channel_groups > MAX_WORKGROUPS_PER_DIMENSION || z > MAX_WORKGROUPS_PER_DIMENSION {
+        return Err(too_large());
+    }
     let epilogue = match step {
         Step::Conv(s) | Step::Winograd(s) => Some(s.epilogue),
         Step::DepthwisePair(s) => Some(s.epilogue),
@@ -83,22 +88,30 @@ pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
         Step::Elementwise(s) => Some(s.epilogue),
         _ => None,
     };
+    // `g` (a convolution's group of output channels) comes from the workgroup,
+    // so it is uniform: the weights a workgroup reads are the same for all its
+    // invocations (one load, broadcast), and `i` numbers the invocations of
+    // that group along x (then z, past 65,535 workgroups).
     let wgsl = format!(
         "{}{helpers}@compute @workgroup_size({WORKGROUP_SIZE})\n\
-         fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n\
-         \x20   let i = gid.x + gid.y * {row}u;\n\
+         fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {{\n\
+         \x20   let g = wg.y;\n\
+         \x20   let i = (wg.x + wg.z * {x}u) * {WORKGROUP_SIZE}u + li;\n\
          \x20   if (i >= {n}u) {{ return; }}\n{body}}}\n",
         prelude(epilogue.as_ref()),
-        row = x * WORKGROUP_SIZE,
     );
-    Ok(GpuKernel { label: label.into(), wgsl, workgroups: [x, y, 1] })
+    Ok(GpuKernel { label: label.into(), wgsl, workgroups: [x, channel_groups, z] })
 }
 
 /// The bindings, and the step's epilogue as `fn epilogue(c, x)`.
 fn prelude(epilogue: Option<&Epilogue>) -> String {
     let mut s = String::new();
     for (i, (name, access)) in BINDINGS.iter().enumerate() {
-        let ty = if *name == "labels" { "u32" } else { "f32" };
+        let ty = match *name {
+            "labels" => "u32",
+            "weights4" => "vec4<f32>",
+            _ => "f32",
+        };
         s += &format!("@group(0) @binding({i}) var<storage, {access}> {name}: array<{ty}>;\n");
     }
     if let Some(e) = epilogue {
@@ -147,66 +160,129 @@ fn split(c: usize, w: usize, names: [&str; 3]) -> String {
     )
 }
 
-/// Per pixel and group of four output channels: the 4 weights of a tap and
-/// input channel are one `vec4` (the packing pads output channels to 8).
-fn conv(s: &Conv) -> (String, usize) {
-    let groups = s.dst.c.div_ceil(4);
+/// Output pixels per convolution invocation (along the row).
+const CONV_PIXELS: usize = 4;
+
+/// Four weights from `base` (an index expression) as a `vec4`: one 16-byte
+/// load from the `weights4` view of the buffer when `base` is a multiple of 4.
+fn weight_vec4(base: &str, aligned: bool) -> String {
+    if aligned {
+        format!("weights4[({base}) / 4u]")
+    } else {
+        format!("vec4<f32>(weights[{base}], weights[{base} + 1u], weights[{base} + 2u], weights[{base} + 3u])")
+    }
+}
+
+/// A register tile per invocation: [`CONV_PIXELS`] pixels of a row times 8
+/// output channels (two `vec4`s), so each input value loaded feeds 8 FMAs and
+/// each weight vector 4. Neighbouring invocations take neighbouring pixel
+/// groups of the same channels: they read the same weights.
+fn conv(s: &Conv) -> ((String, usize), usize) {
+    let groups = s.dst.c.div_ceil(8);
     let co_pad = s.dst.c.next_multiple_of(8);
     let pad = s.dilation * (s.kernel - 1) / 2;
-    let w4 = |base: &str| {
-        format!("vec4<f32>(weights[{base}], weights[{base} + 1u], weights[{base} + 2u], weights[{base} + 3u])")
-    };
+    let xgroups = s.dst.w.div_ceil(CONV_PIXELS);
+    let aligned = s.weights % 4 == 0 && s.bias % 4 == 0;
+    let w4 = |base: &str| weight_vec4(base, aligned);
+    // Unrolled over the pixels: every accumulator and address stays in a register.
+    let pixels = 0..CONV_PIXELS;
+    let init: String = pixels.clone().map(|p| format!("    var a{p}0 = b0;\n    var a{p}1 = b1;\n")).collect();
+    let taps: String = pixels
+        .clone()
+        .map(|p| {
+            format!(
+                "            let ix{p} = i32((xg * {P}u + {p}u) * {stride}u + kx * {dil}u) - {pad};\n\
+                 \x20           let keep{p} = select(0.0, 1.0, ix{p} >= 0 && ix{p} < {w} && xg * {P}u + {p}u < {dw}u);\n\
+                 \x20           let base{p} = {src};\n",
+                P = CONV_PIXELS,
+                stride = s.stride,
+                dil = s.dilation,
+                w = s.src.w,
+                dw = s.dst.w,
+                src = at(&s.src, "0u", "u32(iy)", &format!("u32(clamp(ix{p}, 0, {}))", s.src.w - 1)),
+            )
+        })
+        .collect();
+    let fmas: String = pixels
+        .clone()
+        .map(|p| {
+            format!(
+                "                let x{p} = {mem}[base{p} + c * {cs}u] * keep{p};\n\
+                 \x20               a{p}0 += x{p} * w0;\n\
+                 \x20               a{p}1 += x{p} * w1;\n",
+                mem = mem(s.src.mem),
+                cs = s.src.channel_stride,
+            )
+        })
+        .collect();
+    let stores: String = pixels
+        .map(|p| {
+            format!(
+                "    if (xg * {P}u + {p}u < {dw}u) {{\n\
+                 \x20       let ox = xg * {P}u + {p}u;\n\
+                 \x20       for (var j = 0u; j < 8u; j++) {{\n\
+                 \x20           let c = g * 8u + j;\n\
+                 \x20           let v = select(a{p}1[j % 4u], a{p}0[j % 4u], j < 4u);\n\
+                 \x20           if (c < {co}u) {{ {dst}[{at}] = epilogue(c, v); }}\n\
+                 \x20       }}\n\
+                 \x20   }}\n",
+                P = CONV_PIXELS,
+                dw = s.dst.w,
+                co = s.dst.c,
+                dst = mem(s.dst.mem),
+                at = at(&s.dst, "c", "oy", "ox"),
+            )
+        })
+        .collect();
     let body = format!(
-        "{split}\
-         \x20   var acc = {bias};\n\
+        "    let xg = i % {xgroups}u;\n\
+         \x20   let oy = i / {xgroups}u;\n\
+         \x20   let b0 = {bias0};\n\
+         \x20   let b1 = {bias1};\n\
+         {init}\
          \x20   for (var ky = 0u; ky < {k}u; ky++) {{\n\
          \x20       let iy = i32(oy * {stride}u + ky * {dil}u) - {pad};\n\
          \x20       if (iy < 0 || iy >= {h}) {{ continue; }}\n\
          \x20       for (var kx = 0u; kx < {k}u; kx++) {{\n\
-         \x20           let ix = i32(ox * {stride}u + kx * {dil}u) - {pad};\n\
-         \x20           if (ix < 0 || ix >= {w}) {{ continue; }}\n\
-         \x20           let src = {src};\n\
-         \x20           let tap = {weights}u + (ky * {k}u + kx) * {tap}u + g * 4u;\n\
+         \x20           // Each pixel's first input channel (a valid address), and 0 for padding.\n\
+         {taps}\
+         \x20           let tap = {weights}u + (ky * {k}u + kx) * {tap}u + g * 8u;\n\
          \x20           for (var c = 0u; c < {ci}u; c++) {{\n\
-         \x20               acc += {mem}[src + c * {cs}u] * {wv};\n\
+         \x20               let wc = tap + c * {co_pad}u;\n\
+         \x20               let w0 = {w0};\n\
+         \x20               let w1 = {w1};\n\
+         {fmas}\
          \x20           }}\n\
          \x20       }}\n\
          \x20   }}\n\
-         \x20   for (var j = 0u; j < 4u; j++) {{\n\
-         \x20       let c = g * 4u + j;\n\
-         \x20       if (c < {co}u) {{ {dst}[{at}] = epilogue(c, acc[j]); }}\n\
-         \x20   }}\n",
-        split = split(groups, s.dst.w, ["g", "ox", "oy"]),
-        bias = w4(&format!("{}u + g * 4u", s.bias)),
+         {stores}",
+        bias0 = w4(&format!("{}u + g * 8u", s.bias)),
+        bias1 = w4(&format!("{}u + g * 8u + 4u", s.bias)),
         k = s.kernel,
         stride = s.stride,
         dil = s.dilation,
         h = s.src.h,
-        w = s.src.w,
-        src = at(&s.src, "0u", "u32(iy)", "u32(ix)"),
         weights = s.weights,
         tap = s.src.c * co_pad,
         ci = s.src.c,
-        mem = mem(s.src.mem),
-        cs = s.src.channel_stride,
-        wv = w4(&format!("tap + c * {co_pad}u")),
-        co = s.dst.c,
-        dst = mem(s.dst.mem),
-        at = at(&s.dst, "c", "oy", "ox"),
+        w0 = w4("wc"),
+        w1 = w4("wc + 4u"),
     );
-    (body, groups * s.dst.w * s.dst.h)
+    ((body, xgroups * s.dst.h), groups)
 }
 
 /// Winograd F(2x2, 3x3), as the CPU kernels: one invocation per 2x2 tile and
 /// four output channels transforms each input channel's 4x4 patch (`B^T d B`),
 /// accumulates the 16 products with the pre-transformed weights, and applies
 /// the output transform (`A^T m A`), the bias and the epilogue.
-fn winograd(s: &Conv) -> (String, usize) {
+fn winograd(s: &Conv) -> ((String, usize), usize) {
+    let aligned = s.weights % 4 == 0 && s.bias % 4 == 0;
     let groups = s.dst.c.div_ceil(4);
     let co_pad = s.dst.c.next_multiple_of(8);
     let (tiles_x, tiles_y) = (s.dst.w.div_ceil(2), s.dst.h.div_ceil(2));
     let body = format!(
-        "{split}\
+        "    let tx = i % {tiles_x}u;\n\
+         \x20   let ty = i / {tiles_x}u;\n\
          \x20   var m: array<vec4<f32>, 16>;\n\
          \x20   for (var c = 0u; c < {ci}u; c++) {{\n\
          \x20       var d: array<f32, 16>;\n\
@@ -229,7 +305,7 @@ fn winograd(s: &Conv) -> (String, usize) {
          \x20           let v = array<f32, 4>(t[r * 4u] - t[r * 4u + 2u], t[r * 4u + 1u] + t[r * 4u + 2u], t[r * 4u + 2u] - t[r * 4u + 1u], t[r * 4u + 1u] - t[r * 4u + 3u]);\n\
          \x20           for (var q = 0u; q < 4u; q++) {{\n\
          \x20               let u = {weights}u + (r * 4u + q) * {plane}u + c * {co_pad}u + g * 4u;\n\
-         \x20               m[r * 4u + q] += v[q] * vec4<f32>(weights[u], weights[u + 1u], weights[u + 2u], weights[u + 3u]);\n\
+         \x20               m[r * 4u + q] += v[q] * {u4};\n\
          \x20           }}\n\
          \x20       }}\n\
          \x20   }}\n\
@@ -252,24 +328,21 @@ fn winograd(s: &Conv) -> (String, usize) {
          \x20           }}\n\
          \x20       }}\n\
          \x20   }}\n",
-        split = split(groups, tiles_x, ["g", "tx", "ty"]),
         ci = s.src.c,
         h = s.src.h,
         w = s.src.w,
         load = load(&s.src, "c", "u32(iy)", "u32(ix)"),
         weights = s.weights,
         plane = s.src.c * co_pad,
-        bias = format!(
-            "vec4<f32>(weights[{b}u + g * 4u], weights[{b}u + g * 4u + 1u], weights[{b}u + g * 4u + 2u], weights[{b}u + g * 4u + 3u])",
-            b = s.bias
-        ),
+        u4 = weight_vec4("u", aligned),
+        bias = weight_vec4(&format!("{}u + g * 4u", s.bias), aligned),
         dh = s.dst.h,
         dw = s.dst.w,
         co = s.dst.c,
         dst = mem(s.dst.mem),
         at = at(&s.dst, "c", "oy", "ox"),
     );
-    (body, groups * tiles_x * tiles_y)
+    ((body, tiles_x * tiles_y), groups)
 }
 
 /// F_loc and F_sur in one pass: output channel `ch < 2c` is half `ch / c`.

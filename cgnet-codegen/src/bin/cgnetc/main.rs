@@ -1,6 +1,7 @@
 //! `cgnetc`: the cgnet compiler's command line.
 
 mod failure;
+mod gpu;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -213,6 +214,7 @@ enum Target {
     CAvx2,
     CNeon,
     Rust,
+    Gpu,
 }
 
 const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon, Target::Rust];
@@ -224,8 +226,10 @@ const RUN_TARGETS: &[Target] = &[
     Target::CScalar,
     Target::CAvx2,
     Target::CNeon,
+    Target::Gpu,
 ];
-const BENCH_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2, Target::CScalar, Target::CAvx2, Target::CNeon];
+const BENCH_TARGETS: &[Target] =
+    &[Target::RustScalar, Target::RustAvx2, Target::CScalar, Target::CAvx2, Target::CNeon, Target::Gpu];
 
 /// A `--target` parser that accepts and lists exactly `allowed`.
 fn target_parser(allowed: &'static [Target]) -> impl TypedValueParser<Value = Target> {
@@ -244,6 +248,7 @@ impl Target {
             Target::CAvx2 => "c-avx2",
             Target::CNeon => "c-neon",
             Target::Rust => "rust",
+            Target::Gpu => "gpu",
         }
     }
 
@@ -257,6 +262,7 @@ impl Target {
             Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
             Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
             Target::Rust => "A standalone Rust module (NAME.rs + NAME.weights) that needs only cgnet-runtime",
+            Target::Gpu => "WGSL compute kernels through wgpu (Vulkan, Metal, D3D12; lavapipe without a GPU)",
         }
     }
 
@@ -532,6 +538,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
                 (take(OutputKind::Logits), take(OutputKind::Scores), take(OutputKind::Labels));
             Results { logits, scores, labels: labels.data.iter().map(|v| *v as i32).collect() }
         }
+        Target::Gpu => gpu::run(&back::compile(&spec, &graph, &sha)?, &input)?,
         target => {
             let model = back::compile(&spec, &graph, &sha)?;
             match target.c_target() {
@@ -623,6 +630,12 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     // Per thread count: the sorted times of the timed runs, in ms.
     let times: Vec<Vec<f64>> = match (args.target.isa(), args.target.c_target()) {
+        _ if args.target == Target::Gpu => {
+            if args.threads != [1] {
+                return Err(Failure::new("--threads does not apply to --target gpu"));
+            }
+            vec![gpu::bench(&model, &input, args.iters)?]
+        }
         (Some(isa), _) => {
             // Round-robin over the thread counts, so that a noisy machine slows
             // them alike and their ratios hold.
