@@ -641,3 +641,40 @@ fn bench_sweeps_thread_counts_under_load() {
         assert!(stderr.contains("thread count") || stderr.contains("--threads"), "{bad}: {stderr}");
     }
 }
+
+#[cfg(feature = "gpu")]
+#[test]
+fn run_and_bench_on_the_gpu_target() {
+    if let Err(e) = cgnet_runtime::gpu::Gpu::new(0) {
+        assert!(std::env::var_os("CGNET_REQUIRE_GPU").is_none(), "{e}");
+        eprintln!("SKIPPED cgnetc --target gpu: {e}");
+        let stderr =
+            fails(&["bench", path(&golden(".json")), "--weights", path(&golden(".safetensors")), "--target", "gpu"]);
+        assert!(stderr.contains("no GPU adapter"), "{stderr}");
+        return;
+    }
+    run_and_compare(&["--target", "gpu"]);
+    let o = cgnetc(&[
+        "bench",
+        path(&golden(".json")),
+        "--weights",
+        path(&golden(".safetensors")),
+        "--target",
+        "gpu",
+        "--iters",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("target gpu threads 1: median"));
+    let stderr = fails(&[
+        "bench",
+        path(&golden(".json")),
+        "--weights",
+        path(&golden(".safetensors")),
+        "--target",
+        "gpu",
+        "--threads",
+        "2",
+    ]);
+    assert!(stderr.contains("--threads does not apply to --target gpu"), "{stderr}");
+}

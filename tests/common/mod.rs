@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cgnet::runtime::{read_f32_tensor, Weights};
 use cgnet_codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
+use cgnet_runtime::{read_f32_tensor, Weights};
 
 /// The cases shipped in `tests/golden/`: a missing file is a failure.
 pub const CASES: [&str; 6] = [
@@ -24,8 +24,14 @@ pub const CASES: [&str; 6] = [
 /// Cases read from `../shared/golden` when it exists.
 pub const EXTRA_CASES: [&str; 1] = ["camvid_official_360x480"];
 
+/// The repository root: this package's folder, or (for the tests of
+/// cgnet-codegen, which include this module) the folder above it.
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match package.parent() {
+        Some(parent) if !package.join("tests/golden").is_dir() => parent,
+        _ => package,
+    }
 }
 
 /// The project's own golden folder.

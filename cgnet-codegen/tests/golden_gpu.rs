@@ -1,12 +1,13 @@
 //! The GPU target (WGSL kernels run by the wgpu shim) against the PyTorch
-//! goldens. Without a GPU adapter (no GPU and no lavapipe) the test prints
+//! goldens (the same cases and checks as the root crate's golden tests). Without a GPU adapter (no GPU and no lavapipe) the test prints
 //! `SKIPPED` with the reason; with `CGNET_REQUIRE_GPU=1` (CI, where lavapipe is
 //! installed) a missing adapter is a failure.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
-use cgnet::runtime::gpu::{Gpu, GpuError, GpuSession};
 use cgnet_codegen::back::{compile, wgsl};
+use cgnet_runtime::gpu::{Gpu, GpuError, GpuSession};
 
 fn gpu_or_skip(largest_buffer: u64) -> Option<Gpu> {
     match Gpu::new(largest_buffer) {
@@ -42,13 +43,9 @@ fn gpu_target_matches_every_golden_case() {
         let labels: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
         let ratio = golden.check(&logits, &labels, &format!("gpu ({})", gpu.info()));
         // The scores are the CPU's upsample of the same logits, to float rounding.
-        let cpu = cgnet_codegen::back::native::execute(
-            &model,
-            cgnet::runtime::kernels::Isa::Scalar,
-            None,
-            &golden.input.data,
-        )
-        .unwrap();
+        let cpu =
+            cgnet_codegen::back::native::execute(&model, cgnet_runtime::kernels::Isa::Scalar, None, &golden.input.data)
+                .unwrap();
         let scale = cpu.scores.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         let worst = cpu.scores.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst <= 1e-3 * scale, "{name}: scores differ from the CPU's by {worst}");
