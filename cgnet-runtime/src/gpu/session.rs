@@ -47,7 +47,7 @@ impl Gpu {
         let adapter =
             pollster::block_on(instance.request_adapter(&options)).map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let allowed = adapter.limits();
-        let binding = u64::from(allowed.max_storage_buffer_binding_size);
+        let binding = allowed.max_storage_buffer_binding_size;
         if largest_buffer > binding {
             return Err(GpuError::TooLarge {
                 what: "storage buffer binding",
