@@ -357,7 +357,7 @@ fn the_readme_first_command_works_and_its_output_builds_as_its_notes_say() {
     let out = dir.path().join("camvid");
     // The second block is the test command, the one .ci/run runs.
     let test_command = blocks[1].lines().nth(1).unwrap();
-    assert_eq!(test_command, "INSTA_UPDATE=no cargo test --workspace --locked");
+    assert_eq!(test_command, "INSTA_UPDATE=no cargo test --workspace --all-features --locked");
     let ci = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
     assert!(ci.lines().any(|l| l.trim() == test_command), ".ci/run runs the README's test command");
 

@@ -52,3 +52,11 @@ fn gpu_target_matches_every_golden_case() {
         eprintln!("{name} gpu ({}): worst logit error = {ratio:.3} of tolerance", gpu.info());
     }
 }
+
+#[test]
+fn a_program_larger_than_the_adapter_allows_is_a_clear_error() {
+    let Some(_) = gpu_or_skip(0) else { return };
+    let err = Gpu::new(u64::MAX).err().expect("no adapter binds u64::MAX bytes");
+    assert!(matches!(err, GpuError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("allows at most"), "{err}");
+}

@@ -291,7 +291,11 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
         RustTarget::Scalar => quote!(#rt::kernels::Isa::Scalar),
         RustTarget::Avx2 => quote!(#rt::kernels::Isa::Avx2),
         RustTarget::Neon => quote!(#rt::kernels::Isa::Neon),
-        RustTarget::Native => quote!(#rt::kernels::Isa::detect()),
+        RustTarget::Native | RustTarget::Gpu => quote!(#rt::kernels::Isa::detect()),
+    };
+    let gpu = match decl.target {
+        RustTarget::Gpu => gpu_entry_points(model, &rt).unwrap_or_else(|e| quote!(compile_error!(#e);)),
+        _ => TokenStream::new(),
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
     let steps: Vec<TokenStream> = model.steps.iter().map(step_literal).collect();
@@ -379,6 +383,8 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             pub const WEIGHTS_FINGERPRINT: &'static str = #fingerprint;
 
             #new_fn
+
+            #gpu
 
             /// The model with weights from a `.safetensors` file's bytes (authors' keys),
             /// checked and packed by the recipe compiled in.
@@ -513,4 +519,46 @@ fn rust_type_name(name: &str) -> String {
     } else {
         camel
     }
+}
+
+/// `target: gpu`: the WGSL program as a `GpuPlan` and `on_gpu`, which sets
+/// the model up on a device (every GPU resource created there, once).
+fn gpu_entry_points(model: &CompiledModel, rt: &TokenStream) -> Result<TokenStream, String> {
+    let plan = super::wgsl::plan(model).map_err(|e| format!("target gpu: {e}"))?;
+    let kernel = |k: &cgnet_runtime::gpu::GpuKernel| {
+        let (label, wgsl, [x, y, z]) = (&k.label, &k.wgsl, k.workgroups);
+        quote! {
+            #rt::gpu::GpuKernel { label: ::std::string::String::from(#label), wgsl: ::std::string::String::from(#wgsl), workgroups: [#x, #y, #z] }
+        }
+    };
+    let body: Vec<TokenStream> = plan.body.iter().map(kernel).collect();
+    let [run, scores, segment] = [&plan.run, &plan.scores, &plan.segment].map(kernel);
+    let [arena, input, logits, scores_floats, labels] =
+        [plan.arena_floats, plan.input_floats, plan.logits_floats, plan.scores_floats, plan.labels].map(n);
+    Ok(quote! {
+        /// The program as WGSL compute kernels (made by cgnet's `back::wgsl`).
+        pub fn gpu_plan() -> #rt::gpu::GpuPlan {
+            #rt::gpu::GpuPlan {
+                body: ::std::vec![#(#body),*],
+                run: #run,
+                scores: #scores,
+                segment: #segment,
+                arena_floats: #arena,
+                input_floats: #input,
+                logits_floats: #logits,
+                scores_floats: #scores_floats,
+                labels: #labels,
+            }
+        }
+
+        /// Sets the model up on `gpu` (`cgnet::runtime::gpu::Gpu::new(Self::GPU_BUFFER_BYTES)`,
+        /// or the host's device): buffers, pipelines and the weights, once. The session's
+        /// `run` / `scores` / `segment` create no GPU resource. Needs cgnet's `gpu` feature.
+        pub fn on_gpu(&self, gpu: &#rt::gpu::Gpu) -> ::core::result::Result<#rt::gpu::GpuSession, #rt::gpu::GpuError> {
+            #rt::gpu::GpuSession::new(gpu, &Self::gpu_plan(), &self.weights)
+        }
+
+        /// The largest buffer the GPU program binds, in bytes (the limit to ask a device for).
+        pub const GPU_BUFFER_BYTES: u64 = 4 * #arena as u64;
+    })
 }

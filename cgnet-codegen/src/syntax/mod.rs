@@ -36,6 +36,9 @@ pub enum RustTarget {
     Neon,
     /// The best the running CPU supports, detected at construction.
     Native,
+    /// The GPU through cgnet-runtime's wgpu shim (`on_gpu`), needing cgnet's
+    /// `gpu` feature; the CPU entry points run the best kernels of the CPU.
+    Gpu,
 }
 
 /// A parsed, validated model description.
@@ -296,11 +299,12 @@ pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
                 other => errors.push(other.span(), format!("`weights` takes a string path, not {}", other.kind())),
             },
             "target" => {
-                if let Some(w) = word(v, &mut errors, "target", &["scalar", "avx2", "neon", "native"]) {
+                if let Some(w) = word(v, &mut errors, "target", &["scalar", "avx2", "neon", "native", "gpu"]) {
                     target = match w.as_str() {
                         "scalar" => RustTarget::Scalar,
                         "avx2" => RustTarget::Avx2,
                         "neon" => RustTarget::Neon,
+                        "gpu" => RustTarget::Gpu,
                         _ => RustTarget::Native,
                     };
                 }
