@@ -1,6 +1,6 @@
 //! `target: gpu` in `cgnet!`: the model's `on_gpu` session against its own CPU
 //! entry points and the golden, and no GPU resource created per inference.
-//! Needs cgnet's `gpu` feature (`cargo test --workspace --all-features`).
+//! Needs cgnet's `gpu` feature: `cargo test -p cgnet --features gpu --test macro_gpu`.
 //! Without an adapter it prints `SKIPPED`, unless `CGNET_REQUIRE_GPU` is set.
 
 mod common;

@@ -46,7 +46,16 @@ pub fn shared_golden_dir() -> Option<PathBuf> {
 }
 
 /// The bundled cases plus the extras that are available; prints `SKIPPED` for the others.
+/// With `CGNET_GOLDEN_CASES=extra` only the extras (which must then be there): how
+/// `.ci/run` adds them after a run of everything without them.
 pub fn all_cases() -> Vec<&'static str> {
+    if std::env::var("CGNET_GOLDEN_CASES").is_ok_and(|v| v == "extra") {
+        assert!(
+            shared_golden_dir().is_some(),
+            "CGNET_GOLDEN_CASES=extra but ../shared/golden is not beside the checkout"
+        );
+        return EXTRA_CASES.to_vec();
+    }
     let mut cases = CASES.to_vec();
     match shared_golden_dir() {
         Some(_) => cases.extend(EXTRA_CASES),
