@@ -649,36 +649,20 @@ fn bench_sweeps_thread_counts_under_load() {
 #[cfg(feature = "gpu")]
 #[test]
 fn run_and_bench_on_the_gpu_target() {
+    let (model, weights) = (golden(".json"), golden(".safetensors"));
+    let base = ["bench", path(&model), "--weights", path(&weights), "--target", "gpu"];
+    let bench = |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
     if let Err(e) = cgnet_runtime::gpu::Gpu::new(0) {
         assert!(std::env::var_os("CGNET_REQUIRE_GPU").is_none(), "{e}");
         eprintln!("SKIPPED cgnetc --target gpu: {e}");
-        let stderr =
-            fails(&["bench", path(&golden(".json")), "--weights", path(&golden(".safetensors")), "--target", "gpu"]);
+        let stderr = fails(&bench(&[]));
         assert!(stderr.contains("no GPU adapter"), "{stderr}");
         return;
     }
     run_and_compare(&["--target", "gpu"]);
-    let o = cgnetc(&[
-        "bench",
-        path(&golden(".json")),
-        "--weights",
-        path(&golden(".safetensors")),
-        "--target",
-        "gpu",
-        "--iters",
-        "2",
-    ]);
+    let o = cgnetc(&bench(&["--iters", "2"]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("target gpu threads 1: median"));
-    let stderr = fails(&[
-        "bench",
-        path(&golden(".json")),
-        "--weights",
-        path(&golden(".safetensors")),
-        "--target",
-        "gpu",
-        "--threads",
-        "2",
-    ]);
+    let stderr = fails(&bench(&["--threads", "2"]));
     assert!(stderr.contains("--threads does not apply to --target gpu"), "{stderr}");
 }
