@@ -1,7 +1,8 @@
 //! The C backend beyond the goldens: the emitted snapshots compile under gcc
 //! and clang with -Werror; a program written against the documented header
 //! builds and agrees with the reference; the default model runs clean under
-//! AddressSanitizer and UBSan; emitted code never calls malloc.
+//! AddressSanitizer and UBSan; emitted code never calls malloc; the c-webgpu
+//! host builds portably and agrees with the CPU.
 
 mod common;
 
@@ -26,7 +27,7 @@ fn tiny() -> CompiledModel {
 }
 
 fn write_files(model: &CompiledModel, options: &Options, dir: &Path) {
-    for f in c::emit(model, options) {
+    for f in c::emit(model, options).unwrap() {
         match f.contents {
             FileContents::Text(t) => std::fs::write(dir.join(f.name), t).unwrap(),
             FileContents::Binary(b) => std::fs::write(dir.join(f.name), b).unwrap(),
@@ -129,7 +130,7 @@ fn default_model_runs_clean_under_sanitizers_and_never_allocates() {
         assert!(line.starts_with("static const "), "mutable global: {line}");
     }
     let model = compile(&golden.spec, &golden.graph, "camvid").unwrap();
-    std::fs::write(dir.path().join("harness.c"), toolchain::harness_source(&model, false)).unwrap();
+    std::fs::write(dir.path().join("harness.c"), toolchain::harness_source(&model, CTarget::Avx2, false)).unwrap();
     let out = Command::new("cc")
         .current_dir(dir.path())
         .args(toolchain::STRICT_FLAGS)
@@ -254,4 +255,107 @@ fn the_emitted_cmake_project_builds_a_static_library() {
     let make = Command::new("cmake").arg("--build").arg(&build).output().unwrap();
     assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stderr));
     assert!(build.join("libtiny.a").exists(), "no libtiny.a in {}", build.display());
+}
+
+/// c-webgpu: the emitted header and host snapshotted; compiled with -Werror by gcc
+/// and clang against wgpu-native's headers; built with the portable waits (no
+/// `CGNET_WGPU_NATIVE`: events processed until the callbacks fire) and
+/// compiled-in weights, run, and compared with the CPU program; the CMake
+/// project builds. Skips what needs wgpu-native or an adapter without them.
+#[test]
+fn c_webgpu_host_snapshots_builds_portably_and_matches_the_cpu() {
+    let model = tiny();
+    let options = Options { target: CTarget::WebGpu, weights_blob: false };
+    let files = c::emit(&model, &options).unwrap();
+    let text = |name: &str| match &files.iter().find(|f| f.name == name).unwrap().contents {
+        FileContents::Text(t) => t.clone(),
+        FileContents::Binary(_) => panic!("{name} is binary"),
+    };
+    let source = text("tiny_gpu.c");
+    insta::assert_snapshot!("c-webgpu_h", text("tiny_gpu.h"));
+    // The host part (the kernels' WGSL is snapshotted by cgnet-codegen's wgsl tests).
+    insta::assert_snapshot!("c-webgpu_host", &source[source.find("#define CG_WGSL_CHARS").unwrap()..]);
+    for banned in ["malloc", "calloc", "realloc", "printf"] {
+        assert!(!source.contains(banned), "the c-webgpu host contains `{banned}`");
+    }
+    let webgpu = match toolchain::WgpuNative::find() {
+        Ok(w) => w,
+        Err(e) => {
+            assert!(!toolchain::WgpuNative::is_configured(), "{e}");
+            eprintln!("SKIPPED compiling c-webgpu: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_files(&model, &options, dir.path());
+    let include = dir.path().join("include");
+    std::fs::create_dir_all(include.join("webgpu")).unwrap();
+    for header in &webgpu.headers {
+        std::fs::copy(header, include.join("webgpu").join(header.file_name().unwrap())).unwrap();
+    }
+    for cc in ["gcc", "clang"] {
+        if !tool_available(cc) {
+            eprintln!("SKIPPED compiling c-webgpu with {cc}: not installed (.ci/run installs it)");
+            continue;
+        }
+        let out = Command::new(cc)
+            .current_dir(dir.path())
+            .args(toolchain::STRICT_FLAGS)
+            .arg("-isystem")
+            .arg(&include)
+            .args(["-c", "tiny_gpu.c", "tiny_weights.c"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cc} c-webgpu: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // The harness, linked with the portable waits.
+    let harness = toolchain::harness_source(&model, CTarget::WebGpu, false);
+    std::fs::write(dir.path().join("harness.c"), harness).unwrap();
+    let out = Command::new("cc")
+        .current_dir(dir.path())
+        .args(toolchain::STRICT_FLAGS)
+        .arg("-isystem")
+        .arg(&include)
+        .args(["tiny_gpu.c", "tiny_weights.c", "harness.c"])
+        .arg(&webgpu.library)
+        .arg(format!("-Wl,-rpath,{}", webgpu.library.parent().unwrap().display()))
+        .args(["-o", "harness", "-lm"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input = cgnet_codegen::testing::image_like_input(model.height, model.width, 3);
+    match toolchain::run(CTarget::WebGpu, &dir.path().join("harness"), dir.path(), &input.data, 1, 3) {
+        Err(e) if e.to_string().contains("no GPU adapter") && std::env::var_os("CGNET_REQUIRE_GPU").is_none() => {
+            eprintln!("SKIPPED running c-webgpu: {e}");
+        }
+        result => {
+            let out = result.unwrap();
+            let cpu =
+                cgnet_codegen::back::native::execute(&model, cgnet::runtime::kernels::Isa::Scalar, None, &input.data)
+                    .unwrap();
+            let scale = cpu.logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let worst = cpu.logits.iter().zip(&out.logits).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-4 * scale, "c-webgpu logits differ from the CPU's by {worst} (scale {scale})");
+            assert!(out.median_ms.is_some(), "the harness timed its runs");
+        }
+    }
+    if !tool_available("cmake") {
+        eprintln!("SKIPPED the c-webgpu CMake build: cmake is not installed (.ci/run installs it)");
+        return;
+    }
+    let build = dir.path().join("build");
+    let configure = Command::new("cmake")
+        .arg("-S")
+        .arg(dir.path())
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCGNET_WEBGPU_INCLUDE_DIR={}", include.display()))
+        .arg(format!("-DCGNET_WEBGPU_LIBRARY={}", webgpu.library.display()))
+        .arg("-DCGNET_WGPU_NATIVE=ON")
+        .output()
+        .unwrap();
+    assert!(configure.status.success(), "{}", String::from_utf8_lossy(&configure.stderr));
+    let make = Command::new("cmake").arg("--build").arg(&build).output().unwrap();
+    assert!(make.status.success(), "{}", String::from_utf8_lossy(&make.stdout));
+    assert!(build.join("libtiny_gpu.a").exists(), "no libtiny_gpu.a in {}", build.display());
 }

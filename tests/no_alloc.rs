@@ -1,5 +1,9 @@
 //! `new()`, `run`, `scores` and `segment` of a macro model allocate nothing,
 //! on one thread or on a pool: proved with a counting global allocator.
+//!
+//! A plain `main` (`harness = false`), not a libtest test: the allocator counts
+//! every thread, and libtest's own main thread allocates now and then while a
+//! test runs (seen under load), which is not the model's doing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,8 +84,8 @@ macro_rules! assert_no_allocation {
     }};
 }
 
-#[test]
-fn inference_allocates_nothing() {
+fn main() {
     assert_no_allocation!(Small, "tests/golden/relu_noglo_m3n4_c7_40x72.safetensors");
     assert_no_allocation!(WithContext, "tests/golden/tiny_m1n1_c4_37x53.safetensors");
+    println!("test inference_allocates_nothing ... ok");
 }

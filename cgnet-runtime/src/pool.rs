@@ -76,6 +76,9 @@ struct Shared {
     seats: usize,
     /// Workers of the pool.
     workers: usize,
+    /// Workers whose thread is running (`new` returns once all are, so that no
+    /// thread start-up, which allocates, overlaps a later job).
+    started: AtomicUsize,
     /// Written by `run` before it publishes a generation; read by a worker only
     /// after it joined (counted in `active`) and saw that generation still open.
     job: UnsafeCell<Option<Job>>,
@@ -172,6 +175,7 @@ impl ThreadPool {
             shutdown: AtomicBool::new(false),
             seats: cores.saturating_sub(1).max(1),
             workers: threads - 1,
+            started: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
             panicked: AtomicBool::new(false),
             caller: Mutex::new(()),
@@ -188,11 +192,15 @@ impl ThreadPool {
                 .spawn(move || worker(&shared, index))?;
             pool.workers.push(worker);
         }
+        while pool.shared.started.load(SeqCst) < pool.shared.workers {
+            std::thread::yield_now();
+        }
         Ok(pool)
     }
 }
 
 fn worker(shared: &Shared, index: usize) {
+    shared.started.fetch_add(1, SeqCst);
     let mut seen = 0u64;
     loop {
         // Spin only if the workers awake (not asleep) fit in the seats.

@@ -7,9 +7,11 @@
 //! No malloc, no printf, no mutable globals: two arenas allow two concurrent runs.
 
 pub mod toolchain;
+pub mod webgpu;
 
 use cgnet_runtime::program::{Act, Epilogue, FieldKind, FieldValue, Mem, Step, View, STEP_SCHEMAS};
 
+use super::wgsl::WgslError;
 use super::writer::Writer;
 use super::{provenance, CompiledModel};
 
@@ -19,6 +21,8 @@ pub enum CTarget {
     Scalar,
     Avx2,
     Neon,
+    /// The GPU program with a host over `webgpu.h` ([`webgpu`]); no CPU kernels.
+    WebGpu,
 }
 
 impl CTarget {
@@ -27,7 +31,13 @@ impl CTarget {
             CTarget::Scalar => "c-scalar",
             CTarget::Avx2 => "c-avx2",
             CTarget::Neon => "c-neon",
+            CTarget::WebGpu => "c-webgpu",
         }
+    }
+
+    /// Whether the target runs the CPU kernels (every target but c-webgpu).
+    pub fn is_cpu(self) -> bool {
+        self != CTarget::WebGpu
     }
 
     fn simd_layer(self) -> &'static str {
@@ -35,6 +45,7 @@ impl CTarget {
             CTarget::Scalar => include_str!("simd_scalar.h"),
             CTarget::Avx2 => include_str!("simd_avx2.h"),
             CTarget::Neon => include_str!("simd_neon.h"),
+            CTarget::WebGpu => "",
         }
     }
 
@@ -50,7 +61,7 @@ impl CTarget {
     /// with a message naming the flags (instead of an intrinsic inlining error).
     fn guard(self) -> &'static str {
         match self {
-            CTarget::Scalar => "",
+            CTarget::Scalar | CTarget::WebGpu => "",
             CTarget::Avx2 => {
                 "#if !defined(__AVX2__) || !defined(__FMA__)\n\
                  #error \"this file is generated for c-avx2: compile it with -mavx2 -mfma (GCC, Clang)\"\n\
@@ -90,7 +101,11 @@ impl File {
 }
 
 /// Every file of a model for `target`, in memory (writing them is the caller's).
-pub fn emit(model: &CompiledModel, options: &Options) -> Vec<File> {
+/// Only c-webgpu can fail (a program too large for the GPU's 32-bit indices).
+pub fn emit(model: &CompiledModel, options: &Options) -> Result<Vec<File>, WgslError> {
+    if options.target == CTarget::WebGpu {
+        return webgpu::emit(model, options);
+    }
     let n = &model.name;
     let mut files = vec![
         File::text(format!("{n}.h"), header(model, options)),
@@ -105,7 +120,7 @@ pub fn emit(model: &CompiledModel, options: &Options) -> Vec<File> {
     files.push(File::text("cgnet_pthread_pool.h".into(), include_str!("pthread_pool.h").to_string()));
     files.push(File::text("CMakeLists.txt".into(), cmake(model, options)));
     files.push(File::text("README.md".into(), usage(model, options)));
-    files
+    Ok(files)
 }
 
 fn upper(model: &CompiledModel) -> String {
@@ -142,21 +157,7 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     w.line("extern \"C\" {");
     w.line("#endif");
     w.blank();
-    let defines = [
-        ("INPUT_CHANNELS", "3".to_string()),
-        ("INPUT_HEIGHT", model.height.to_string()),
-        ("INPUT_WIDTH", model.width.to_string()),
-        ("CLASSES", model.classes.to_string()),
-        ("LOGITS_HEIGHT", model.logits.h.to_string()),
-        ("LOGITS_WIDTH", model.logits.w.to_string()),
-        ("ARENA_BYTES", format!("{}u", model.arena_bytes)),
-        ("ARENA_ALIGN", "64u".into()),
-        ("PARAMETERS", format!("{}u", model.parameters)),
-        ("MACS", format!("{}ull", model.macs)),
-        ("E_NULL", "(-1)".into()),
-        ("E_ALIGN", "(-2)".into()),
-    ];
-    for (name, value) in defines {
+    for (name, value) in shape_defines(model) {
         w.line(format!("#define {u}_{name} {value}"));
     }
     if options.weights_blob {
@@ -184,15 +185,9 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
         "/* input: [1,3,{},{}] NCHW float, as PyTorch. Returns 0, or {u}_E_NULL / {u}_E_ALIGN. */",
         model.height, model.width
     ));
-    w.line(format!("/* logits: [1,{},{},{}] NCHW. */", model.classes, model.logits.h, model.logits.w));
-    w.line(format!("int {n}_run({wp}const float *input, float *logits, void *arena);"));
-    w.line(format!(
-        "/* scores: [1,{},{},{}] NCHW, bilinearly upsampled logits. */",
-        model.classes, model.height, model.width
-    ));
-    w.line(format!("int {n}_scores({wp}const float *input, float *scores, void *arena);"));
-    w.line(format!("/* labels: [{}*{}] class indices. */", model.height, model.width));
-    w.line(format!("int {n}_segment({wp}const float *input, uint8_t *labels, void *arena);"));
+    entry_point_declarations(&mut w, model, |entry, output| {
+        format!("int {n}_{entry}({wp}const float *input, {output}, void *arena);")
+    });
     w.blank();
     w.line("/* The same, each step split across the host's threads (results are bit-identical to the serial calls for any thread count). */");
     w.line(format!(
@@ -211,6 +206,40 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     w.blank();
     w.line(format!("#endif /* {u}_H */"));
     w.finish()
+}
+
+/// The `#define NAME_...` sizes both C headers (CPU and GPU) share: identical
+/// text, so a file may include both.
+fn shape_defines(model: &CompiledModel) -> Vec<(&'static str, String)> {
+    vec![
+        ("INPUT_CHANNELS", "3".to_string()),
+        ("INPUT_HEIGHT", model.height.to_string()),
+        ("INPUT_WIDTH", model.width.to_string()),
+        ("CLASSES", model.classes.to_string()),
+        ("LOGITS_HEIGHT", model.logits.h.to_string()),
+        ("LOGITS_WIDTH", model.logits.w.to_string()),
+        ("ARENA_BYTES", format!("{}u", model.arena_bytes)),
+        ("ARENA_ALIGN", "64u".into()),
+        ("PARAMETERS", format!("{}u", model.parameters)),
+        ("MACS", format!("{}ull", model.macs)),
+        ("E_NULL", "(-1)".into()),
+        ("E_ALIGN", "(-2)".into()),
+    ]
+}
+
+/// The run, scores and segment declarations (`declaration(entry, "float *logits")`),
+/// each after a comment with its output's shape.
+fn entry_point_declarations(w: &mut Writer, model: &CompiledModel, declaration: impl Fn(&str, &str) -> String) {
+    let (c, h, wd) = (model.classes, model.height, model.width);
+    let entries = [
+        ("run", "float *logits", format!("logits: [1,{c},{},{}] NCHW.", model.logits.h, model.logits.w)),
+        ("scores", "float *scores", format!("scores: [1,{c},{h},{wd}] NCHW, bilinearly upsampled logits.")),
+        ("segment", "uint8_t *labels", format!("labels: [{h}*{wd}] class indices.")),
+    ];
+    for (entry, output, shape) in entries {
+        w.line(format!("/* {shape} */"));
+        w.line(declaration(entry, output));
+    }
 }
 
 /// `NAME_task_fn` and `NAME_parallel_for`: how a host lends its threads.
@@ -557,7 +586,7 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
         version = env!("CARGO_PKG_VERSION"),
         target_name = target.name(),
         target_note = match target {
-            CTarget::Scalar => "portable C99, any C compiler",
+            CTarget::Scalar | CTarget::WebGpu => "portable C99, any C compiler",
             CTarget::Avx2 => "x86-64 with AVX2 and FMA; the flags are required",
             CTarget::Neon => "AArch64; NEON needs no extra flag there",
         },
@@ -570,13 +599,13 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
                 "`{n}.c` stops at an `#error` when the compiler does not target AArch64. \
                  The library uses `expf`: link with `-lm`.\n\n"
             ),
-            CTarget::Scalar => "The library uses `expf`: link the program with `-lm`.\n\n".to_string(),
+            CTarget::Scalar | CTarget::WebGpu => "The library uses `expf`: link the program with `-lm`.\n\n".to_string(),
         },
         sources_list = sources.replace(' ', "`, `"),
         xcode_note = match target {
             CTarget::Neon => "arm64 devices; no extra flag",
             CTarget::Avx2 => "x86-64 only: set Other C Flags to `-mavx2 -mfma`",
-            CTarget::Scalar => "any architecture",
+            CTarget::Scalar | CTarget::WebGpu => "any architecture",
         },
         h = model.height,
         w = model.width,

@@ -1,10 +1,12 @@
 //! Building emitted C with a small harness and running it: `cc` natively for
-//! c-scalar and c-avx2; `aarch64-linux-gnu-gcc` + `qemu-aarch64` for c-neon.
+//! c-scalar and c-avx2; `aarch64-linux-gnu-gcc` + `qemu-aarch64` for c-neon;
+//! `cc` and a wgpu-native library (see [`WgpuNative`]) for c-webgpu.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{emit, CTarget, FileContents, Options};
+use crate::back::wgsl::WgslError;
 use crate::back::CompiledModel;
 
 /// The flags emitted C must compile cleanly with.
@@ -18,8 +20,71 @@ pub enum ToolchainError {
     Compile { command: String, stderr: String },
     #[error("the compiled harness failed ({status}): {stderr}")]
     Run { status: String, stderr: String },
+    #[error(
+        "no webgpu.h implementation for c-webgpu: {0}. Set {WGPU_NATIVE_ENV} to a folder holding \
+         libwgpu_native-release.so (or libwgpu_native.so), webgpu.h and wgpu.h, e.g. the `wgpu/resources` \
+         folder of the PyPI wheel `wgpu==0.32.0`; `.ci/fetch-wgpu-native` unpacks it into the default place"
+    )]
+    NoWebGpu(String),
+    #[error("{target} has no CPU kernels to test")]
+    NoKernels { target: &'static str },
+    #[error(transparent)]
+    Wgsl(#[from] WgslError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Where c-webgpu builds find wgpu-native: this variable, else
+/// `<cgnetc cache>/wgpu-native` (see [`default_cache_dir`]).
+pub const WGPU_NATIVE_ENV: &str = "CGNET_WGPU_NATIVE_DIR";
+
+/// A wgpu-native build: its library and its two headers.
+#[derive(Clone, Debug)]
+pub struct WgpuNative {
+    pub library: PathBuf,
+    /// `webgpu.h` and `wgpu.h`.
+    pub headers: [PathBuf; 2],
+}
+
+impl WgpuNative {
+    /// The folder named by [`WGPU_NATIVE_ENV`] (an error if it lacks a file),
+    /// else the default folder. Either may hold the files directly (the PyPI
+    /// wheel's `wgpu/resources`) or as a release archive does
+    /// (`include/webgpu/*.h`, `lib/libwgpu_native.so`).
+    pub fn find() -> Result<Self, ToolchainError> {
+        let (dir, explicit) = match std::env::var_os(WGPU_NATIVE_ENV).filter(|v| !v.is_empty()) {
+            Some(dir) => (PathBuf::from(dir), true),
+            None => match default_cache_dir() {
+                Some(cache) => (cache.join("wgpu-native"), false),
+                None => return Err(ToolchainError::NoWebGpu("no cache folder to look in".into())),
+            },
+        };
+        let first = |candidates: &[&str]| candidates.iter().map(|c| dir.join(c)).find(|p| p.is_file());
+        let library = first(&[
+            "libwgpu_native-release.so",
+            "libwgpu_native.so",
+            "lib/libwgpu_native.so",
+            "wgpu/resources/libwgpu_native-release.so",
+        ]);
+        let webgpu = first(&["webgpu.h", "include/webgpu/webgpu.h", "wgpu/resources/webgpu.h"]);
+        let wgpu = first(&["wgpu.h", "include/webgpu/wgpu.h", "wgpu/resources/wgpu.h"]);
+        match (library, webgpu, wgpu) {
+            (Some(library), Some(webgpu), Some(wgpu)) => Ok(Self { library, headers: [webgpu, wgpu] }),
+            _ => {
+                let which = if explicit {
+                    format!("the folder {} ({WGPU_NATIVE_ENV})", dir.display())
+                } else {
+                    format!("{WGPU_NATIVE_ENV} is not set and the default folder {}", dir.display())
+                };
+                Err(ToolchainError::NoWebGpu(format!("{which} lacks the library or a header")))
+            }
+        }
+    }
+
+    /// Whether the variable names a folder: then a missing file is an error, not a skip.
+    pub fn is_configured() -> bool {
+        std::env::var_os(WGPU_NATIVE_ENV).is_some_and(|v| !v.is_empty())
+    }
 }
 
 /// A compiler (and for cross targets, an emulator) for one C target.
@@ -28,6 +93,8 @@ pub struct Toolchain {
     pub compiler: String,
     /// Command prefix that runs a built program (qemu for AArch64).
     pub runner: Vec<String>,
+    /// The webgpu.h implementation (c-webgpu only).
+    pub webgpu: Option<WgpuNative>,
 }
 
 fn exists(tool: &str) -> bool {
@@ -42,7 +109,14 @@ impl Toolchain {
                 if !exists(&compiler) {
                     return Err(ToolchainError::Missing { tool: compiler, package: "gcc", target: target.name() });
                 }
-                Ok(Self { target, compiler, runner: Vec::new() })
+                Ok(Self { target, compiler, runner: Vec::new(), webgpu: None })
+            }
+            CTarget::WebGpu => {
+                let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+                if !exists(&compiler) {
+                    return Err(ToolchainError::Missing { tool: compiler, package: "gcc", target: target.name() });
+                }
+                Ok(Self { target, compiler, runner: Vec::new(), webgpu: Some(WgpuNative::find()?) })
             }
             CTarget::Neon => {
                 let compiler = "aarch64-linux-gnu-gcc".to_string();
@@ -61,7 +135,7 @@ impl Toolchain {
                     });
                 }
                 let runner = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"].map(String::from).to_vec();
-                Ok(Self { target, compiler, runner })
+                Ok(Self { target, compiler, runner, webgpu: None })
             }
         }
     }
@@ -88,6 +162,18 @@ impl Toolchain {
     ) -> Result<PathBuf, ToolchainError> {
         let mut cmd = Command::new(&self.compiler);
         cmd.current_dir(dir).args(STRICT_FLAGS).args(self.target.flags()).args(extra).args(sources);
+        if let Some(webgpu) = &self.webgpu {
+            // The headers as `webgpu/*.h` (their usual install path), outside the
+            // strict warnings; the library by path, found again at run time.
+            let include = dir.join("webgpu-include");
+            std::fs::create_dir_all(include.join("webgpu"))?;
+            for header in &webgpu.headers {
+                std::fs::copy(header, include.join("webgpu").join(header.file_name().unwrap_or_default()))?;
+            }
+            let lib_dir = webgpu.library.parent().unwrap_or(Path::new("."));
+            cmd.arg("-DCGNET_WGPU_NATIVE").arg("-isystem").arg(&include).arg(&webgpu.library);
+            cmd.arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+        }
         cmd.args(["-o", output, "-lm", "-lpthread"]);
         let out = cmd.output()?;
         if !out.status.success() {
@@ -109,8 +195,8 @@ pub struct HarnessOutputs {
     pub median_ms: Option<f64>,
 }
 
-/// The harness source for `model`, specialised to its names and weight mode.
-pub fn harness_source(model: &CompiledModel, weights_blob: bool) -> String {
+/// The harness source for `model` on `target`, specialised to its names and weight mode.
+pub fn harness_source(model: &CompiledModel, target: CTarget, weights_blob: bool) -> String {
     let (n, u) = (&model.name, model.name.to_uppercase());
     let (decl, load, arg, free) = if weights_blob {
         (
@@ -122,13 +208,19 @@ pub fn harness_source(model: &CompiledModel, weights_blob: bool) -> String {
     } else {
         (String::new(), String::new(), "", "")
     };
-    include_str!("harness.c")
-        .replace("MODEL.h", &format!("{n}.h"))
+    let (includes, main) = match target {
+        CTarget::WebGpu => (format!("#include \"{n}_gpu.h\""), include_str!("webgpu_harness.c")),
+        _ => (format!("#include \"cgnet_pthread_pool.h\"\n#include \"{n}.h\""), include_str!("harness.c")),
+    };
+    [include_str!("harness_io.c"), main]
+        .concat()
+        .replace("HARNESS_INCLUDES", &includes)
         .replace("MODEL_", &format!("{u}_"))
         .replace("model_", &format!("{n}_"))
         .replace("WEIGHTS_DECL", &decl)
         .replace("WEIGHTS_LOAD", &load)
         .replace("WEIGHTS_ARG ", arg)
+        .replace(" WEIGHTS_COMMA_ARG", if weights_blob { ", weights" } else { "" })
         .replace("WEIGHTS_FREE", free)
 }
 
@@ -142,7 +234,7 @@ pub fn build(model: &CompiledModel, options: &Options, dir: &Path) -> Result<Pat
 /// Writes the emitted files and the harness into `dir`; returns the C sources.
 fn write_sources(model: &CompiledModel, options: &Options, dir: &Path) -> Result<Vec<String>, ToolchainError> {
     let mut sources = Vec::new();
-    for (name, bytes) in harness_files(model, options) {
+    for (name, bytes) in harness_files(model, options)? {
         std::fs::write(dir.join(&name), bytes)?;
         if name.ends_with(".c") {
             sources.push(name);
@@ -152,8 +244,8 @@ fn write_sources(model: &CompiledModel, options: &Options, dir: &Path) -> Result
 }
 
 /// Every file of a harness build: the emitted model plus `harness.c`.
-fn harness_files(model: &CompiledModel, options: &Options) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = emit(model, options)
+fn harness_files(model: &CompiledModel, options: &Options) -> Result<Vec<(String, Vec<u8>)>, ToolchainError> {
+    let mut files: Vec<(String, Vec<u8>)> = emit(model, options)?
         .into_iter()
         .map(|file| {
             let bytes = match file.contents {
@@ -163,8 +255,8 @@ fn harness_files(model: &CompiledModel, options: &Options) -> Vec<(String, Vec<u
             (file.name, bytes)
         })
         .collect();
-    files.push(("harness.c".into(), harness_source(model, options.weights_blob).into_bytes()));
-    files
+    files.push(("harness.c".into(), harness_source(model, options.target, options.weights_blob).into_bytes()));
+    Ok(files)
 }
 
 /// A harness build that came from the cache or was just made.
@@ -183,11 +275,12 @@ pub fn build_cached(model: &CompiledModel, options: &Options, cache: &Path) -> R
     use sha2::{Digest, Sha256};
     let toolchain = Toolchain::find(options.target)?;
     let mut hash = Sha256::new();
-    for part in [env!("CARGO_PKG_VERSION"), options.target.name(), &toolchain.compiler] {
+    let library = toolchain.webgpu.as_ref().map(|w| w.library.display().to_string()).unwrap_or_default();
+    for part in [env!("CARGO_PKG_VERSION"), options.target.name(), &toolchain.compiler, &library] {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part.as_bytes());
     }
-    let files = harness_files(model, options);
+    let files = harness_files(model, options)?;
     for (name, bytes) in &files {
         for part in [name.as_bytes(), bytes] {
             hash.update((part.len() as u64).to_le_bytes());
@@ -284,6 +377,9 @@ pub fn run_battery(
     threads: usize,
     dir: &Path,
 ) -> Result<Vec<BatteryResult>, ToolchainError> {
+    if !target.is_cpu() {
+        return Err(ToolchainError::NoKernels { target: target.name() });
+    }
     let toolchain = Toolchain::find(target)?;
     let steps: Vec<Vec<_>> = cases.iter().map(|c| c.steps.clone()).collect();
     std::fs::write(dir.join("battery.c"), super::battery_source(target, &steps))?;

@@ -36,7 +36,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Emit a standalone C project (NAME.h, NAME.c, weights, CMakeLists.txt, README.md) or Rust module.
+    /// Emit a standalone C project (NAME.h, NAME.c, or NAME_gpu.h/.c for c-webgpu; weights, CMakeLists.txt, README.md) or Rust module.
     Build(BuildArgs),
     /// Run a model on one input tensor and write its logits, scores and labels.
     Run(RunArgs),
@@ -213,11 +213,12 @@ enum Target {
     CScalar,
     CAvx2,
     CNeon,
+    CWebGpu,
     Rust,
     Gpu,
 }
 
-const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon, Target::Rust];
+const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon, Target::CWebGpu, Target::Rust];
 const RUN_TARGETS: &[Target] = &[
     Target::Interp,
     Target::InterpPlanned,
@@ -226,10 +227,18 @@ const RUN_TARGETS: &[Target] = &[
     Target::CScalar,
     Target::CAvx2,
     Target::CNeon,
+    Target::CWebGpu,
     Target::Gpu,
 ];
-const BENCH_TARGETS: &[Target] =
-    &[Target::RustScalar, Target::RustAvx2, Target::CScalar, Target::CAvx2, Target::CNeon, Target::Gpu];
+const BENCH_TARGETS: &[Target] = &[
+    Target::RustScalar,
+    Target::RustAvx2,
+    Target::CScalar,
+    Target::CAvx2,
+    Target::CNeon,
+    Target::CWebGpu,
+    Target::Gpu,
+];
 
 /// A `--target` parser that accepts and lists exactly `allowed`.
 fn target_parser(allowed: &'static [Target]) -> impl TypedValueParser<Value = Target> {
@@ -247,6 +256,7 @@ impl Target {
             Target::CScalar => "c-scalar",
             Target::CAvx2 => "c-avx2",
             Target::CNeon => "c-neon",
+            Target::CWebGpu => "c-webgpu",
             Target::Rust => "rust",
             Target::Gpu => "gpu",
         }
@@ -261,6 +271,9 @@ impl Target {
             Target::CScalar => "Portable C99",
             Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
             Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
+            Target::CWebGpu => {
+                "The WGSL kernels with a C host over webgpu.h (NAME_gpu.h/.c; run here with wgpu-native, see CGNET_WGPU_NATIVE_DIR)"
+            }
             Target::Rust => "A standalone Rust module (NAME.rs + NAME.weights) that needs only cgnet-runtime",
             Target::Gpu => "WGSL compute kernels through wgpu (Vulkan, Metal, D3D12; lavapipe without a GPU)",
         }
@@ -271,6 +284,7 @@ impl Target {
             Target::CScalar => Some(CTarget::Scalar),
             Target::CAvx2 => Some(CTarget::Avx2),
             Target::CNeon => Some(CTarget::Neon),
+            Target::CWebGpu => Some(CTarget::WebGpu),
             _ => None,
         }
     }
@@ -285,7 +299,7 @@ impl Target {
 }
 
 /// Shown after the options of every `--help`.
-const AFTER_HELP: &str = "Environment:\n  CGNETC_CACHE_DIR  where `run` and `bench` keep compiled C (default: $XDG_CACHE_HOME/cgnetc or ~/.cache/cgnetc)\n  CC                the C compiler for c-scalar and c-avx2 (default: cc)";
+const AFTER_HELP: &str = "Environment:\n  CGNETC_CACHE_DIR      where `run` and `bench` keep compiled C (default: $XDG_CACHE_HOME/cgnetc or ~/.cache/cgnetc)\n  CC                    the C compiler for c-scalar, c-avx2 and c-webgpu (default: cc)\n  CGNET_WGPU_NATIVE_DIR wgpu-native (library, webgpu.h, wgpu.h) for `run`/`bench --target c-webgpu` (default: CGNETC_CACHE_DIR/wgpu-native)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -459,7 +473,8 @@ fn build(args: &BuildArgs) -> Result<(), Failure> {
     }
     let model = back::compile(&spec, &graph, &sha)?;
     let files = match args.target.c_target() {
-        Some(target) => c::emit(&model, &c::Options { target, weights_blob: args.weights_blob }),
+        Some(target) => c::emit(&model, &c::Options { target, weights_blob: args.weights_blob })
+            .map_err(|e| Failure::new(e.to_string()))?,
         None => back::rust::standalone(&model),
     };
     std::fs::create_dir_all(&args.out)
@@ -635,6 +650,13 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 return Err(Failure::new("--threads does not apply to --target gpu"));
             }
             vec![gpu::bench(&model, &input, args.iters)?]
+        }
+        (_, Some(CTarget::WebGpu)) => {
+            if args.threads != [1] {
+                return Err(Failure::new("--threads does not apply to --target c-webgpu"));
+            }
+            let (_, median, _) = run_c(&model, CTarget::WebGpu, 1, &input, args.iters)?;
+            vec![vec![median.ok_or_else(|| Failure::new("the C harness printed no timing"))?]]
         }
         (Some(isa), _) => {
             // Round-robin over the thread counts, so that a noisy machine slows
