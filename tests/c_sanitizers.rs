@@ -1,8 +1,8 @@
 //! Emitted C under the sanitizers and valgrind, and proof by linking that the
 //! emitted code never allocates:
 //! - every bundled golden case on c-scalar and c-avx2 built with AddressSanitizer +
-//!   UBSan (serially and on the pthread pool), and with ThreadSanitizer on the
-//!   pool at 2 and 4 threads, each run matching the golden;
+//!   UBSan (serially; c-avx2 also on the pthread pool), and with ThreadSanitizer
+//!   on the pool at 2 and 4 threads, each run matching the golden;
 //! - the default model on c-scalar under `valgrind --error-exitcode=1`;
 //! - the emitted objects linked with `-Wl,--wrap=malloc,...` wrappers that abort.
 //!
@@ -17,9 +17,9 @@ use std::process::Command;
 use cgnet_codegen::back::c::{self, toolchain, CTarget, FileContents, Options};
 use cgnet_codegen::back::compile;
 
-// ASan + UBSan at -O0: instrumenting the optimised kernels takes gcc about a
-// minute per model at -O1, a second or two unoptimised. TSan compiles quickly at
-// -O1, and runs far faster there.
+// ASan + UBSan unoptimised: instrumenting the optimised kernels takes gcc about a
+// minute per model at -O1, a second or two at -O0. TSan compiles quickly at -O1
+// and runs far faster there.
 const ASAN: &[&str] =
     &["-O0", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"];
 const TSAN: &[&str] = &["-O1", "-g", "-fsanitize=thread"];

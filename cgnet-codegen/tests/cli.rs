@@ -732,3 +732,62 @@ fn build_run_and_bench_the_c_webgpu_host() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("target c-webgpu threads 1: median"));
     run_and_compare(&["--target", "c-webgpu"]);
 }
+
+/// `cgnetc build` killed at any moment leaves each visible file either as it was
+/// or complete (each is written under a hidden temporary name, then renamed);
+/// only hidden temporaries may be left over.
+#[test]
+fn a_killed_build_leaves_every_file_old_or_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/camvid.cgnet");
+    let build_into = |target: &str, out: &Path| {
+        let o = cgnetc(&["build", path(&model), "--target", target, "--out", path(out)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let files = |out: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    };
+    // The same file names from two targets: c-scalar is "old", c-avx2 "new".
+    let (old_dir, new_dir) = (dir.path().join("old"), dir.path().join("new"));
+    build_into("c-scalar", &old_dir);
+    build_into("c-avx2", &new_dir);
+    let (old, new) = (files(&old_dir), files(&new_dir));
+    assert_eq!(old.keys().collect::<Vec<_>>(), new.keys().collect::<Vec<_>>());
+    assert_ne!(old["camvid.c"], new["camvid.c"]);
+    let out = dir.path().join("out");
+    let mut outcomes = std::collections::BTreeSet::new();
+    for delay_ms in [0, 10, 30, 60, 100, 150, 250, 400, 700] {
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir(&out).unwrap();
+        for (name, bytes) in &old {
+            std::fs::write(out.join(name), bytes).unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cgnetc"))
+            .args(["build", path(&model), "--target", "c-avx2", "--out", path(&out)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        for (name, bytes) in files(&out) {
+            if name.starts_with('.') {
+                continue; // a temporary of the killed run
+            }
+            let state = if old.get(&name) == Some(&bytes) {
+                "old"
+            } else if new.get(&name) == Some(&bytes) {
+                "new"
+            } else {
+                panic!("killed after {delay_ms} ms: {name} is neither the old file nor the complete new one")
+            };
+            outcomes.insert(state);
+        }
+    }
+    eprintln!("killed builds left files that were: {outcomes:?}");
+}
