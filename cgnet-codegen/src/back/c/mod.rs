@@ -146,17 +146,8 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
     let (n, u) = (&model.name, upper(model));
     let wp = weights_param(options);
     let mut w = Writer::default();
-    file_header(&mut w, model, options);
-    w.line(format!("#ifndef {u}_H"));
-    w.line(format!("#define {u}_H"));
-    w.blank();
-    w.line("#include <stddef.h>");
-    w.line("#include <stdint.h>");
-    w.blank();
-    w.line("#ifdef __cplusplus");
-    w.line("extern \"C\" {");
-    w.line("#endif");
-    w.blank();
+    let guard = format!("{u}_H");
+    open_header(&mut w, model, options, &guard, &[]);
     for (name, value) in shape_defines(model) {
         w.line(format!("#define {u}_{name} {value}"));
     }
@@ -200,12 +191,34 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
         "int {n}_segment_parallel({wp}const float *input, uint8_t *labels, void *arena, const {n}_parallel_for *pf);"
     ));
     w.blank();
+    close_header(&mut w, &guard);
+    w.finish()
+}
+
+/// A header's start: provenance, include guard, the standard includes and
+/// `extra_includes`, and the C++ linkage block.
+fn open_header(w: &mut Writer, model: &CompiledModel, options: &Options, guard: &str, extra_includes: &[&str]) {
+    file_header(w, model, options);
+    w.line(format!("#ifndef {guard}"));
+    w.line(format!("#define {guard}"));
+    w.blank();
+    for include in ["<stddef.h>", "<stdint.h>"].iter().chain(extra_includes) {
+        w.line(format!("#include {include}"));
+    }
+    w.blank();
+    w.line("#ifdef __cplusplus");
+    w.line("extern \"C\" {");
+    w.line("#endif");
+    w.blank();
+}
+
+/// The end of a header opened by [`open_header`].
+fn close_header(w: &mut Writer, guard: &str) {
     w.line("#ifdef __cplusplus");
     w.line("}");
     w.line("#endif");
     w.blank();
-    w.line(format!("#endif /* {u}_H */"));
-    w.finish()
+    w.line(format!("#endif /* {guard} */"));
 }
 
 /// The `#define NAME_...` sizes both C headers (CPU and GPU) share: identical

@@ -8,7 +8,10 @@
 
 use cgnet_runtime::gpu::{GpuPlan, BINDINGS};
 
-use super::{entry_point_declarations, file_header, shape_defines, upper, weights_source, File, FileContents, Options};
+use super::{
+    close_header, entry_point_declarations, file_header, open_header, shape_defines, upper, weights_source, File,
+    FileContents, Options,
+};
 use crate::back::wgsl::{self, WgslError};
 use crate::back::writer::Writer;
 use crate::back::CompiledModel;
@@ -62,18 +65,8 @@ fn header(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
     let sizes = buffers(plan, model.weights.len());
     let weights = if options.weights_blob { ", const float *weights" } else { "" };
     let mut w = Writer::default();
-    file_header(&mut w, model, options);
-    w.line(format!("#ifndef {u}_GPU_H"));
-    w.line(format!("#define {u}_GPU_H"));
-    w.blank();
-    w.line("#include <stddef.h>");
-    w.line("#include <stdint.h>");
-    w.line("#include <webgpu/webgpu.h>");
-    w.blank();
-    w.line("#ifdef __cplusplus");
-    w.line("extern \"C\" {");
-    w.line("#endif");
-    w.blank();
+    let guard = format!("{u}_GPU_H");
+    open_header(&mut w, model, options, &guard, &["<webgpu/webgpu.h>"]);
     for (name, value) in shape_defines(model) {
         w.line(format!("#define {u}_{name} {value}"));
     }
@@ -152,11 +145,7 @@ fn header(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
     w.line(format!("const char *{n}_gpu_error(const {n}_gpu *gpu);"));
     w.line(format!("void {n}_gpu_destroy({n}_gpu *gpu);"));
     w.blank();
-    w.line("#ifdef __cplusplus");
-    w.line("}");
-    w.line("#endif");
-    w.blank();
-    w.line(format!("#endif /* {u}_GPU_H */"));
+    close_header(&mut w, &guard);
     w.finish()
 }
 
