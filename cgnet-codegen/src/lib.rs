@@ -4,8 +4,11 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map.
 
 pub mod back;
+pub mod draw;
+pub mod fuzz;
 pub mod interp;
 pub mod ir;
+pub mod metrics;
 pub mod passes;
 pub mod plan;
 pub mod report;

@@ -101,6 +101,10 @@ impl InspectReport {
             s.height,
             s.width
         );
+        let (mean, std) = s.normalisation();
+        let _ = writeln!(out, "input pixels (0..255, RGB): minus {mean:?}, divided by {std:?}");
+        let names: Vec<String> = s.class_labels().into_iter().map(|l| l.name).collect();
+        let _ = writeln!(out, "classes: {}", names.join(", "));
         let _ = writeln!(out, "parameters: {}", self.parameters);
         let _ = writeln!(out, "MACs: {} ({:.3} GMAC)", self.macs, self.macs as f64 / 1e9);
         let _ = writeln!(out, "\nfusions ({} unfused nodes -> {} fused):", self.layers.len(), self.fused_nodes);

@@ -63,7 +63,7 @@ fn default_true() -> bool {
 
 /// One CGNet variant. Block counts include the stage's down-sampling block,
 /// as in the authors' code (`M = 3` is `level2_0`, `level2.0`, `level2.1`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Name used for emitted code (C symbols, Rust types); defaults to `cgnet`.
@@ -92,7 +92,52 @@ pub struct ModelSpec {
     /// against the topology when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<usize>,
+    /// What is subtracted from 0..255 pixel values, per channel in RGB order
+    /// ([`CITYSCAPES_MEAN`] when absent, as the authors' Cityscapes code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<[f32; 3]>,
+    /// What the difference is then divided by, per channel (1 when absent: the
+    /// authors' code does not divide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<[f32; 3]>,
+    /// Class names and display colours, in class order (one per class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
 }
+
+/// One class: its name and the colour label pictures draw it in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    pub name: String,
+    pub colour: [u8; 3],
+}
+
+/// The authors' Cityscapes mean (RGB), the preprocessing of a spec without `mean`.
+pub const CITYSCAPES_MEAN: [f32; 3] = [72.392_4, 82.908_92, 73.158_36];
+
+/// The colours of classes a spec does not name (the Cityscapes palette, cycled).
+const DEFAULT_PALETTE: [[u8; 3]; 19] = [
+    [128, 64, 128],
+    [244, 35, 232],
+    [70, 70, 70],
+    [102, 102, 156],
+    [190, 153, 153],
+    [153, 153, 153],
+    [250, 170, 30],
+    [220, 220, 0],
+    [107, 142, 35],
+    [152, 251, 152],
+    [70, 130, 180],
+    [220, 20, 60],
+    [255, 0, 0],
+    [0, 0, 142],
+    [0, 0, 70],
+    [0, 60, 100],
+    [0, 80, 100],
+    [0, 0, 230],
+    [119, 11, 32],
+];
 
 /// Why a spec cannot describe a network.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +155,11 @@ pub const MIN_SIDE: usize = 8;
 /// 4096 x 4096 for the default model) and the reference interpreter keeps every
 /// tensor (about nine times that), so larger inputs should be tiled by the caller.
 pub const MAX_SIDE: usize = 4096;
+/// Widest stage. The paper's widest is 128; a cap keeps every parameter count,
+/// weight size and arena offset far from overflow, whatever a description says.
+pub const MAX_CHANNELS: usize = 4096;
+/// Most blocks in a stage (the paper's deepest stage 3 has 21), and most convs in stage 1.
+pub const MAX_BLOCKS: usize = 256;
 
 impl ModelSpec {
     /// The paper's default model: 19 Cityscapes classes, M = 3, N = 21.
@@ -129,6 +179,9 @@ impl ModelSpec {
             stage2: default_stage2(),
             stage3: default_stage3(),
             parameters: None,
+            mean: None,
+            std: None,
+            labels: None,
         }
     }
 
@@ -137,6 +190,39 @@ impl ModelSpec {
             serde_json::from_str(text).map_err(|e| SpecError::Read { path: "<json>".into(), reason: e.to_string() })?;
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// The per-channel `(mean, std)` an RGB pixel is normalised with.
+    pub fn normalisation(&self) -> ([f32; 3], [f32; 3]) {
+        (self.mean.unwrap_or(CITYSCAPES_MEAN), self.std.unwrap_or([1.0; 3]))
+    }
+
+    /// The model's input from interleaved 8-bit RGB of the model's size:
+    /// planar `[3, H, W]`, `(pixel - mean) / std` per channel.
+    ///
+    /// # Panics
+    /// When `rgb` is not `3 * height * width` bytes.
+    pub fn normalise_rgb8(&self, rgb: &[u8]) -> Vec<f32> {
+        let pixels = self.height * self.width;
+        assert_eq!(rgb.len(), 3 * pixels, "interleaved RGB of the model's size");
+        let (mean, std) = self.normalisation();
+        let mut planar = vec![0.0; 3 * pixels];
+        for (c, plane) in planar.chunks_exact_mut(pixels).enumerate() {
+            for (out, pixel) in plane.iter_mut().zip(rgb.chunks_exact(3)) {
+                *out = (f32::from(pixel[c]) - mean[c]) / std[c];
+            }
+        }
+        planar
+    }
+
+    /// Every class's label: the spec's, else `class N` in the Cityscapes palette's colours.
+    pub fn class_labels(&self) -> Vec<Label> {
+        match &self.labels {
+            Some(labels) => labels.clone(),
+            None => (0..self.classes)
+                .map(|c| Label { name: format!("class {c}"), colour: DEFAULT_PALETTE[c % DEFAULT_PALETTE.len()] })
+                .collect(),
+        }
     }
 
     /// The name for emitted code: the given name or `cgnet`.
@@ -158,6 +244,20 @@ impl ModelSpec {
         check(self.stage1.channels > 0, "`stage1.channels` must be at least 1".into());
         check(self.stage2_blocks > 0, "`stage2_blocks` must be at least 1 (the down-sampling block)".into());
         check(self.stage3_blocks > 0, "`stage3_blocks` must be at least 1 (the down-sampling block)".into());
+        for (field, value) in [
+            ("stage1.convs", self.stage1.convs),
+            ("stage2_blocks", self.stage2_blocks),
+            ("stage3_blocks", self.stage3_blocks),
+        ] {
+            check(value <= MAX_BLOCKS, format!("`{field}` is {value}; at most {MAX_BLOCKS}"));
+        }
+        for (field, value) in [
+            ("stage1.channels", self.stage1.channels),
+            ("stage2.channels", self.stage2.channels),
+            ("stage3.channels", self.stage3.channels),
+        ] {
+            check(value <= MAX_CHANNELS, format!("`{field}` is {value}; at most {MAX_CHANNELS}"));
+        }
         for (side, value) in [("height", self.height), ("width", self.width)] {
             check(
                 (MIN_SIDE..=MAX_SIDE).contains(&value),
@@ -171,13 +271,36 @@ impl ModelSpec {
                 c % 2 == 0,
                 format!("`{stage}.channels` is {c}; it must be even (a CG block halves it for F_loc and F_sur)"),
             );
-            check(cfg.dilation > 0, format!("`{stage}.dilation` must be at least 1"));
+            check(
+                (1..=MAX_SIDE).contains(&cfg.dilation),
+                format!("`{stage}.dilation` is {}; it must be between 1 and {MAX_SIDE}", cfg.dilation),
+            );
             if self.global_context {
                 check(cfg.reduction > 0, format!("`{stage}.reduction` must be at least 1"));
                 check(
                     cfg.reduction == 0 || (c % cfg.reduction == 0 && cfg.reduction <= c),
                     format!("`{stage}.reduction` ({}) must divide `{stage}.channels` ({c})", cfg.reduction),
                 );
+            }
+        }
+        for (field, values) in [("mean", self.mean), ("std", self.std)] {
+            if let Some(values) = values {
+                check(values.iter().all(|v| v.is_finite()), format!("`{field}` {values:?} must be finite"));
+            }
+        }
+        if let Some(std) = self.std {
+            check(std.iter().all(|v| *v > 0.0), format!("`std` {std:?} must be positive"));
+        }
+        if let Some(labels) = &self.labels {
+            check(
+                labels.len() == self.classes,
+                format!("`labels` names {} classes; the model has {}", labels.len(), self.classes),
+            );
+            for (i, label) in labels.iter().enumerate() {
+                check(!label.name.trim().is_empty(), format!("`labels` entry {i} has an empty name"));
+                if labels[..i].iter().any(|l| l.name == label.name) {
+                    check(false, format!("`labels` names `{}` twice", label.name));
+                }
             }
         }
         if let Some(name) = &self.name {
@@ -230,6 +353,32 @@ mod tests {
             Err(SpecError::Invalid(m)) => m,
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn preprocessing_and_labels_from_json() {
+        let base = r#""classes": 2, "stage2_blocks": 1, "stage3_blocks": 1, "residual": "global", "activation": "prelu", "height": 16, "width": 16"#;
+        let spec = ModelSpec::from_json(&format!(
+            r#"{{{base}, "mean": [1, 2, 3], "std": [2, 2, 2], "labels": [{{"name": "road", "colour": [1, 2, 3]}}, {{"name": "sky", "colour": [4, 5, 6]}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(spec.normalisation(), ([1.0, 2.0, 3.0], [2.0; 3]));
+        assert_eq!(spec.class_labels()[1], Label { name: "sky".into(), colour: [4, 5, 6] });
+        let plain = ModelSpec::from_json(&format!("{{{base}}}")).unwrap();
+        assert_eq!(plain.normalisation(), (CITYSCAPES_MEAN, [1.0; 3]));
+        assert_eq!(plain.class_labels()[0].name, "class 0");
+        let bad =
+            ModelSpec::from_json(&format!(r#"{{{base}, "labels": [{{"name": "road", "colour": [1, 2, 300]}}]}}"#));
+        assert!(bad.unwrap_err().to_string().contains("300"));
+        let err = ModelSpec::from_json(&format!(
+            r#"{{{base}, "std": [1, -1, 1], "labels": [{{"name": " ", "colour": [1, 2, 3]}}]}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("must be positive") && err.contains("names 1 classes") && err.contains("empty name"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use cgnet_codegen::back::c::toolchain::{default_cache_dir, WgpuNative};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+
+#[path = "cli/pictures.rs"]
+mod pictures;
 
 const CASE: &str = "tiny_m1n1_c4_37x53";
 
@@ -15,7 +19,12 @@ fn golden(ext: &str) -> PathBuf {
 
 /// Runs `cgnetc` with compiled C cached in a folder of this test process (not the user's cache).
 fn cgnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cgnetc")).env("CGNETC_CACHE_DIR", cache_dir()).args(args).output().unwrap()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cgnetc"));
+    // The user's wgpu-native, which the tests found in the user's cache folder, stays found.
+    if let (false, Some(cache)) = (WgpuNative::is_configured(), default_cache_dir()) {
+        command.env("CGNET_WGPU_NATIVE_DIR", cache.join("wgpu-native"));
+    }
+    command.env("CGNETC_CACHE_DIR", cache_dir()).args(args).output().unwrap()
 }
 
 fn cache_dir() -> &'static Path {
@@ -145,6 +154,29 @@ fn inspect_reports_the_default_model() {
 }
 
 #[test]
+fn inspect_draws_the_plan_and_the_graph_and_the_committed_plan_is_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svg, dot) = (dir.path().join("plan.svg"), dir.path().join("graph.dot"));
+    let model = repo_root().join("models/camvid.cgnet");
+    let o = cgnetc(&["inspect", path(&model), "--plan-svg", path(&svg), "--graph-dot", path(&dot)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let committed = std::fs::read_to_string(repo_root().join("docs/camvid_plan.svg")).unwrap();
+    assert!(
+        drawn == committed,
+        "docs/camvid_plan.svg is stale: cgnetc inspect models/camvid.cgnet --plan-svg docs/camvid_plan.svg"
+    );
+    assert!(drawn.contains("CamVid 360x480: 79 buffers") && drawn.contains("lower bound 14.2 MB"), "{drawn}");
+    let graph = std::fs::read_to_string(&dot).unwrap();
+    assert!(graph.starts_with("digraph \"CamVid 360x480\" {") && graph.contains("depthwise_pair"), "{graph}");
+    // An unwritable destination is an error naming it, and leaves nothing behind.
+    let missing = dir.path().join("no/such/folder/plan.svg");
+    let err = fails(&["inspect", path(&model), "--plan-svg", path(&missing)]);
+    assert!(err.contains("cannot write") && err.contains("plan.svg"), "{err}");
+    assert!(!missing.exists());
+}
+
+#[test]
 fn bad_weight_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (model, input) = (golden(".json"), golden(".io.safetensors"));
@@ -221,6 +253,24 @@ fn bad_inputs_and_specs_are_clear_errors() {
     assert!(err.contains("--stop-after-pass takes 0..=6"), "{err}");
     let err = fails(&[&base[..], &["--target", "tpu"]].concat());
     assert!(err.contains("invalid value 'tpu'"), "{err}");
+    for target in ["interp", "interp-planned", "gpu", "c-webgpu"] {
+        let err = fails(&[&base[..], &["--target", target, "--threads", "2"]].concat());
+        assert!(err.contains(&format!("--threads does not apply to --target {target}")), "{err}");
+    }
+    let spec = |extra: &str| {
+        format!(
+            r#"{{"classes": 4, "stage2_blocks": 3, "stage3_blocks": 21, "residual": "global", "activation": "prelu", "height": 64, "width": 64{extra}}}"#
+        )
+    };
+    std::fs::write(&bad_spec, spec(r#", "stage3_blocks": 100000"#).replacen(r#""stage3_blocks": 21, "#, "", 1))
+        .unwrap();
+    assert!(fails(&["inspect", "--model", path(&bad_spec)]).contains("`stage3_blocks` is 100000; at most 256"));
+    std::fs::write(&bad_spec, spec(r#", "stage2": {"channels": 1000000, "dilation": 99999, "reduction": 8}"#)).unwrap();
+    let err = fails(&["inspect", "--model", path(&bad_spec)]);
+    assert!(
+        err.contains("`stage2.channels` is 1000000; at most 4096") && err.contains("`stage2.dilation` is 99999"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 
@@ -715,8 +765,8 @@ fn build_run_and_bench_the_c_webgpu_host() {
     let bench = |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
     let stderr = fails(&bench(&["--threads", "2"]));
     assert!(stderr.contains("--threads does not apply to --target c-webgpu"), "{stderr}");
-    if let Err(e) = cgnet_codegen::back::c::toolchain::WgpuNative::find() {
-        assert!(!cgnet_codegen::back::c::toolchain::WgpuNative::is_configured(), "{e}");
+    if let Err(e) = WgpuNative::find() {
+        assert!(!WgpuNative::is_configured(), "{e}");
         eprintln!("SKIPPED cgnetc run --target c-webgpu: {e}");
         let stderr = fails(&bench(&[]));
         assert!(stderr.contains("no webgpu.h implementation"), "{stderr}");

@@ -26,5 +26,5 @@ pub use arena::Arena;
 pub use model::ModelError;
 pub use pool::ThreadPool;
 pub use recipe::Recipe;
-pub use tensors::{read_f32_tensor, write_tensors_atomically, OutputTensor, TensorFileError};
+pub use tensors::{f32_tensor_from_bytes, read_f32_tensor, write_tensors_atomically, OutputTensor, TensorFileError};
 pub use weights::{normalise_key, ExpectedParam, WeightError, WeightProblem, Weights};

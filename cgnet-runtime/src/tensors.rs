@@ -33,8 +33,12 @@ pub enum TensorFileError {
 /// ```
 pub fn read_f32_tensor(path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), TensorFileError> {
     let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.into(), source })?;
-    let file =
-        safetensors_file::read(&bytes).map_err(|reason| TensorFileError::Format { path: path.into(), reason })?;
+    f32_tensor_from_bytes(&bytes, path, name)
+}
+
+/// [`read_f32_tensor`] on a file's bytes already in memory; `path` names them in errors.
+pub fn f32_tensor_from_bytes(bytes: &[u8], path: &Path, name: &str) -> Result<(Vec<usize>, Vec<f32>), TensorFileError> {
+    let file = safetensors_file::read(bytes).map_err(|reason| TensorFileError::Format { path: path.into(), reason })?;
     let view = file.iter().find(|t| t.name == name).ok_or_else(|| {
         let mut names: Vec<&str> = file.iter().map(|t| t.name.as_str()).collect();
         names.sort_unstable();

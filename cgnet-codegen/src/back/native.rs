@@ -17,8 +17,9 @@ pub struct Outputs {
     pub labels: Vec<u8>,
 }
 
-/// The body and the logits tail, as `run` in emitted code does, with the
-/// arena and logits allocated once (for benchmarks).
+/// The body and a tail, as `run` / `segment` in emitted code do, with the
+/// arena and logits allocated once (for benchmarks, and one per worker
+/// thread of `cgnetc segment` / `eval`).
 pub struct Runner {
     arena: Arena,
     logits: Vec<f32>,
@@ -45,6 +46,24 @@ impl Runner {
             exec.step(step)?;
         }
         Ok(&self.logits)
+    }
+
+    /// The body and the labels tail, as `segment` in emitted code does:
+    /// `labels` gets one class index per input pixel.
+    pub fn segment(
+        &mut self,
+        model: &CompiledModel,
+        isa: Isa,
+        parallel: Option<&dyn ParallelFor>,
+        input: &[f32],
+        labels: &mut [u8],
+    ) -> Result<(), KernelError> {
+        let memory = Memory::new(self.arena.as_f32_mut(), input).with_labels(labels);
+        let exec = Exec::new(memory, &model.weights, isa, parallel);
+        for step in model.steps.iter().chain([&model.tails.segment]) {
+            exec.step(step)?;
+        }
+        Ok(())
     }
 }
 

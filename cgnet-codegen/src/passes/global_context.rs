@@ -7,8 +7,12 @@ use crate::ir::{GlobalContext, Graph, NodeId, Op, Placement};
 
 pub fn run(graph: &mut Graph) -> usize {
     let mut rewrites = 0;
+    // Computed once (not per node: that made the pass quadratic, 1.4 s at 256
+    // blocks per stage). A rewrite only drops readers inside its own F_glo chain,
+    // which no other match looks at.
+    let users = graph.users();
     for scale in graph.nodes.handles().collect::<Vec<_>>() {
-        let Some((x, gc)) = match_f_glo(graph, scale) else { continue };
+        let Some((x, gc)) = match_f_glo(graph, &users, scale) else { continue };
         let node = &mut graph.nodes[scale];
         node.op = Op::GlobalContext(gc);
         node.inputs = vec![x];
@@ -43,8 +47,7 @@ pub fn run(graph: &mut Graph) -> usize {
 
 /// Matches `channel_scale(x, sigmoid(linear(relu(linear(global_avg_pool(x))))))`
 /// where the intermediate nodes have no other readers.
-fn match_f_glo(graph: &Graph, scale: NodeId) -> Option<(NodeId, GlobalContext)> {
-    let users = graph.users();
+fn match_f_glo(graph: &Graph, users: &[Vec<NodeId>], scale: NodeId) -> Option<(NodeId, GlobalContext)> {
     let node = &graph.nodes[scale];
     let (Op::ChannelScale, [x, s]) = (&node.op, node.inputs.as_slice()) else { return None };
     let single = |n: NodeId| users[n.index()].len() == 1 && !graph.is_output(n) && graph.nodes[n].epilogue.is_empty();

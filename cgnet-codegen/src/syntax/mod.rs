@@ -17,16 +17,19 @@
 //!     global_context: true,
 //!     weights: "weights/cgnet_camvid.safetensors",
 //!     target: native,            // scalar | avx2 | neon | native
+//!     mean: [105.65775, 103.329834, 99.625404],   // RGB; the Cityscapes mean when absent
+//!     std: [1, 1, 1],            // divides (pixel - mean); 1 when absent
+//!     labels: { Sky: [128, 128, 128], Building: [128, 0, 0], /* one per class */ },
 //! }
 //! ```
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
-use syn::{braced, Attribute, Ident, LitBool, LitInt, LitStr, Token, Visibility};
+use syn::{braced, bracketed, Attribute, Ident, LitBool, LitFloat, LitInt, LitStr, Token, Visibility};
 
-use crate::spec::{Activation, CgStage, ModelSpec, Residual, Stage1};
+use crate::spec::{Activation, CgStage, Label, ModelSpec, Residual, Stage1};
 
 /// Which kernels generated Rust runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +69,8 @@ enum Value {
     /// `3 x 360 x 480`
     Dims(Vec<LitInt>, Span),
     Block(Vec<Field>, Span),
+    /// `[105.65775, 103.3, -1, 99]`: numbers with their spans.
+    Numbers(Vec<(f64, Span)>, Span),
 }
 
 impl Value {
@@ -75,7 +80,7 @@ impl Value {
             Value::Bool(v) => v.span,
             Value::Str(v) => v.span(),
             Value::Word(v) => v.span(),
-            Value::Dims(_, s) | Value::Block(_, s) => *s,
+            Value::Dims(_, s) | Value::Block(_, s) | Value::Numbers(_, s) => *s,
         }
     }
 
@@ -87,6 +92,7 @@ impl Value {
             Value::Word(_) => "a name",
             Value::Dims(..) => "dimensions (`3 x H x W`)",
             Value::Block(..) => "a `{ ... }` block",
+            Value::Numbers(..) => "a list of numbers",
         }
     }
 }
@@ -128,6 +134,26 @@ impl Parse for Field {
             } else {
                 Value::Int(first)
             }
+        } else if input.peek(syn::token::Bracket) {
+            let content;
+            let bracket = bracketed!(content in input);
+            let mut numbers = Vec::new();
+            while !content.is_empty() {
+                let negative = content.parse::<Option<Token![-]>>()?.is_some();
+                let sign = if negative { -1.0 } else { 1.0 };
+                let (value, span) = if content.peek(LitFloat) {
+                    let lit: LitFloat = content.parse()?;
+                    (lit.base10_parse::<f64>()?, lit.span())
+                } else {
+                    let lit: LitInt = content.parse().map_err(|e| syn::Error::new(e.span(), "expected a number"))?;
+                    (lit.base10_parse::<f64>()?, lit.span())
+                };
+                numbers.push((sign * value, span));
+                if !content.is_empty() {
+                    content.parse::<Token![,]>()?;
+                }
+            }
+            Value::Numbers(numbers, bracket.span.join())
         } else if input.peek(LitBool) {
             Value::Bool(input.parse()?)
         } else if input.peek(LitStr) {
@@ -135,7 +161,8 @@ impl Parse for Field {
         } else if input.peek(Ident) {
             Value::Word(input.parse()?)
         } else {
-            return Err(input.error("expected a value: an integer, `true` / `false`, a string, a name or `{ ... }`"));
+            return Err(input
+                .error("expected a value: an integer, `true` / `false`, a string, a name, `[numbers]` or `{ ... }`"));
         };
         Ok(Field { name, value })
     }
@@ -168,7 +195,7 @@ impl Parse for RawModel {
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 14] = [
     "input",
     "classes",
     "stage1",
@@ -180,6 +207,9 @@ const FIELDS: [&str; 11] = [
     "global_context",
     "weights",
     "target",
+    "mean",
+    "std",
+    "labels",
 ];
 
 /// Levenshtein distance, for "did you mean" hints.
@@ -212,8 +242,73 @@ impl Errors {
     }
 }
 
+/// The deepest bracket nesting a description may have. The grammar needs two
+/// (`model M { stage1: { ... } }`); the cap keeps the recursive parsers
+/// (proc_macro2's lexer, syn, `Field::parse`) far from the end of the stack
+/// on hostile text: 100,000 nested braces overflowed it (found by fuzzing).
+pub const MAX_NESTING: usize = 16;
+
+const NESTING_ERROR: &str = "brackets nested more than 16 deep; a description nests `{ ... }` blocks two deep";
+
+/// The first group nested deeper than [`MAX_NESTING`], found without recursion.
+fn too_deep(tokens: &TokenStream) -> Option<Span> {
+    let mut open = vec![tokens.clone().into_iter()];
+    while let Some(tokens) = open.last_mut() {
+        match tokens.next() {
+            Some(TokenTree::Group(group)) if open.len() > MAX_NESTING => return Some(group.span()),
+            Some(TokenTree::Group(group)) => open.push(group.stream().into_iter()),
+            Some(_) => {}
+            None => {
+                open.pop();
+            }
+        }
+    }
+    None
+}
+
+/// Where text first nests brackets deeper than [`MAX_NESTING`] (1-based line
+/// and column), skipping strings and comments; checked before tokenizing.
+fn text_too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1, 0);
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            (line, column) = (line + 1, 0);
+        } else {
+            column += 1;
+        }
+        match c {
+            '\\' if in_string => {
+                chars.next();
+                column += 1;
+            }
+            '"' => in_string = !in_string,
+            _ if in_string => {}
+            '/' if chars.peek() == Some(&'/') => {
+                // A line comment: skip to its end (the newline is counted next round).
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    chars.next();
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some((line, column));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Parses and validates a model description.
 pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
+    if let Some(span) = too_deep(&tokens) {
+        return Err(syn::Error::new(span, NESTING_ERROR));
+    }
     let raw: RawModel = syn::parse2(tokens)?;
     let mut errors = Errors::default();
     let mut spans: HashMap<String, Span> = HashMap::new();
@@ -294,6 +389,25 @@ pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
             }
             "input_injection" => spec.input_injection = boolean(v, &mut errors, &key).unwrap_or(true),
             "global_context" => spec.global_context = boolean(v, &mut errors, &key).unwrap_or(true),
+            "mean" => spec.mean = numbers::<3>(v, &mut errors, "mean", Numbers::Real),
+            "std" => spec.std = numbers::<3>(v, &mut errors, "std", Numbers::Real),
+            "labels" => match v {
+                Value::Block(classes, _) => {
+                    let mut labels = Vec::new();
+                    for class in classes {
+                        let name = class.name.to_string();
+                        let field = format!("labels.{name}");
+                        if let Some(colour) = numbers::<3>(&class.value, &mut errors, &field, Numbers::Byte) {
+                            labels.push(Label { name, colour: colour.map(|c| c as u8) });
+                        }
+                    }
+                    spec.labels = Some(labels);
+                }
+                other => errors.push(
+                    other.span(),
+                    format!("`labels` takes `{{ NAME: [R, G, B], ... }}` in class order, not {}", other.kind()),
+                ),
+            },
             "weights" => match v {
                 Value::Str(s) => weights = Some(s.clone()),
                 other => errors.push(other.span(), format!("`weights` takes a string path, not {}", other.kind())),
@@ -356,6 +470,35 @@ fn int(v: &Value, errors: &mut Errors, name: &str) -> Option<usize> {
             None
         }
     }
+}
+
+/// What the numbers of a list may be.
+#[derive(Clone, Copy, PartialEq)]
+enum Numbers {
+    Real,
+    /// Integers in 0..=255 (colour channels).
+    Byte,
+}
+
+/// A list of exactly `N` numbers of one kind.
+fn numbers<const N: usize>(v: &Value, errors: &mut Errors, name: &str, kind: Numbers) -> Option<[f32; N]> {
+    let Value::Numbers(values, span) = v else {
+        errors.push(v.span(), format!("`{name}` takes a list of {N} numbers like `[1, 2, 3]`, not {}", v.kind()));
+        return None;
+    };
+    if values.len() != N {
+        errors.push(*span, format!("`{name}` takes {N} numbers, found {}", values.len()));
+        return None;
+    }
+    let mut out = [0.0; N];
+    for (slot, (value, span)) in out.iter_mut().zip(values) {
+        if kind == Numbers::Byte && !(value.fract() == 0.0 && (0.0..=255.0).contains(value)) {
+            errors.push(*span, format!("`{name}`: {value} is not an integer in 0..=255"));
+            return None;
+        }
+        *slot = *value as f32;
+    }
+    Some(out)
 }
 
 fn boolean(v: &Value, errors: &mut Errors, name: &str) -> Option<bool> {
@@ -441,6 +584,9 @@ pub fn parse_file(path: &std::path::Path) -> Result<ModelDecl, String> {
 
 /// Parses description text; `origin` names it in errors.
 pub fn parse_text(text: &str, origin: &str) -> Result<ModelDecl, String> {
+    if let Some((line, column)) = text_too_deep(text) {
+        return Err(format!("{origin}:{line}:{column}: {NESTING_ERROR}"));
+    }
     let tokens: TokenStream = text.parse().map_err(|e| format!("{origin}: cannot tokenize: {e}"))?;
     parse_model(tokens).map_err(|e| {
         e.into_iter()
@@ -463,6 +609,73 @@ mod tests {
             Ok(_) => panic!("expected errors"),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn preprocessing_and_labels() {
+        let decl = parse_model(quote! {
+            model M {
+                input: 3 x 64 x 64, classes: 2,
+                mean: [1, 2.5, -3.25], std: [58.4, 57.1, 57.4],
+                labels: { road: [128, 64, 128], sky: [70, 130, 180] },
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decl.spec.normalisation(), ([1.0, 2.5, -3.25], [58.4, 57.1, 57.4]));
+        let labels = decl.spec.labels.expect("labels");
+        assert_eq!((labels[1].name.as_str(), labels[1].colour), ("sky", [70, 130, 180]));
+        let e = errors(quote! {
+            model M {
+                input: 3 x 64 x 64, classes: 3,
+                mean: [1, 2], std: [1, 0, 1],
+                labels: { road: [128, 64, 300], sky: [70, 130, 1.5], sea: road },
+            }
+        });
+        let expected = [
+            "`mean` takes 3 numbers, found 2",
+            "`labels.road`: 300 is not an integer in 0..=255",
+            "`labels.sky`: 1.5 is not an integer in 0..=255",
+            "`labels.sea` takes a list of 3 numbers",
+        ];
+        for (message, expected) in e.iter().zip(expected) {
+            assert!(message.starts_with(expected), "{message}");
+        }
+        let e = errors(quote! {
+            model M { input: 3 x 64 x 64, classes: 3, std: [1, 0, 1], labels: { a: [1, 2, 3], a: [4, 5, 6] } }
+        });
+        assert!(e.iter().any(|m| m.contains("`std` [1.0, 0.0, 1.0] must be positive")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("`labels` names 2 classes; the model has 3")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("`labels` names `a` twice")), "{e:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| {
+            format!("model M {{ input: 3 x 64 x 64, classes: 3, stage1: {}1{} }}", "{ a: ".repeat(n), " }".repeat(n))
+        };
+        // 100,000 levels overflowed the stack before the depth check.
+        let err = parse_text(&deep(100_000), "deep.cgnet").err().expect("an error");
+        assert!(err.starts_with("deep.cgnet:1:"), "{err}");
+        assert!(err.contains("nested more than 16 deep"), "{err}");
+        let err = parse_text(&format!("model M {{ x: {}{} }}", "([".repeat(50_000), "])".repeat(50_000)), "p")
+            .err()
+            .expect("an error");
+        assert!(err.contains("nested more than 16 deep"), "{err}");
+        // Brackets in strings and comments do not count.
+        let quoted = format!(
+            "// {}\nmodel M {{ input: 3 x 64 x 64, classes: 3, weights: \"{}\" }}",
+            "(".repeat(40),
+            "{".repeat(40)
+        );
+        assert!(parse_text(&quoted, "q").is_ok());
+        // The macro's tokens are checked too.
+        let mut tokens: TokenStream = "1".parse().unwrap();
+        for _ in 0..40 {
+            tokens =
+                TokenStream::from(TokenTree::Group(proc_macro2::Group::new(proc_macro2::Delimiter::Brace, tokens)));
+        }
+        let e = errors(quote! { model M { input: 3 x 64 x 64, classes: 3, stage1: #tokens } });
+        assert!(e[0].contains("nested more than 16 deep"), "{e:?}");
     }
 
     #[test]

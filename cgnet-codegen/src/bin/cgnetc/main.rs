@@ -2,6 +2,8 @@
 
 mod failure;
 mod gpu;
+mod pictures;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,9 +15,10 @@ use cgnet_codegen::ir::{Graph, OutputKind};
 use cgnet_codegen::report::InspectReport;
 use cgnet_codegen::spec::{read_spec_file, ModelSpec};
 use cgnet_codegen::testing::{bind_random_weights, image_like_input};
-use cgnet_codegen::{interp, passes, plan};
+use cgnet_codegen::{draw, interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
 use cgnet_runtime::kernels::{Isa, ParallelFor};
+use cgnet_runtime::tensors::write_atomically;
 use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, ThreadPool, Weights};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +47,66 @@ enum Command {
     Bench(BenchArgs),
     /// Print parameters, MACs per layer, the fusions applied and the arena plan.
     Inspect(InspectArgs),
+    /// Segment pictures (PNG, JPEG): a label PNG and an overlay PNG per picture.
+    Segment(SegmentArgs),
+    /// Measure mIoU, per-class IoU and pixel accuracy over a labelled dataset.
+    Eval(EvalArgs),
+}
+
+/// How `segment` and `eval` run the model: on the Rust kernels, one frame per worker thread.
+#[derive(clap::Args)]
+struct PictureRun {
+    /// Weights (.safetensors); defaults to the file the description names.
+    #[arg(long, value_name = "W.safetensors")]
+    weights: Option<PathBuf>,
+    /// Kernels to run on (default: the best this CPU supports).
+    #[arg(long, value_parser = target_parser(PICTURE_TARGETS))]
+    target: Option<Target>,
+    /// Worker threads, each segmenting whole pictures with its own arena: a
+    /// number, or `auto` / 0 for one per available core.
+    #[arg(long, default_value = "auto", value_parser = parse_threads)]
+    threads: usize,
+}
+
+/// Pictures of another size than the model's input are resized to it
+/// (bilinear) and the labels resized back to the picture (nearest neighbour).
+/// Pixels are normalised with the description's `mean` and `std`.
+#[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
+struct SegmentArgs {
+    /// Model description: a `.cgnet` file (the `cgnet!` grammar) or a JSON spec.
+    #[arg(long, value_name = "MODEL")]
+    model: PathBuf,
+    /// Pictures (8-bit RGB PNG or JPEG), or folders of them.
+    #[arg(value_name = "IMAGE|DIR", required = true)]
+    pictures: Vec<PathBuf>,
+    /// Output folder (created if missing): STEM_labels.png (indexed colour: the pixel
+    /// value is the class, shown in the description's colours) and STEM_overlay.png.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    run: PictureRun,
+}
+
+/// The dataset layout is CamVid's (SegNet): SPLIT/ holds the pictures and
+/// SPLITannot/ a PNG of the same name per picture whose pixel values are class
+/// indices (a value at or above the class count is void and not scored).
+#[derive(clap::Args)]
+#[command(after_help = AFTER_HELP)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The dataset folder.
+    #[arg(long, value_name = "DIR")]
+    dataset: PathBuf,
+    /// Which split to score.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: PictureRun,
 }
 
 /// The model description, as the first argument or as `--model`.
@@ -106,8 +169,9 @@ struct RunArgs {
     /// Run only the first N fusion passes (to bisect a wrong result; `interp-planned` only).
     #[arg(long, value_name = "N")]
     stop_after_pass: Option<usize>,
-    /// Threads for the compiled targets (each step is cut into chunks of rows that
-    /// they share): a number, or `auto` / 0 for one per available core.
+    /// Threads for the compiled CPU targets (each step is cut into chunks of rows that
+    /// they share): a number, or `auto` / 0 for one per available core. The
+    /// interpreters and the GPU targets refuse any count but 1.
     #[arg(long, default_value = "1", value_parser = parse_threads)]
     threads: usize,
 }
@@ -122,6 +186,13 @@ struct InspectArgs {
     /// Print the graph IR as text instead of the report.
     #[arg(long, value_enum)]
     ir: Option<IrStage>,
+    /// Also draw the arena plan as SVG: a rectangle per buffer (schedule step
+    /// across, arena offset down), the arena size and its lower bound marked.
+    #[arg(long, value_name = "FILE.svg")]
+    plan_svg: Option<PathBuf>,
+    /// Also write the fused graph as Graphviz DOT (`dot -Tsvg FILE.dot`).
+    #[arg(long, value_name = "FILE.dot")]
+    graph_dot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -230,6 +301,7 @@ const RUN_TARGETS: &[Target] = &[
     Target::CWebGpu,
     Target::Gpu,
 ];
+const PICTURE_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2];
 const BENCH_TARGETS: &[Target] = &[
     Target::RustScalar,
     Target::RustAvx2,
@@ -289,6 +361,21 @@ impl Target {
         }
     }
 
+    /// Whether `--threads` means anything here: the interpreters are serial,
+    /// and the GPU targets schedule their own work.
+    fn takes_threads(self) -> bool {
+        !matches!(self, Target::Interp | Target::InterpPlanned | Target::Gpu | Target::CWebGpu)
+    }
+
+    /// The error for `--threads` other than 1 on a target that does not take it.
+    fn check_threads(self, threads: &[usize]) -> Result<(), Failure> {
+        if self.takes_threads() || threads.iter().all(|&t| t == 1) {
+            Ok(())
+        } else {
+            Err(Failure::new(format!("--threads does not apply to --target {}", self.name())))
+        }
+    }
+
     fn isa(self) -> Option<Isa> {
         match self {
             Target::RustScalar => Some(Isa::Scalar),
@@ -308,6 +395,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(&args),
         Command::Bench(args) => bench(&args),
         Command::Build(args) => build(&args),
+        Command::Segment(args) => segment_pictures(&args),
+        Command::Eval(args) => evaluate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -527,6 +616,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
             )));
         }
     }
+    args.target.check_threads(&[args.threads])?;
     let (spec, graph, sha) = load_model(args.model.path(), args.weights.as_deref())?;
     let (shape, data) = read_f32_tensor(&args.input, "input")?;
     if shape != [1, 3, spec.height, spec.width] {
@@ -602,6 +692,34 @@ fn write_results(path: &Path, r: &Results) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The model of `segment` / `eval`, compiled for the kernels asked for.
+fn segmenter(model: &Path, run: &PictureRun) -> Result<segment::Segmenter, Failure> {
+    let (spec, graph, sha) = load_model(model, run.weights.as_deref())?;
+    let compiled = back::compile(&spec, &graph, &sha)?;
+    let isa = run.target.and_then(Target::isa).unwrap_or_else(Isa::detect);
+    segment::Segmenter::new(spec, compiled, isa)
+}
+
+fn segment_pictures(args: &SegmentArgs) -> Result<(), Failure> {
+    segment::segment(&segmenter(&args.model, &args.run)?, &args.pictures, &args.out, args.run.threads)
+}
+
+fn evaluate(args: &EvalArgs) -> Result<(), Failure> {
+    let evaluation =
+        segment::eval(&segmenter(args.model.path(), &args.run)?, &args.dataset, &args.split, args.run.threads)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&evaluation).map_err(|e| Failure::new(e.to_string()))?);
+    } else {
+        print!("{}", evaluation.to_text());
+    }
+    Ok(())
+}
+
+/// Writes a whole text file or nothing (a temporary name, then a rename).
+fn write_text(path: &Path, text: &str) -> Result<(), Failure> {
+    write_atomically(path, text.as_bytes()).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))
+}
+
 fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let spec = read_model(args.model.path())?.spec;
     let graph = build_graph(&spec)?;
@@ -609,6 +727,13 @@ fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let mut zeros = graph.clone();
     back::program::bind_zero_weights(&mut zeros);
     let compiled = back::program::compile_with_report(&spec, &zeros, "none")?;
+    let title = format!("{} {}x{}", spec.model_name(), spec.height, spec.width);
+    if let Some(path) = &args.plan_svg {
+        write_text(path, &draw::plan_svg(&compiled.plan, &title))?;
+    }
+    if let Some(path) = &args.graph_dot {
+        write_text(path, &draw::graph_dot(&compiled.fused, &title))?;
+    }
     if let Some(which) = args.ir {
         print!("{}", if which == IrStage::Fused { &compiled.fused } else { &graph });
         return Ok(());
@@ -646,15 +771,11 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     // Per thread count: the sorted times of the timed runs, in ms.
     let times: Vec<Vec<f64>> = match (args.target.isa(), args.target.c_target()) {
         _ if args.target == Target::Gpu => {
-            if args.threads != [1] {
-                return Err(Failure::new("--threads does not apply to --target gpu"));
-            }
+            args.target.check_threads(&args.threads)?;
             vec![gpu::bench(&model, &input, args.iters)?]
         }
         (_, Some(CTarget::WebGpu)) => {
-            if args.threads != [1] {
-                return Err(Failure::new("--threads does not apply to --target c-webgpu"));
-            }
+            args.target.check_threads(&args.threads)?;
             let (_, median, _) = run_c(&model, CTarget::WebGpu, 1, &input, args.iters)?;
             vec![vec![median.ok_or_else(|| Failure::new("the C harness printed no timing"))?]]
         }
