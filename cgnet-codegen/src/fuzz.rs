@@ -33,6 +33,10 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("weights", weights),
     ("weights_structured", weights_structured),
     ("input_tensor", input_tensor),
+    #[cfg(feature = "pictures")]
+    ("picture", picture),
+    #[cfg(feature = "pictures")]
+    ("label_image", label_image),
 ];
 
 /// `.cgnet` text (the `cgnet!` grammar): parsed, validated, and on success
@@ -101,6 +105,28 @@ pub fn input_tensor(data: &[u8]) {
     let outputs = interp::run(model, &tensor).expect("a bound model runs on an input of its shape");
     let labels = &outputs[&crate::OutputKind::Labels];
     assert!(labels.data.iter().all(|&l| (l as usize) < fuzz_spec().classes), "labels name classes");
+}
+
+/// A picture file as `cgnetc segment` reads it (8-bit RGB PNG or JPEG), up
+/// to 1 Mpx (decoding time grows with the pixels a header claims: the cap
+/// keeps a 1 s timeout meaningful); one that decodes is resized to
+/// [`fuzz_spec`]'s input, normalised and run.
+#[cfg(feature = "pictures")]
+pub fn picture(data: &[u8]) {
+    let Ok(picture) = crate::pictures::decode_rgb_within(data, Path::new("fuzz.png"), 1 << 20) else { return };
+    assert_eq!(picture.rgb.len(), 3 * picture.width * picture.height, "RGB bytes fit the size");
+    let spec = fuzz_spec();
+    let input = spec.normalise_rgb8(&picture.resized(spec.width, spec.height));
+    let tensor = Tensor { c: 3, h: spec.height, w: spec.width, data: input };
+    interp::run(fuzz_model(), &tensor).expect("a bound model runs on a decoded picture");
+}
+
+/// A label image as `cgnetc eval` reads it, expected at 16 x 16.
+#[cfg(feature = "pictures")]
+pub fn label_image(data: &[u8]) {
+    if let Ok(labels) = crate::pictures::decode_labels(data, Path::new("fuzz.png"), 16, 16) {
+        assert_eq!(labels.len(), 16 * 16, "one label per pixel");
+    }
 }
 
 /// The model the weight and input targets read for: the smallest valid

@@ -10,6 +10,8 @@ pub mod interp;
 pub mod ir;
 pub mod metrics;
 pub mod passes;
+#[cfg(feature = "pictures")]
+pub mod pictures;
 pub mod plan;
 pub mod report;
 pub mod spec;

@@ -99,8 +99,14 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// `v` in this layout.
+    /// `v` in this layout, values below f32's normal range flushed to zero
+    /// ([`crate::weights::flush_subnormals`]: BatchNorm folding and the
+    /// Winograd transform can make them from normal weights).
     pub fn apply(self, v: &[f32]) -> Vec<f32> {
+        crate::weights::flush_subnormals(self.lay_out(v))
+    }
+
+    fn lay_out(self, v: &[f32]) -> Vec<f32> {
         match self {
             Layout::Dense => v.to_vec(),
             Layout::PerChannel => {

@@ -156,7 +156,16 @@ fn bad_pictures_are_errors_naming_the_file_and_write_nothing() {
     let wide: Vec<u8> = good.iter().flat_map(|&v| [v, v]).collect();
     write_png(&file("deep.png"), 53, 37, png::ColorType::Rgb, png::BitDepth::Sixteen, &wide);
     write_png(&file("grey.png"), 53, 37, png::ColorType::Grayscale, png::BitDepth::Eight, &good[..53 * 37]);
+    // A header claiming 25 Mpx (no pixel data follows): refused before decoding.
+    let mut huge = Vec::new();
+    let mut encoder = png::Encoder::new(&mut huge, 5000, 5000);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x03, 0x00]).unwrap();
+    drop(writer);
+    std::fs::write(file("huge.png"), &huge).unwrap();
     for (name, why) in [
+        ("huge.png", "5000x5000 pixels; at most 16777216 are decoded"),
         ("text.png", "not a PNG or JPEG picture"),
         ("truncated.png", "cannot decode"),
         ("deep.png", "Rgb16 pixels; the model reads 8-bit RGB"),

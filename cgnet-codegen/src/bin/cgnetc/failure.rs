@@ -47,5 +47,6 @@ from_display!(
     cgnet_codegen::interp::InterpError,
     cgnet_runtime::TensorFileError,
     cgnet_codegen::back::CompileError,
-    cgnet_codegen::back::c::toolchain::ToolchainError
+    cgnet_codegen::back::c::toolchain::ToolchainError,
+    cgnet_codegen::pictures::PictureError
 );

@@ -2,7 +2,6 @@
 
 mod failure;
 mod gpu;
-mod pictures;
 mod segment;
 
 use std::path::{Path, PathBuf};
@@ -70,7 +69,8 @@ struct PictureRun {
 
 /// Pictures of another size than the model's input are resized to it
 /// (bilinear) and the labels resized back to the picture (nearest neighbour).
-/// Pixels are normalised with the description's `mean` and `std`.
+/// Pixels are normalised with the description's `mean` and `std`. Pictures
+/// of more than 16 Mpx (4096 x 4096) are refused: scale them down first.
 #[derive(clap::Args)]
 #[command(after_help = AFTER_HELP)]
 struct SegmentArgs {

@@ -15,8 +15,9 @@ use cgnet_runtime::kernels::Isa;
 use cgnet_runtime::tensors::write_atomically;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use cgnet_codegen::pictures::{self, Picture};
+
 use crate::failure::Failure;
-use crate::pictures::{self, Picture};
 
 /// A compiled model ready for pictures.
 pub struct Segmenter {
