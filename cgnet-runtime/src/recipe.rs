@@ -100,7 +100,7 @@ pub enum Layout {
 
 impl Layout {
     /// `v` in this layout, values below f32's normal range flushed to zero
-    /// ([`crate::weights::flush_subnormals`]: BatchNorm folding and the
+    /// (as weights are when loaded: BatchNorm folding and the
     /// Winograd transform can make them from normal weights).
     pub fn apply(self, v: &[f32]) -> Vec<f32> {
         crate::weights::flush_subnormals(self.lay_out(v))
