@@ -66,7 +66,12 @@ pub fn decode_rgb_within(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<P
             format!("{w}x{h} pixels; at most {max_pixels} are decoded (scale the picture down first)"),
         ));
     }
-    let decoded = DynamicImage::from_decoder(decoder).map_err(|e| bad(path, format!("cannot decode: {e}")))?;
+    // zune-jpeg 0.4 (the JPEG decoder of `image` 0.25.6) indexes out of bounds
+    // on some corrupt JPEGs (found by fuzzing `picture`): its panic becomes this
+    // file's error instead of ending the program. The decoder holds nothing of ours.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| DynamicImage::from_decoder(decoder)))
+        .map_err(|_| bad(path, "cannot decode: the decoder failed on this file (a corrupt JPEG)"))?
+        .map_err(|e| bad(path, format!("cannot decode: {e}")))?;
     let (width, height) = (decoded.width() as usize, decoded.height() as usize);
     let rgb = match decoded {
         DynamicImage::ImageRgb8(rgb) => rgb.into_raw(),
