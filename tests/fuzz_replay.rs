@@ -141,11 +141,11 @@ fn label_image_corpus() {
 
 #[test]
 fn every_target_has_a_fuzzer_and_a_replay() {
+    let this = std::fs::read_to_string(file!()).expect("this file");
     for (target, _) in TARGETS {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
         assert!(text.contains(&format!("cgnet_codegen::fuzz::{target}(")), "{} calls its body", source.display());
-        let this = std::fs::read_to_string(file!()).expect("this file");
         assert!(this.contains(&format!("replay(\"{target}\")")), "{target} is replayed here");
     }
 }

@@ -5,6 +5,7 @@
 //! read back for evaluation. Every bad file is a [`PictureError`] naming it,
 //! and no decoder may allocate more than [`DECODE_LIMIT_BYTES`].
 
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -93,14 +94,17 @@ pub fn decode_rgb_within(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<P
 }
 
 impl Picture {
-    /// The picture at `width` x `height` (bilinear), or itself when it already is.
-    pub fn resized(&self, width: usize, height: usize) -> Vec<u8> {
+    /// The picture at `width` x `height` (bilinear), or its own pixels when it already is.
+    pub fn resized(&self, width: usize, height: usize) -> Cow<'_, [u8]> {
         if (self.width, self.height) == (width, height) {
-            return self.rgb.clone();
+            return Cow::Borrowed(&self.rgb);
         }
         let image = image::RgbImage::from_raw(self.width as u32, self.height as u32, self.rgb.clone())
             .expect("a decoded picture's bytes fit its size");
-        image::imageops::resize(&image, width as u32, height as u32, image::imageops::FilterType::Triangle).into_raw()
+        Cow::Owned(
+            image::imageops::resize(&image, width as u32, height as u32, image::imageops::FilterType::Triangle)
+                .into_raw(),
+        )
     }
 }
 

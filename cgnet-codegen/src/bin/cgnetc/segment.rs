@@ -2,6 +2,7 @@
 //! eval` (mIoU over a labelled dataset): the compiled program on the Rust
 //! kernels, frames spread over worker threads that each own an arena.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -91,17 +92,16 @@ impl Segmenter {
 /// `cgnetc segment`: writes `STEM_labels.png` and `STEM_overlay.png` per picture into `out`.
 pub fn segment(segmenter: &Segmenter, inputs: &[PathBuf], out: &Path, threads: usize) -> Result<(), Failure> {
     let pictures = pictures::collect(inputs)?;
-    let mut stems: Vec<(&Path, String)> = Vec::new();
+    let mut stems: HashMap<String, &Path> = HashMap::new();
     for path in &pictures {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        if let Some((other, _)) = stems.iter().find(|(_, s)| *s == stem) {
+        if let Some(other) = stems.insert(stem(path), path) {
             return Err(Failure::new(format!(
-                "{} and {} would write the same {stem}_labels.png; segment them into different --out folders",
+                "{} and {} would write the same {}_labels.png; segment them into different --out folders",
                 other.display(),
-                path.display()
+                path.display(),
+                stem(path)
             )));
         }
-        stems.push((path, stem));
     }
     std::fs::create_dir_all(out).map_err(|e| Failure::new(format!("cannot create {}: {e}", out.display())))?;
     let colours = segmenter.colours();
@@ -109,7 +109,7 @@ pub fn segment(segmenter: &Segmenter, inputs: &[PathBuf], out: &Path, threads: u
     let lines = segmenter.for_each(&pictures, threads, |runner, path| {
         let picture = pictures::read_rgb(path)?;
         let labels = segmenter.segment(runner, &picture)?;
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = stem(path);
         for (suffix, bytes) in [
             ("labels", pictures::label_png(&labels, picture.width, picture.height, &colours)),
             ("overlay", pictures::overlay_png(&picture, &labels, &colours)),
@@ -133,6 +133,11 @@ pub fn segment(segmenter: &Segmenter, inputs: &[PathBuf], out: &Path, threads: u
         out.display()
     );
     Ok(())
+}
+
+/// The file name without its extension: the outputs' name.
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Each class's share of the pixels, largest first, those under 0.05 % left out.
