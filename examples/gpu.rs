@@ -13,7 +13,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use cgnet::runtime::gpu::{Gpu, GpuSession};
-use cgnet::runtime::kernels::Isa;
+use cgnet::runtime::kernels::{Input, Isa};
 use cgnet::runtime::Weights;
 use cgnet_codegen::back::{compile, native, program::sha256_hex, wgsl};
 
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         session.segment(&input, &mut labels)?;
         println!("segment {h}x{w}: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     }
-    let cpu = native::execute(&model, Isa::detect(), None, &input)?;
+    let cpu = native::execute(&model, Isa::detect(), None, Input::Floats(&input))?;
     let same = labels.iter().zip(&cpu.labels).filter(|(a, b)| a == b).count();
     println!("labels equal to the CPU's: {same} of {} pixels", labels.len());
     Ok(())

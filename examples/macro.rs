@@ -21,6 +21,7 @@ cgnet::cgnet! {
     pub model CamVid {
         input: 3 x 360 x 480,
         classes: 11,
+        mean: [105.65775, 103.329834, 99.625404], // the authors' CamVid mean (R, G, B), not divided
         stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
         stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
         weights: "weights/cgnet_camvid.safetensors",
@@ -28,8 +29,6 @@ cgnet::cgnet! {
     }
 }
 
-/// The authors' CamVid mean (R, G, B), subtracted without scaling.
-const MEAN: [f32; 3] = [105.65775, 103.329834, 99.625404];
 const CLASSES: [&str; 11] =
     ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"];
 const PALETTE: [[u8; 3]; 11] = [
@@ -69,18 +68,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     if (info.width as usize, info.height as usize) != (w, h) || info.bit_depth != png::BitDepth::Eight {
         return Err(format!("{}: expected 8-bit {w}x{h}, got {}x{}", args[1], info.width, info.height).into());
     }
-    let mut input = vec![0.0f32; 3 * h * w];
-    for p in 0..h * w {
-        for c in 0..3 {
-            input[c * h * w + p] = f32::from(pixels[p * channels + c]) - MEAN[c];
-        }
-    }
+    // Interleaved 8-bit RGB, as decoded: `segment_rgb8` normalises it (with the
+    // `mean` above) as its first kernels read it.
+    let picture: Vec<u8> = pixels.chunks_exact(channels).flat_map(|p| [p[0], p[1], p[2]]).collect();
 
     let model = CamVid::new();
     let mut arena = CamVid::new_arena();
     let mut labels = vec![0u8; CamVid::LABELS_LEN];
     let start = Instant::now();
-    model.segment(&input, arena.as_f32_mut(), &mut labels)?;
+    model.segment_rgb8(&picture, arena.as_f32_mut(), &mut labels)?;
     println!(
         "segmented {w}x{h} in {:.1} ms (arena {} bytes)",
         start.elapsed().as_secs_f64() * 1e3,

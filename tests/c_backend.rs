@@ -206,10 +206,11 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
         for isa in [cgnet::runtime::kernels::Isa::Scalar, cgnet::runtime::kernels::Isa::Avx2] {
             if isa.is_supported() {
                 let execute = cgnet_codegen::back::native::execute;
-                let out = execute(&model, isa, None, &input.data).unwrap();
+                let out = execute(&model, isa, None, cgnet::runtime::kernels::Input::Floats(&input.data)).unwrap();
                 for threads in 2..=8 {
                     let pool = cgnet::runtime::ThreadPool::new(threads).unwrap();
-                    let parallel = execute(&model, isa, Some(&pool), &input.data).unwrap();
+                    let parallel =
+                        execute(&model, isa, Some(&pool), cgnet::runtime::kernels::Input::Floats(&input.data)).unwrap();
                     let same = parallel.logits.iter().zip(&out.logits).all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{isa:?}: {threads} threads differ from 1");
                 }
@@ -330,9 +331,13 @@ fn c_webgpu_host_snapshots_builds_portably_and_matches_the_cpu() {
         }
         result => {
             let out = result.unwrap();
-            let cpu =
-                cgnet_codegen::back::native::execute(&model, cgnet::runtime::kernels::Isa::Scalar, None, &input.data)
-                    .unwrap();
+            let cpu = cgnet_codegen::back::native::execute(
+                &model,
+                cgnet::runtime::kernels::Isa::Scalar,
+                None,
+                cgnet::runtime::kernels::Input::Floats(&input.data),
+            )
+            .unwrap();
             let scale = cpu.logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let worst = cpu.logits.iter().zip(&out.logits).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst <= 1e-4 * scale, "c-webgpu logits differ from the CPU's by {worst} (scale {scale})");

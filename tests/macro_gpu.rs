@@ -12,6 +12,7 @@ cgnet::cgnet! {
     pub model CamVidCropGpu {
         input: 3 x 96 x 128,
         classes: 11,
+        mean: [105.65775, 103.329834, 99.625404],
         stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
         stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
         weights: "weights/cgnet_camvid.safetensors",
@@ -52,4 +53,15 @@ fn a_gpu_model_matches_its_cpu_entry_points_and_the_golden() {
     model.run(input, arena.as_f32_mut(), &mut cpu).unwrap();
     let worst = cpu.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(worst < 1e-3, "GPU and CPU logits differ by {worst}");
+
+    // The crop's own 8-bit picture through the session's 8-bit entry points: the golden again.
+    let (_, picture, _) = common::picture(&golden);
+    let mut from_picture = vec![0.0f32; logits.len()];
+    session.run_rgb8(&picture, &mut from_picture).unwrap();
+    session.segment_rgb8(&picture, &mut labels).unwrap();
+    assert_eq!(session.resources_created(), created, "an 8-bit inference created GPU resources");
+    let tensor = cgnet_codegen::Tensor { c: g.c, h: g.h, w: g.w, data: from_picture };
+    let as_i32: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
+    let ratio = golden.check(&tensor, &as_i32, "cgnet! target gpu, 8-bit picture");
+    eprintln!("cgnet! target gpu from the 8-bit picture: worst logit error = {ratio:.3} of tolerance");
 }

@@ -7,6 +7,7 @@ cgnet::cgnet! {
     pub model CamVid {
         input: 3 x 360 x 480,
         classes: 11,
+        mean: [105.65775, 103.329834, 99.625404],
         stage1: { channels: 32, convs: 3 },
         stage2: { channels: 64, blocks: 3, dilation: 2, reduction: 8 },
         stage3: { channels: 128, blocks: 21, dilation: 4, reduction: 16 },
@@ -24,6 +25,7 @@ cgnet::cgnet! {
     pub model CamVidCrop {
         input: 3 x 96 x 128,
         classes: 11,
+        mean: [105.65775, 103.329834, 99.625404],
         weights: "weights/cgnet_camvid.safetensors",
     }
 }
@@ -96,6 +98,33 @@ macro_rules! check_golden {
         let ratio = golden.check(&t, &labels, stringify!($ty));
         eprintln!("{}: worst logit error = {ratio:.3} of tolerance", $case);
         assert_eq!(<$ty>::PARAMETERS, golden.spec.parameters.unwrap());
+
+        // The 8-bit entry points: bit for bit the float ones on the normalised picture.
+        let (spec, picture, own_image) = common::picture(&golden);
+        assert_eq!(<$ty>::MEAN, spec.normalisation().0, "the model declares the mean its case was normalised with");
+        let floats = spec.normalise_rgb8(&picture);
+        let mut from_floats = vec![0.0; shape.iter().product()];
+        model.run(&floats, arena, &mut from_floats).unwrap();
+        let mut from_picture = vec![0.0; shape.iter().product()];
+        model.run_rgb8(&picture, arena, &mut from_picture).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&from_picture), bits(&from_floats), "{}: run_rgb8", $case);
+        let mut scores_floats = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
+        model.scores(&floats, arena, &mut scores_floats).unwrap();
+        let mut scores_picture = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
+        model.scores_rgb8(&picture, arena, &mut scores_picture).unwrap();
+        assert_eq!(bits(&scores_picture), bits(&scores_floats), "{}: scores_rgb8", $case);
+        let mut labels_floats = vec![0u8; <$ty>::LABELS_LEN];
+        model.segment(&floats, arena, &mut labels_floats).unwrap();
+        let mut labels_picture = vec![0u8; <$ty>::LABELS_LEN];
+        model.segment_rgb8(&picture, arena, &mut labels_picture).unwrap();
+        assert_eq!(labels_picture, labels_floats, "{}: segment_rgb8", $case);
+        if own_image {
+            let t = cgnet_codegen::Tensor { c: shape[1], h: shape[2], w: shape[3], data: from_picture };
+            let labels: Vec<i32> = labels_picture.iter().map(|l| i32::from(*l)).collect();
+            let ratio = golden.check(&t, &labels, concat!(stringify!($ty), " from the 8-bit picture"));
+            eprintln!("{} from the 8-bit picture: worst logit error = {ratio:.3} of tolerance", $case);
+        }
     }};
 }
 
@@ -158,6 +187,9 @@ fn wrong_sizes_and_weights_are_errors() {
     assert!(err.to_string().starts_with("`logits` has"), "{err}");
     let mut labels = vec![0u8; 5];
     assert!(model.segment(&input, arena.as_f32_mut(), &mut labels).is_err());
+    let picture = vec![0u8; 3 * 37 * 53 - 3];
+    let err = model.run_rgb8(&picture, arena.as_f32_mut(), &mut logits).unwrap_err();
+    assert_eq!(err.to_string(), format!("`picture` has {} elements; this model needs {}", picture.len(), input.len()));
     // Weights of another topology.
     let err = TinyLater::from_path(common::golden_dir().join("nores_m2n2_c3_33x65.safetensors")).err().unwrap();
     assert!(err.to_string().contains("does not match the model"), "{err}");
@@ -172,9 +204,15 @@ fn results_do_not_depend_on_the_thread_count() {
     let n: usize = CamVidCrop::LOGITS_SHAPE.iter().product();
     let (mut one, mut many) = (vec![0.0; n], vec![0.0; n]);
     model.run(&golden.input.data, arena.as_f32_mut(), &mut one).unwrap();
+    let (_, picture, _) = common::picture(&golden);
+    let mut one_rgb8 = vec![0.0; n];
+    model.run_rgb8(&picture, arena.as_f32_mut(), &mut one_rgb8).unwrap();
     for threads in 2..=8 {
         let pool = cgnet::runtime::ThreadPool::new(threads).unwrap();
         model.run_parallel(&golden.input.data, arena.as_f32_mut(), &mut many, Some(&pool)).unwrap();
         assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads differ from one");
+        model.run_rgb8_parallel(&picture, arena.as_f32_mut(), &mut many, Some(&pool)).unwrap();
+        let same = one_rgb8.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "run_rgb8: {threads} threads differ from one");
     }
 }

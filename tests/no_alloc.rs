@@ -1,4 +1,4 @@
-//! `new()`, `run`, `scores` and `segment` of a macro model allocate nothing,
+//! `new()`, `run`, `scores` and `segment` (float and 8-bit) of a macro model allocate nothing,
 //! on one thread or on a pool: proved with a counting global allocator.
 //!
 //! A plain `main` (`harness = false`), not a libtest test: the allocator counts
@@ -63,6 +63,7 @@ macro_rules! assert_no_allocation {
         let pool = cgnet::runtime::ThreadPool::new(2).unwrap();
         let mut arena = <$ty>::new_arena();
         let input = vec![0.5f32; <$ty>::INPUT_SHAPE.iter().product()];
+        let picture = vec![128u8; <$ty>::INPUT_SHAPE.iter().product()];
         let mut logits = vec![0.0f32; <$ty>::LOGITS_SHAPE.iter().product()];
         let mut scores = vec![0.0f32; <$ty>::SCORES_SHAPE.iter().product()];
         let mut labels = vec![0u8; <$ty>::LABELS_LEN];
@@ -74,6 +75,9 @@ macro_rules! assert_no_allocation {
             model.scores(&input, arena.as_f32_mut(), &mut scores).unwrap();
             model.run_parallel(&input, arena.as_f32_mut(), &mut logits, Some(&pool)).unwrap();
             model.segment_parallel(&input, arena.as_f32_mut(), &mut labels, Some(&pool)).unwrap();
+            model.run_rgb8(&picture, arena.as_f32_mut(), &mut logits).unwrap();
+            model.segment_rgb8(&picture, arena.as_f32_mut(), &mut labels).unwrap();
+            model.segment_rgb8_parallel(&picture, arena.as_f32_mut(), &mut labels, Some(&pool)).unwrap();
         });
         assert_eq!(n, 0, "{} allocated {n} times during inference", stringify!($ty));
         // `new()` borrows the packed weights compiled in: no allocation, no packing.

@@ -198,7 +198,8 @@ impl ModelSpec {
     }
 
     /// The model's input from interleaved 8-bit RGB of the model's size:
-    /// planar `[3, H, W]`, `(pixel - mean) / std` per channel.
+    /// planar `[3, H, W]`, `(pixel - mean) * (1 / std)` per channel, as the
+    /// `*_rgb8` entry points compute it (`cgnet_runtime::program::Normalisation`).
     ///
     /// # Panics
     /// When `rgb` is not `3 * height * width` bytes.
@@ -206,10 +207,11 @@ impl ModelSpec {
         let pixels = self.height * self.width;
         assert_eq!(rgb.len(), 3 * pixels, "interleaved RGB of the model's size");
         let (mean, std) = self.normalisation();
+        let normalisation = cgnet_runtime::program::Normalisation::new(mean, std);
         let mut planar = vec![0.0; 3 * pixels];
         for (c, plane) in planar.chunks_exact_mut(pixels).enumerate() {
             for (out, pixel) in plane.iter_mut().zip(rgb.chunks_exact(3)) {
-                *out = (f32::from(pixel[c]) - mean[c]) / std[c];
+                *out = normalisation.apply(c, pixel[c]);
             }
         }
         planar

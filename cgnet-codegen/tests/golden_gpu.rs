@@ -24,7 +24,9 @@ fn gpu_or_skip(largest_buffer: u64) -> Option<Gpu> {
 fn gpu_target_matches_every_golden_case() {
     for name in common::all_cases() {
         let golden = common::load(name);
-        let model = compile(&golden.spec, &golden.graph, "test").unwrap();
+        // The spec that normalises the case's picture (the float path does not depend on it).
+        let (spec, picture, own_image) = common::picture(&golden);
+        let model = compile(&spec, &golden.graph, "test").unwrap();
         let plan = wgsl::plan(&model).unwrap();
         let Some(gpu) = gpu_or_skip(plan.arena_floats as u64 * 4) else { return };
         let mut session = GpuSession::new(&gpu, &plan, &model.weights).unwrap();
@@ -33,19 +35,52 @@ fn gpu_target_matches_every_golden_case() {
         let mut logits = vec![0.0f32; plan.logits_floats];
         let mut labels = vec![0u8; plan.labels];
         let mut scores = vec![0.0f32; plan.scores_floats];
+        let floats = spec.normalise_rgb8(&picture);
+        let (mut from_floats, mut from_picture) = (vec![0.0f32; plan.logits_floats], vec![0.0f32; plan.logits_floats]);
+        let (mut labels_floats, mut labels_picture) = (vec![0u8; plan.labels], vec![0u8; plan.labels]);
         for _ in 0..2 {
             session.run(&golden.input.data, &mut logits).unwrap();
             session.segment(&golden.input.data, &mut labels).unwrap();
             session.scores(&golden.input.data, &mut scores).unwrap();
+            session.run(&floats, &mut from_floats).unwrap();
+            session.run_rgb8(&picture, &mut from_picture).unwrap();
+            session.segment(&floats, &mut labels_floats).unwrap();
+            session.segment_rgb8(&picture, &mut labels_picture).unwrap();
         }
         assert_eq!(session.resources_created(), created, "an inference created GPU resources");
+        // The 8-bit entry points: the float ones on the normalised picture. (The
+        // GPU compiles the kernels that read the picture separately, so this is
+        // checked to the golden tolerance and reported, not required, bit for bit.)
+        let scale = from_floats.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = from_floats.iter().zip(&from_picture).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= 1e-4 * scale, "{name}: run_rgb8 differs from run by {worst}");
+        let identical = from_floats.iter().zip(&from_picture).all(|(a, b)| a.to_bits() == b.to_bits());
+        eprintln!("{name} gpu: run_rgb8 - run on the normalised picture: max {worst:e}, bit-identical: {identical}");
+        if identical {
+            assert_eq!(labels_picture, labels_floats, "{name}: segment_rgb8");
+        }
+        if own_image {
+            let t = cgnet_codegen::Tensor {
+                c: golden.logits.c,
+                h: golden.logits.h,
+                w: golden.logits.w,
+                data: from_picture,
+            };
+            let labels: Vec<i32> = labels_picture.iter().map(|l| i32::from(*l)).collect();
+            let ratio = golden.check(&t, &labels, "gpu from the 8-bit picture");
+            eprintln!("{name} gpu from the 8-bit picture: worst logit error = {ratio:.3} of tolerance");
+        }
         let logits = cgnet_codegen::Tensor { c: g.c, h: g.h, w: g.w, data: logits };
         let labels: Vec<i32> = labels.iter().map(|l| i32::from(*l)).collect();
         let ratio = golden.check(&logits, &labels, &format!("gpu ({})", gpu.info()));
         // The scores are the CPU's upsample of the same logits, to float rounding.
-        let cpu =
-            cgnet_codegen::back::native::execute(&model, cgnet_runtime::kernels::Isa::Scalar, None, &golden.input.data)
-                .unwrap();
+        let cpu = cgnet_codegen::back::native::execute(
+            &model,
+            cgnet_runtime::kernels::Isa::Scalar,
+            None,
+            cgnet_runtime::kernels::Input::Floats(&golden.input.data),
+        )
+        .unwrap();
         let scale = cpu.scores.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         let worst = cpu.scores.iter().zip(&scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(worst <= 1e-3 * scale, "{name}: scores differ from the CPU's by {worst}");

@@ -89,7 +89,7 @@ fn every_printed_form_follows_the_schema() {
         let typedef = typedefs.lines().find(|l| l.ends_with(&format!("}} {};", schema.c_type))).unwrap();
         let (ty, c_kind, init) = c::step_literal(step);
         assert_eq!((ty, c_kind), (schema.c_type, kind));
-        let call = c::exec_call(step, "s", "m");
+        let call = c::exec_call(step, "&s", "m");
         let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
         assert_eq!(call, format!("cg_exec({kind}, &s, {rows}, {chunk}, m, pf);"));
         let mut at = 0;

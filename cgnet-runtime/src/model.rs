@@ -1,7 +1,7 @@
 //! What generated models share at run time: their error type and the
 //! argument checks every entry point makes before any kernel runs.
 
-use crate::kernels::{Exec, Isa, KernelError, Memory, ParallelFor};
+use crate::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
 
 /// Why a generated model could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -49,25 +49,28 @@ pub enum Output<'a> {
     Labels(&'a mut [u8]),
 }
 
-/// Checks the input and arena and binds them and the output to an executor.
-/// Allocates nothing.
+/// Checks the input (`input_len` floats, or as many bytes of a picture) and
+/// the arena, and binds them and the output to an executor. Allocates nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn exec<'a>(
     weights: &'a [f32],
     isa: Isa,
     parallel: Option<&'a dyn ParallelFor>,
-    input: &'a [f32],
+    input: Input<'a>,
     input_len: usize,
     arena: &'a mut [f32],
     arena_bytes: usize,
     output: Output<'a>,
 ) -> Result<Exec<'a>, ModelError> {
-    check_len("input", input.len(), input_len)?;
+    match input {
+        Input::Floats(x) => check_len("input", x.len(), input_len)?,
+        Input::Rgb8 { pixels, .. } => check_len("picture", pixels.len(), input_len)?,
+    }
     let found = std::mem::size_of_val(arena);
     if found < arena_bytes {
         return Err(ModelError::ArenaTooSmall { expected: arena_bytes, found });
     }
-    let memory = Memory::new(arena, input);
+    let memory = Memory::with_input(arena, input);
     let memory = match output {
         Output::Logits(logits) => memory.with_logits(logits),
         Output::Scores(scores) => memory.with_scores(scores),

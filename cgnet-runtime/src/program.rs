@@ -16,6 +16,36 @@ pub enum Mem {
     Scores,
     /// The caller's labels, one byte (not float) per pixel: `[H, W]`.
     Labels,
+    /// The caller's picture, interleaved 8-bit RGB `[H, W, 3]`, one byte per
+    /// element, read as `(byte - mean[c]) * inv_std[c]` (the model's
+    /// [`Normalisation`]). Only convolutions and pools read it: the steps that
+    /// read [`Mem::Input`] in a float program (see [`Step::reading_rgb8`]).
+    Rgb8,
+}
+
+/// How an 8-bit RGB picture becomes the model's input: `(byte - mean[c]) *
+/// inv_std[c]` per channel, computed in f32 exactly so by every path (the
+/// float entry points' callers, `normalise_rgb8`, and the kernels reading a
+/// [`Mem::Rgb8`] view), so that a picture gives bit-identical results through
+/// the float and the 8-bit entry points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalisation {
+    pub mean: [f32; 3],
+    /// `1 / std`, rounded to f32 once.
+    pub inv_std: [f32; 3],
+}
+
+impl Normalisation {
+    /// From the mean and standard deviation per channel (RGB order).
+    pub fn new(mean: [f32; 3], std: [f32; 3]) -> Self {
+        Self { mean, inv_std: std.map(|s| 1.0 / s) }
+    }
+
+    /// Channel `c` (0, 1 or 2) of a pixel.
+    #[inline(always)]
+    pub fn apply(&self, c: usize, byte: u8) -> f32 {
+        (f32::from(byte) - self.mean[c]) * self.inv_std[c]
+    }
 }
 
 /// A strided 3-D window: element `(c, y, x)` is at
@@ -96,6 +126,26 @@ impl View {
             }
         }
         true
+    }
+
+    /// The same elements of an interleaved 8-bit picture: a view of the planar
+    /// float input (`channel_stride` a multiple of `row_stride`, pixels
+    /// adjacent) as the [`Mem::Rgb8`] view that addresses them in `[H, W, 3]`
+    /// bytes. `None` for any other view.
+    pub fn interleaved_rgb8(&self) -> Option<View> {
+        let planar = self.mem == Mem::Input
+            && self.pixel_stride == 1
+            && self.row_stride >= self.w
+            && self.channel_stride > 0
+            && self.channel_stride % self.row_stride == 0;
+        if !planar {
+            return None;
+        }
+        let (c0, in_plane) = (self.offset / self.channel_stride, self.offset % self.channel_stride);
+        let (y0, x0) = (in_plane / self.row_stride, in_plane % self.row_stride);
+        let row_stride = self.row_stride.checked_mul(3)?;
+        let offset = y0.checked_mul(row_stride)?.checked_add(x0 * 3)?.checked_add(c0)?;
+        Some(View { mem: Mem::Rgb8, offset, row_stride, pixel_stride: 3, channel_stride: 1, ..*self })
     }
 
     /// Whether channels are contiguous (the internal NHWC layout).
@@ -323,6 +373,20 @@ pub enum Step {
 }
 
 impl Step {
+    /// The step as it runs on an 8-bit picture ([`Mem::Rgb8`]) instead of the
+    /// float input: `Some` for the steps that read [`Mem::Input`] (the first
+    /// convolution and the input-injection pools), with those views mapped by
+    /// [`View::interleaved_rgb8`]; `None` for every other step, which runs
+    /// unchanged. Only convolutions and pools can read a picture.
+    pub fn reading_rgb8(&self) -> Option<Step> {
+        let map = |v: &View| if v.mem == Mem::Input { v.interleaved_rgb8() } else { Some(*v) };
+        match self {
+            Step::Conv(s) if s.src.mem == Mem::Input => Some(Step::Conv(Conv { src: map(&s.src)?, ..*s })),
+            Step::AvgPool(s) if s.src.mem == Mem::Input => Some(Step::AvgPool(AvgPool { src: map(&s.src)?, ..*s })),
+            _ => None,
+        }
+    }
+
     /// The variant's name, its C kind constant, its struct's schema and the
     /// field values: what every printed form of the step is made from.
     pub fn parts(&self) -> (&'static str, &'static str, StepSchema, Vec<FieldValue>) {

@@ -178,3 +178,41 @@ impl Golden {
 pub fn labels_of(t: &Tensor) -> Vec<i32> {
     t.data.iter().map(|v| *v as i32).collect()
 }
+
+/// An 8-bit picture for the `*_rgb8` entry points, and the spec that
+/// normalises it. For the CamVid cases, the golden's own image: their input is
+/// the picture minus the CamVid mean that `models/camvid.cgnet` declares, so the
+/// goldens hold for the picture too (`true`). For the synthetic cases (random
+/// float inputs), a deterministic pseudo-random picture (`false`).
+pub fn picture(golden: &Golden) -> (ModelSpec, Vec<u8>, bool) {
+    let mut spec = golden.spec.clone();
+    let (h, w) = (spec.height, spec.width);
+    if !golden.name.starts_with("camvid") {
+        let mut state = 0x2545_f491_u32;
+        let pixels = (0..3 * h * w)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        return (spec, pixels, false);
+    }
+    let camvid = cgnet_codegen::syntax::parse_file(&root().join("models/camvid.cgnet")).unwrap();
+    spec.mean = camvid.spec.mean;
+    let (mean, _) = spec.normalisation();
+    let plane = h * w;
+    let mut pixels = vec![0u8; 3 * plane];
+    for (i, value) in golden.input.data.iter().enumerate() {
+        let (c, p) = (i / plane, i % plane);
+        let byte = value + mean[c];
+        assert!(
+            (byte - byte.round()).abs() < 1e-3 && (0.0..=255.0).contains(&byte),
+            "{}: input {value} at {i} is not a byte minus the CamVid mean",
+            golden.name
+        );
+        pixels[3 * p + c] = byte.round() as u8;
+    }
+    (spec, pixels, true)
+}

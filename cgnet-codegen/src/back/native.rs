@@ -2,7 +2,7 @@
 //! same calls the Rust backend emits, from a vector instead of constants.
 //! Used by `cgnetc run --target rust-*` and to test the kernels on whole models.
 
-use cgnet_runtime::kernels::{Exec, Isa, KernelError, Memory, ParallelFor};
+use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
 use cgnet_runtime::Arena;
 
 use super::CompiledModel;
@@ -38,13 +38,13 @@ impl Runner {
         model: &CompiledModel,
         isa: Isa,
         parallel: Option<&dyn ParallelFor>,
-        input: &[f32],
+        input: Input<'_>,
     ) -> Result<&[f32], KernelError> {
-        let memory = Memory::new(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
+        let picture = matches!(input, Input::Rgb8 { .. });
+        let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        for step in model.steps.iter().chain([&model.tails.run]) {
-            exec.step(step)?;
-        }
+        body(&exec, model, picture)?;
+        exec.step(&model.tails.run)?;
         Ok(&self.logits)
     }
 
@@ -55,37 +55,50 @@ impl Runner {
         model: &CompiledModel,
         isa: Isa,
         parallel: Option<&dyn ParallelFor>,
-        input: &[f32],
+        input: Input<'_>,
         labels: &mut [u8],
     ) -> Result<(), KernelError> {
-        let memory = Memory::new(self.arena.as_f32_mut(), input).with_labels(labels);
+        let picture = matches!(input, Input::Rgb8 { .. });
+        let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        for step in model.steps.iter().chain([&model.tails.segment]) {
-            exec.step(step)?;
-        }
-        Ok(())
+        body(&exec, model, picture)?;
+        exec.step(&model.tails.segment)
     }
 }
 
-/// Runs the body once and all three tails. `input` is NCHW `[3, H, W]`.
+/// The model's steps; with `picture`, the readers of the input in the form
+/// that reads an 8-bit picture (`Step::reading_rgb8`), as emitted code does.
+fn body(exec: &Exec<'_>, model: &CompiledModel, picture: bool) -> Result<(), KernelError> {
+    for step in &model.steps {
+        match step.reading_rgb8().filter(|_| picture) {
+            Some(picture_step) => exec.step(&picture_step)?,
+            None => exec.step(step)?,
+        }
+    }
+    Ok(())
+}
+
+/// Runs the body once and all three tails, on floats (NCHW `[3, H, W]`) or a picture.
 pub fn execute(
     model: &CompiledModel,
     isa: Isa,
     parallel: Option<&dyn ParallelFor>,
-    input: &[f32],
+    input: Input<'_>,
 ) -> Result<Outputs, KernelError> {
+    let picture = matches!(input, Input::Rgb8 { .. });
     let mut arena = Arena::new(model.arena_bytes);
     let (h, w, c) = (model.height, model.width, model.classes);
     let mut logits = vec![0.0f32; c * model.logits.h * model.logits.w];
     let mut scores = vec![0.0f32; c * h * w];
     let mut labels = vec![0u8; h * w];
-    let memory = Memory::new(arena.as_f32_mut(), input)
+    let memory = Memory::with_input(arena.as_f32_mut(), input)
         .with_logits(&mut logits)
         .with_scores(&mut scores)
         .with_labels(&mut labels);
     let exec = Exec::new(memory, &model.weights, isa, parallel);
+    body(&exec, model, picture)?;
     let tails = &model.tails;
-    for step in model.steps.iter().chain([&tails.run, &tails.scores, &tails.segment]) {
+    for step in [&tails.run, &tails.scores, &tails.segment] {
         exec.step(step)?;
     }
     Ok(Outputs { logits, scores, labels })

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::program::{self as p, Act, Epilogue, FieldValue, Mem, Normalisation, Step, View};
 use cgnet_runtime::recipe::{FileTensor, Layout, Placement, Recipe};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +41,14 @@ pub struct CompiledModel {
     pub macs: u64,
 }
 
+impl CompiledModel {
+    /// How the 8-bit entry points normalise a picture (the description's `mean` / `std`).
+    pub fn normalisation(&self) -> Normalisation {
+        let (mean, std) = self.spec.normalisation();
+        Normalisation::new(mean, std)
+    }
+}
+
 /// The last step of each entry point: the body leaves the logits in the arena;
 /// `run` copies them out (NCHW), `scores` upsamples them, `segment` upsamples
 /// them and takes the argmax. All three share the body and the arena.
@@ -57,6 +65,8 @@ pub enum CompileError {
     Verify(#[from] crate::ir::VerifyError),
     #[error("node {node} ({name}): {what} is not supported by the backends")]
     Unsupported { node: NodeId, name: String, what: String },
+    #[error("step {0} reads the input but cannot read an 8-bit picture (only convolutions and pools can)")]
+    PictureReader(usize),
     #[error("parameter `{0}` has no value: bind weights before compiling")]
     Unbound(String),
     #[error("packed weight {index} is {value} after folding BatchNorm into the convolutions: the weights or running statistics are too large for f32")]
@@ -132,6 +142,17 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
     // Emitters print every float as a literal; C has no literal for NaN or infinity.
     if let Some(index) = lower.packer.data.iter().position(|v| !v.is_finite()) {
         return Err(CompileError::NonFinite { index, value: lower.packer.data[index] });
+    }
+    // Every reader of the input has a form that reads an 8-bit picture instead
+    // (the `*_rgb8` entry points).
+    let reads_input = |step: &Step| {
+        step.parts()
+            .3
+            .iter()
+            .any(|v| matches!(v, FieldValue::View(v) | FieldValue::OptionalView(Some(v)) if v.mem == Mem::Input))
+    };
+    if let Some(i) = lower.steps.iter().position(|s| reads_input(s) && s.reading_rgb8().is_none()) {
+        return Err(CompileError::PictureReader(i));
     }
     let spec_json = serde_json::to_string(spec).unwrap_or_default();
     let recipe = lower.packer.recipe(|r| {

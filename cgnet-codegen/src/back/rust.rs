@@ -106,6 +106,9 @@ fn stub(vis: &syn::Visibility, name: &Ident) -> TokenStream {
             pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
             pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
             pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn run_rgb8(&self, picture: &[u8], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn scores_rgb8(&self, picture: &[u8], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
+            pub fn segment_rgb8(&self, picture: &[u8], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), ::cgnet::runtime::ModelError> { unreachable!() }
         }
     }
 }
@@ -122,6 +125,7 @@ fn view(v: &View) -> TokenStream {
         Mem::Logits => quote!(Logits),
         Mem::Scores => quote!(Scores),
         Mem::Labels => quote!(Labels),
+        Mem::Rgb8 => quote!(Rgb8),
     };
     let [offset, c, h, w, row_stride, pixel_stride, channel_stride] =
         [v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride].map(n);
@@ -299,8 +303,27 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
     let steps: Vec<TokenStream> = model.steps.iter().map(step_literal).collect();
+    // The steps that read the input have a second form reading an 8-bit picture.
+    let (picture_names, picture_steps): (Vec<Ident>, Vec<TokenStream>) = model
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| Some((format_ident!("S{i}_RGB8"), step_literal(&step.reading_rgb8()?))))
+        .unzip();
+    let body_calls = model.steps.iter().zip(&names).map(|(step, name)| {
+        if step.reading_rgb8().is_some() {
+            let picture_name = format_ident!("{name}_RGB8");
+            quote!(exec.step(if picture { &#steps_mod::#picture_name } else { &#steps_mod::#name })?;)
+        } else {
+            quote!(exec.step(&#steps_mod::#name)?;)
+        }
+    });
     let [run_tail, scores_tail, segment_tail] =
         [&model.tails.run, &model.tails.scores, &model.tails.segment].map(step_literal);
+    let normalisation = model.normalisation();
+    let floats = |v: [f32; 3]| v.map(proc_macro2::Literal::f32_suffixed);
+    let [mean, std, inv_std] = [normalisation.mean, model.spec.normalisation().1, normalisation.inv_std].map(floats);
+    let entry_points = entry_points(model, &rt);
     let doc = format!(
         " CGNet compiled by cgnet {}: input 1x3x{}x{}, {} classes, {} parameters, {} MACs, arena {} bytes.",
         env!("CARGO_PKG_VERSION"),
@@ -364,6 +387,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             /// How the packed weights are made from a weight file (executed by cgnet-runtime).
             pub const RECIPE: Recipe<'static> = #recipe;
             #(pub const #names: Step = #steps;)*
+            #(pub const #picture_names: Step = #picture_steps;)*
             pub const RUN_TAIL: Step = #run_tail;
             pub const SCORES_TAIL: Step = #scores_tail;
             pub const SEGMENT_TAIL: Step = #segment_tail;
@@ -379,6 +403,13 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             pub const ARENA_BYTES: usize = #arena_bytes;
             pub const PARAMETERS: usize = #parameters;
             pub const MACS: u64 = #macs;
+            /// Per-channel (RGB) mean and standard deviation of the model's input: the
+            /// `*_rgb8` entry points compute `(byte - MEAN[c]) * (1 / STD[c])` in f32
+            /// (`NORMALISATION`), the float ones take the result as their input.
+            pub const MEAN: [f32; 3] = [#(#mean),*];
+            pub const STD: [f32; 3] = [#(#std),*];
+            pub const NORMALISATION: #rt::program::Normalisation =
+                #rt::program::Normalisation { mean: Self::MEAN, inv_std: [#(#inv_std),*] };
             /// Identifies the packed-weights layout (spec, packing recipe, cgnet version).
             pub const WEIGHTS_FINGERPRINT: &'static str = #fingerprint;
 
@@ -406,70 +437,108 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                 #rt::Arena::new(Self::ARENA_BYTES)
             }
 
-            fn body(exec: &#rt::kernels::Exec<'_>) -> ::core::result::Result<(), #rt::kernels::KernelError> {
-                #(exec.step(&#steps_mod::#names)?;)*
+            /// The program without its tail; `picture`: the input is an 8-bit picture.
+            fn body(exec: &#rt::kernels::Exec<'_>, picture: bool) -> ::core::result::Result<(), #rt::kernels::KernelError> {
+                #(#body_calls)*
                 Ok(())
             }
 
-            /// Logits `[1, C, ceil(H/8), ceil(W/8)]` NCHW of an input `[1, 3, H, W]` NCHW. Allocates nothing.
-            pub fn run(&self, input: &[f32], arena: &mut [f32], logits: &mut [f32]) -> ::core::result::Result<(), #rt::ModelError> {
-                self.run_parallel(input, arena, logits, None)
-            }
-
-            /// `run`, each step split across `parallel`'s threads.
-            pub fn run_parallel(
+            /// Checks the output's length, runs the body and the output's tail.
+            fn call(
                 &self,
-                input: &[f32],
+                input: #rt::kernels::Input<'_>,
                 arena: &mut [f32],
-                logits: &mut [f32],
+                output: #rt::model::Output<'_>,
                 parallel: Option<&dyn #rt::kernels::ParallelFor>,
             ) -> ::core::result::Result<(), #rt::ModelError> {
-                #rt::model::check_len("logits", logits.len(), #c * #lh * #lw)?;
-                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Logits(logits))?;
-                Self::body(&exec)?;
-                exec.step(&#steps_mod::RUN_TAIL)?;
+                let tail = match &output {
+                    #rt::model::Output::Logits(x) => { #rt::model::check_len("logits", x.len(), #c * #lh * #lw)?; &#steps_mod::RUN_TAIL }
+                    #rt::model::Output::Scores(x) => { #rt::model::check_len("scores", x.len(), #c * #h * #w)?; &#steps_mod::SCORES_TAIL }
+                    #rt::model::Output::Labels(x) => { #rt::model::check_len("labels", x.len(), #h * #w)?; &#steps_mod::SEGMENT_TAIL }
+                };
+                let picture = matches!(input, #rt::kernels::Input::Rgb8 { .. });
+                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, output)?;
+                Self::body(&exec, picture)?;
+                exec.step(tail)?;
                 Ok(())
             }
 
-            /// Scores `[1, C, H, W]` NCHW: the logits bilinearly upsampled. Allocates nothing.
-            pub fn scores(&self, input: &[f32], arena: &mut [f32], scores: &mut [f32]) -> ::core::result::Result<(), #rt::ModelError> {
-                self.scores_parallel(input, arena, scores, None)
-            }
-
-            pub fn scores_parallel(
-                &self,
-                input: &[f32],
-                arena: &mut [f32],
-                scores: &mut [f32],
-                parallel: Option<&dyn #rt::kernels::ParallelFor>,
-            ) -> ::core::result::Result<(), #rt::ModelError> {
-                #rt::model::check_len("scores", scores.len(), #c * #h * #w)?;
-                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Scores(scores))?;
-                Self::body(&exec)?;
-                exec.step(&#steps_mod::SCORES_TAIL)?;
-                Ok(())
-            }
-
-            /// Labels `[H * W]`: the class of every pixel. Allocates nothing.
-            pub fn segment(&self, input: &[f32], arena: &mut [f32], labels: &mut [u8]) -> ::core::result::Result<(), #rt::ModelError> {
-                self.segment_parallel(input, arena, labels, None)
-            }
-
-            pub fn segment_parallel(
-                &self,
-                input: &[f32],
-                arena: &mut [f32],
-                labels: &mut [u8],
-                parallel: Option<&dyn #rt::kernels::ParallelFor>,
-            ) -> ::core::result::Result<(), #rt::ModelError> {
-                #rt::model::check_len("labels", labels.len(), #h * #w)?;
-                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, #rt::model::Output::Labels(labels))?;
-                Self::body(&exec)?;
-                exec.step(&#steps_mod::SEGMENT_TAIL)?;
-                Ok(())
-            }
+            #entry_points
         }
     }
+}
+
+/// The public entry points: run / scores / segment, each from floats or an
+/// 8-bit picture, serial or across a host's threads; each a call of `call`.
+fn entry_points(model: &CompiledModel, rt: &TokenStream) -> TokenStream {
+    let (c, h, w, lh, lw) = (model.classes, model.height, model.width, model.logits.h, model.logits.w);
+    let outputs = [
+        ("run", quote!(logits), quote!(f32), quote!(Logits), format!("Logits `[1, {c}, {lh}, {lw}]` NCHW")),
+        (
+            "scores",
+            quote!(scores),
+            quote!(f32),
+            quote!(Scores),
+            format!("Scores `[1, {c}, {h}, {w}]` NCHW (the logits bilinearly upsampled)"),
+        ),
+        (
+            "segment",
+            quote!(labels),
+            quote!(u8),
+            quote!(Labels),
+            format!("Labels `[{h} * {w}]` (the class of every pixel)"),
+        ),
+    ];
+    let picture_doc = format!(
+        "a picture: interleaved 8-bit RGB `[{h}, {w}, 3]`, row-major, as image decoders give it. The first \
+         convolution and the input-injection pools normalise it as they read it (`NORMALISATION`): no float \
+         copy, the same arena, and bit for bit the result of the float entry point on the normalised picture."
+    );
+    let mut tokens = TokenStream::new();
+    for (entry, out, out_ty, variant, what) in outputs {
+        let inputs = [
+            (
+                "",
+                quote!(input),
+                quote!([f32]),
+                quote!(Floats(input)),
+                format!("an input `[1, 3, {h}, {w}]` NCHW, normalised (see `MEAN`)."),
+            ),
+            (
+                "_rgb8",
+                quote!(picture),
+                quote!([u8]),
+                quote!(Rgb8 { pixels: picture, normalisation: Self::NORMALISATION }),
+                picture_doc.clone(),
+            ),
+        ];
+        for (suffix, arg, arg_ty, input, of) in inputs {
+            let serial = format_ident!("{entry}{suffix}");
+            let parallel = format_ident!("{entry}{suffix}_parallel");
+            let serial_doc = format!(" {what} of {of} Allocates nothing.");
+            let parallel_doc = format!(
+                " `{serial}`, each step split across `parallel`'s threads (bit-identical for every thread count)."
+            );
+            tokens.extend(quote! {
+                #[doc = #serial_doc]
+                pub fn #serial(&self, #arg: &#arg_ty, arena: &mut [f32], #out: &mut [#out_ty]) -> ::core::result::Result<(), #rt::ModelError> {
+                    self.#parallel(#arg, arena, #out, None)
+                }
+
+                #[doc = #parallel_doc]
+                pub fn #parallel(
+                    &self,
+                    #arg: &#arg_ty,
+                    arena: &mut [f32],
+                    #out: &mut [#out_ty],
+                    parallel: Option<&dyn #rt::kernels::ParallelFor>,
+                ) -> ::core::result::Result<(), #rt::ModelError> {
+                    self.call(#rt::kernels::Input::#input, arena, #rt::model::Output::#variant(#out), parallel)
+                }
+            });
+        }
+    }
+    tokens
 }
 
 /// A standalone Rust module for `model` (`cgnetc build --target rust`): the
@@ -532,6 +601,14 @@ fn gpu_entry_points(model: &CompiledModel, rt: &TokenStream) -> Result<TokenStre
         }
     };
     let body: Vec<TokenStream> = plan.body.iter().map(kernel).collect();
+    let picture: Vec<TokenStream> = plan
+        .picture
+        .iter()
+        .map(|(i, k)| {
+            let (i, k) = (n(*i), kernel(k));
+            quote!((#i, #k))
+        })
+        .collect();
     let [run, scores, segment] = [&plan.run, &plan.scores, &plan.segment].map(kernel);
     let [arena, input, logits, scores_floats, labels] =
         [plan.arena_floats, plan.input_floats, plan.logits_floats, plan.scores_floats, plan.labels].map(n);
@@ -540,6 +617,7 @@ fn gpu_entry_points(model: &CompiledModel, rt: &TokenStream) -> Result<TokenStre
         pub fn gpu_plan() -> #rt::gpu::GpuPlan {
             #rt::gpu::GpuPlan {
                 body: ::std::vec![#(#body),*],
+                picture: ::std::vec![#(#picture),*],
                 run: #run,
                 scores: #scores,
                 segment: #segment,

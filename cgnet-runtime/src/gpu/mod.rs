@@ -29,6 +29,10 @@ pub struct GpuKernel {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuPlan {
     pub body: Vec<GpuKernel>,
+    /// The body's kernels that read the input, again reading an 8-bit picture
+    /// instead (its bytes uploaded into the input buffer, four per word), each
+    /// with its index in `body`: the 8-bit entry points run these in their place.
+    pub picture: Vec<(usize, GpuKernel)>,
     pub run: GpuKernel,
     pub scores: GpuKernel,
     pub segment: GpuKernel,

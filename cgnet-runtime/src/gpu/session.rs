@@ -110,10 +110,19 @@ pub struct GpuSession {
     buffers: Buffers,
     bind_group: wgpu::BindGroup,
     body: Vec<(wgpu::ComputePipeline, [u32; 3])>,
+    /// `GpuPlan::picture`'s pipelines, by index into `body`.
+    picture: Vec<(usize, (wgpu::ComputePipeline, [u32; 3]))>,
     tails: [(wgpu::ComputePipeline, [u32; 3]); 3],
     sizes: (usize, usize, usize, usize),
     /// GPU resources this session created (buffers, modules, layouts, pipelines, bind groups).
     created: usize,
+}
+
+/// What an inference uploads.
+#[derive(Clone, Copy)]
+enum Upload<'a> {
+    Floats(&'a [f32]),
+    Picture(&'a [u8]),
 }
 
 #[derive(Clone, Copy)]
@@ -204,6 +213,7 @@ impl GpuSession {
             (pipeline, kernel.workgroups)
         };
         let body = plan.body.iter().map(&mut pipeline).collect();
+        let picture = plan.picture.iter().map(|(i, kernel)| (*i, pipeline(kernel))).collect();
         let tails = [pipeline(&plan.run), pipeline(&plan.scores), pipeline(&plan.segment)];
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GpuError::Rejected { what: "the program".into(), message: error.to_string() });
@@ -214,6 +224,7 @@ impl GpuSession {
             buffers,
             bind_group,
             body,
+            picture,
             tails,
             sizes: (plan.input_floats, plan.logits_floats, plan.scores_floats, plan.labels),
             created,
@@ -228,29 +239,66 @@ impl GpuSession {
     /// The logits, NCHW.
     pub fn run(&mut self, input: &[f32], logits: &mut [f32]) -> Result<(), GpuError> {
         check("logits", logits.len(), self.sizes.1)?;
-        self.infer(input, Tail::Run, bytemuck::cast_slice_mut(logits))
+        self.infer(Upload::Floats(input), Tail::Run, bytemuck::cast_slice_mut(logits))
     }
 
     /// The bilinearly upsampled scores, NCHW.
     pub fn scores(&mut self, input: &[f32], scores: &mut [f32]) -> Result<(), GpuError> {
         check("scores", scores.len(), self.sizes.2)?;
-        self.infer(input, Tail::Scores, bytemuck::cast_slice_mut(scores))
+        self.infer(Upload::Floats(input), Tail::Scores, bytemuck::cast_slice_mut(scores))
     }
 
     /// One label per pixel.
     pub fn segment(&mut self, input: &[f32], labels: &mut [u8]) -> Result<(), GpuError> {
         check("labels", labels.len(), self.sizes.3)?;
-        self.infer(input, Tail::Segment, labels)
+        self.infer(Upload::Floats(input), Tail::Segment, labels)
     }
 
-    fn infer(&mut self, input: &[f32], tail: Tail, out: &mut [u8]) -> Result<(), GpuError> {
-        check("input", input.len(), self.sizes.0)?;
+    /// [`GpuSession::run`] of a picture: interleaved 8-bit RGB `[H, W, 3]`,
+    /// uploaded as bytes and normalised by the kernels that read it.
+    pub fn run_rgb8(&mut self, picture: &[u8], logits: &mut [f32]) -> Result<(), GpuError> {
+        check("logits", logits.len(), self.sizes.1)?;
+        self.infer(Upload::Picture(picture), Tail::Run, bytemuck::cast_slice_mut(logits))
+    }
+
+    /// [`GpuSession::scores`] of a picture (see [`GpuSession::run_rgb8`]).
+    pub fn scores_rgb8(&mut self, picture: &[u8], scores: &mut [f32]) -> Result<(), GpuError> {
+        check("scores", scores.len(), self.sizes.2)?;
+        self.infer(Upload::Picture(picture), Tail::Scores, bytemuck::cast_slice_mut(scores))
+    }
+
+    /// [`GpuSession::segment`] of a picture (see [`GpuSession::run_rgb8`]).
+    pub fn segment_rgb8(&mut self, picture: &[u8], labels: &mut [u8]) -> Result<(), GpuError> {
+        check("labels", labels.len(), self.sizes.3)?;
+        self.infer(Upload::Picture(picture), Tail::Segment, labels)
+    }
+
+    fn infer(&mut self, input: Upload<'_>, tail: Tail, out: &mut [u8]) -> Result<(), GpuError> {
+        // A picture has one byte per float of the input.
+        let (bytes, picture): (&[u8], bool) = match input {
+            Upload::Floats(x) => {
+                check("input", x.len(), self.sizes.0)?;
+                (bytemuck::cast_slice(x), false)
+            }
+            Upload::Picture(p) => {
+                check("picture", p.len(), self.sizes.0)?;
+                (p, true)
+            }
+        };
         let b = &self.buffers;
         map(&self.device, &b.upload, wgpu::MapMode::Write)?;
         {
-            let range = ..input.len() as u64 * 4;
+            // Whole words: the kernels read the picture four bytes at a time.
+            let len = bytes.len().next_multiple_of(4);
+            let range = ..len as u64;
             let mut view = b.upload.get_mapped_range_mut(range).map_err(|e| GpuError::Readback(e.to_string()))?;
-            view.copy_from_slice(bytemuck::cast_slice(input));
+            let mut padded = [0u8; 4];
+            let (whole, tail) = bytes.split_at(bytes.len() / 4 * 4);
+            padded[..tail.len()].copy_from_slice(tail);
+            view.slice(..whole.len()).copy_from_slice(whole);
+            if whole.len() < len {
+                view.slice(whole.len()..).copy_from_slice(&padded[..len - whole.len()]);
+            }
         }
         b.upload.unmap();
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("cgnet") });
@@ -259,7 +307,11 @@ impl GpuSession {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("cgnet"), timestamp_writes: None });
             pass.set_bind_group(0, &self.bind_group, &[]);
-            for (pipeline, [x, y, z]) in self.body.iter().chain([&self.tails[tail as usize]]) {
+            let body = self.body.iter().enumerate().map(|(i, kernel)| {
+                let replacement = self.picture.iter().find(|(at, _)| picture && *at == i);
+                replacement.map_or(kernel, |(_, kernel)| kernel)
+            });
+            for (pipeline, [x, y, z]) in body.chain([&self.tails[tail as usize]]) {
                 pass.set_pipeline(pipeline);
                 pass.dispatch_workgroups(*x, *y, *z);
             }

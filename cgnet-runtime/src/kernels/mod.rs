@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::program::{Mem, Step, View};
+use crate::program::{Mem, Normalisation, Step, View};
 
 /// Which kernel variant to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +68,21 @@ pub struct Memory<'a> {
     logits: (*mut f32, usize),
     scores: (*mut f32, usize),
     pub(crate) labels: (*mut u8, usize),
+    rgb8: (*const u8, usize),
+    normalisation: Normalisation,
+    // The borrows behind the pointers (the picture's `&'a [u8]` is covered by the labels').
     _borrows: PhantomData<(&'a mut [f32], &'a [f32], &'a mut [u8])>,
+}
+
+/// What one inference reads: the float input, or an 8-bit picture that the
+/// kernels normalise as they read it.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// NCHW `[1, 3, H, W]` floats, addressed by `Mem::Input` views.
+    Floats(&'a [f32]),
+    /// Interleaved 8-bit RGB `[H, W, 3]`, addressed by `Mem::Rgb8` views (the
+    /// program's steps mapped by `Step::reading_rgb8`).
+    Rgb8 { pixels: &'a [u8], normalisation: Normalisation },
 }
 
 // SAFETY: `Memory` is a set of exclusive borrows (and one shared borrow of the
@@ -82,14 +96,33 @@ impl<'a> Memory<'a> {
     /// The arena and the input of one inference; outputs are added with
     /// [`Memory::with_logits`] / [`Memory::with_scores`].
     pub fn new(arena: &'a mut [f32], input: &'a [f32]) -> Self {
+        Self::with_input(arena, Input::Floats(input))
+    }
+
+    /// The arena and the float input or picture of one inference.
+    pub fn with_input(arena: &'a mut [f32], input: Input<'a>) -> Self {
+        let (floats, rgb8, normalisation) = match input {
+            Input::Floats(x) => ((x.as_ptr(), x.len()), (std::ptr::null(), 0), Normalisation::new([0.0; 3], [1.0; 3])),
+            Input::Rgb8 { pixels, normalisation } => {
+                ((std::ptr::null(), 0), (pixels.as_ptr(), pixels.len()), normalisation)
+            }
+        };
         Self {
             arena: (arena.as_mut_ptr(), arena.len()),
-            input: (input.as_ptr(), input.len()),
+            input: floats,
             logits: (std::ptr::null_mut(), 0),
             scores: (std::ptr::null_mut(), 0),
             labels: (std::ptr::null_mut(), 0),
+            rgb8,
+            normalisation,
             _borrows: PhantomData,
         }
+    }
+
+    /// The picture's bytes and how they are normalised (null when the
+    /// inference reads floats; `Exec::step` rejects `Mem::Rgb8` views then).
+    pub(crate) fn rgb8(&self) -> (*const u8, Normalisation) {
+        (self.rgb8.0, self.normalisation)
     }
 
     /// The caller's logits, addressed by `Mem::Logits` views.
@@ -110,8 +143,8 @@ impl<'a> Memory<'a> {
         self
     }
 
-    /// The base of a float memory (null for the byte-wide labels: kernels that
-    /// write labels use `labels`).
+    /// The base of a float memory (null for the byte-wide labels and picture:
+    /// kernels that address them use `labels` / `rgb8`).
     fn base(&self, mem: Mem) -> (*mut f32, usize) {
         match mem {
             Mem::Arena => self.arena,
@@ -119,13 +152,14 @@ impl<'a> Memory<'a> {
             Mem::Input => (self.input.0.cast_mut(), self.input.1),
             Mem::Logits => self.logits,
             Mem::Scores => self.scores,
-            Mem::Labels => (std::ptr::null_mut(), 0),
+            Mem::Labels | Mem::Rgb8 => (std::ptr::null_mut(), 0),
         }
     }
 
     fn check(&self, v: &View) -> Result<(), KernelError> {
         let (present, len) = match v.mem {
             Mem::Labels => (!self.labels.0.is_null(), self.labels.1),
+            Mem::Rgb8 => (!self.rgb8.0.is_null(), self.rgb8.1),
             mem => {
                 let (ptr, len) = self.base(mem);
                 (!ptr.is_null(), len)
@@ -150,6 +184,8 @@ pub enum KernelError {
     Winograd,
     #[error("the views of a step do not fit together: {0}")]
     Shapes(&'static str),
+    #[error("only convolutions and pools read an 8-bit picture, as their source of at most 3 channels")]
+    Picture,
     #[error("a step may not write the input (view {0:?})")]
     WritesInput(View),
     #[error("the output view {0:?} has rows that overlap each other")]
@@ -209,8 +245,19 @@ impl<'a> Exec<'a> {
         if bytes_misused {
             return Err(KernelError::Shapes("only an argmax step addresses the labels, as its output"));
         }
-        if write.mem == Mem::Input {
+        if write.mem == Mem::Input || write.mem == Mem::Rgb8 {
             return Err(KernelError::WritesInput(write));
+        }
+        // A picture is read by the kernels that normalise as they read (its
+        // channels index the normalisation's three values).
+        let reads_picture = reads.iter().flatten().any(|v| v.mem == Mem::Rgb8);
+        let picture_reader = match step {
+            Step::Conv(s) => s.src.c <= 3,
+            Step::AvgPool(s) => s.src.c <= 3,
+            _ => false,
+        };
+        if reads_picture && !picture_reader {
+            return Err(KernelError::Picture);
         }
         if !write.rows_disjoint() {
             return Err(KernelError::OverlappingRows(write));
@@ -410,6 +457,39 @@ mod tests {
         // Overlapping slices are caught.
         let (l, r) = (nhwc(Mem::Arena, 0, 6, 4, 4, 16), nhwc(Mem::Arena, 5, 3, 4, 4, 16));
         assert!(l.may_overlap(&r));
+    }
+
+    #[test]
+    fn a_picture_is_read_only_by_convolutions_and_pools_and_never_written() {
+        let planar =
+            View { mem: Mem::Input, offset: 0, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        let picture = planar.interleaved_rgb8().unwrap();
+        assert_eq!((picture.row_stride, picture.pixel_stride, picture.channel_stride), (12, 3, 1));
+        // Element (c, y, x) of the planar input is byte y * 12 + x * 3 + c of the picture.
+        let corner = View { offset: 16 + 4 + 1, c: 2, h: 2, w: 2, ..planar }.interleaved_rgb8().unwrap();
+        assert_eq!(corner.offset, 12 + 3 + 1);
+        assert_eq!(View { pixel_stride: 3, ..planar }.interleaved_rgb8(), None);
+
+        let pixels = [7u8; 3 * 4 * 4];
+        let normalisation = Normalisation::new([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]);
+        let run = |step: &Step| {
+            let mut arena = vec![0.0f32; 1024];
+            let memory = Memory::with_input(&mut arena, Input::Rgb8 { pixels: &pixels, normalisation });
+            Exec::new(memory, &[], Isa::Scalar, None).step(step).map(|()| arena[0])
+        };
+        let pool = |src: View| {
+            Step::AvgPool(crate::program::AvgPool {
+                src,
+                dst: nhwc(Mem::Arena, 0, 3, 2, 2, 3),
+                epilogue: Epilogue::NONE,
+            })
+        };
+        // The middle of a 3x3 window of (7 - 1) * 1 = 6: padding counts as zero, 4 of 9 taps inside.
+        assert_eq!(run(&pool(picture)), Ok(6.0 * 4.0 / 9.0));
+        assert_eq!(run(&copy(picture, nhwc(Mem::Arena, 0, 3, 4, 4, 3))), Err(KernelError::Picture));
+        assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 3), picture)), Err(KernelError::WritesInput(picture)));
+        // A float program run on a picture reads no floats: an error, not a read of nothing.
+        assert!(matches!(run(&pool(planar)), Err(KernelError::OutOfBounds { .. })));
     }
 
     /// A pool that breaks the `ParallelFor` conventions: it calls `job(0)` on

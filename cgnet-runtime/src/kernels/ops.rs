@@ -16,7 +16,8 @@ use std::ops::Range;
 use super::simd::{Simd, LANES};
 use super::Memory;
 use crate::program::{
-    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Squeeze, Step, View, WINOGRAD_MAX_CHANNELS,
+    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Normalisation, Squeeze, Step, View,
+    WINOGRAD_MAX_CHANNELS,
 };
 
 /// Per instruction set, one entry point per op, each compiled with the set's
@@ -202,6 +203,74 @@ unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
     }
 }
 
+/// Where a convolution or a pool reads its source: floats, or the caller's
+/// 8-bit picture normalised as it is read (so a picture needs no float copy).
+trait Source: Copy {
+    /// Element `index` of the source, which is in channel `c`.
+    ///
+    /// # Safety
+    /// `index` is an element of the checked source view.
+    unsafe fn get(self, index: usize, c: usize) -> f32;
+
+    /// Channels `c..c + n` (`n <= 8`) from `index`, spaced `stride` apart; other lanes zero.
+    ///
+    /// # Safety
+    /// Each of the `n` elements is in the checked source view.
+    #[inline(always)]
+    unsafe fn lanes<S: Simd>(self, index: usize, c: usize, n: usize, stride: usize) -> S::V {
+        let mut lanes = [0.0f32; LANES];
+        for (i, lane) in lanes.iter_mut().enumerate().take(n) {
+            // SAFETY: this function's contract.
+            *lane = unsafe { self.get(index + i * stride, c + i) };
+        }
+        // SAFETY: `lanes` holds `LANES` floats.
+        unsafe { S::load(lanes.as_ptr()) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Floats(*const f32);
+
+impl Source for Floats {
+    #[inline(always)]
+    unsafe fn get(self, index: usize, _c: usize) -> f32 {
+        // SAFETY: this function's contract.
+        unsafe { *self.0.add(index) }
+    }
+
+    #[inline(always)]
+    unsafe fn lanes<S: Simd>(self, index: usize, _c: usize, n: usize, stride: usize) -> S::V {
+        // SAFETY: this function's contract.
+        unsafe { load_n::<S>(self.0.add(index), n, stride) }
+    }
+}
+
+/// A [`Mem::Rgb8`] picture; `Exec::step` lets only views of at most 3 channels read it.
+#[derive(Clone, Copy)]
+struct Rgb8(*const u8, Normalisation);
+
+impl Source for Rgb8 {
+    #[inline(always)]
+    unsafe fn get(self, index: usize, c: usize) -> f32 {
+        // SAFETY: this function's contract.
+        self.1.apply(c, unsafe { *self.0.add(index) })
+    }
+}
+
+/// Evaluates `$body` with `$src` bound to the view's source: the picture or floats.
+macro_rules! with_source {
+    ($m:expr, $view:expr, |$src:ident| $body:expr) => {
+        if $view.mem == Mem::Rgb8 {
+            let (bytes, normalisation) = $m.rgb8();
+            let $src = Rgb8(bytes, normalisation);
+            $body
+        } else {
+            let $src = Floats(ptr($m, &$view));
+            $body
+        }
+    };
+}
+
 /// `acc[p][v] += w[c][v] * x[p][c]` over all input channels `c`: the conv's
 /// inner loop. Of the weights (`V` vectors) and the broadcast inputs (`P`),
 /// whichever is fewer is loaded up front and the other one at a time, so that
@@ -209,11 +278,11 @@ unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
 /// With `MASK`, each pixel's input is multiplied by `mask[p]` (0 for padding).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
+unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const MASK: bool>(
     acc: &mut [[S::V; V]; P],
     wrow: *const f32,
     co_pad: usize,
-    src: *const f32,
+    src: X,
     base: &[usize; P],
     cs: usize,
     ci: usize,
@@ -222,8 +291,8 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
     // A plain function, not a closure: closures do not inherit target features
     // and would not inline into the vector code.
     #[inline(always)]
-    fn input<S: Simd, const P: usize, const MASK: bool>(
-        src: *const f32,
+    fn input<S: Simd, X: Source, const P: usize, const MASK: bool>(
+        src: X,
         base: &[usize; P],
         cs: usize,
         mask: &[f32; P],
@@ -231,7 +300,7 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
         c: usize,
     ) -> S::V {
         // SAFETY: the caller's contract: `base[p] + c * cs` is an element of the checked source view for every `c < ci`.
-        let x = unsafe { *src.add(base[p] + c * cs) };
+        let x = unsafe { src.get(base[p] + c * cs, c) };
         S::splat(if MASK { x * mask[p] } else { x })
     }
     for c in 0..ci {
@@ -244,7 +313,7 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
                 *x = unsafe { S::load(w.add(v * LANES)) };
             }
             for p in 0..P {
-                let b = input::<S, P, MASK>(src, base, cs, mask, p, c);
+                let b = input::<S, X, P, MASK>(src, base, cs, mask, p, c);
                 for v in 0..V {
                     acc[p][v] = S::madd(wv[v], b, acc[p][v]);
                 }
@@ -252,7 +321,7 @@ unsafe fn accumulate<S: Simd, const P: usize, const V: usize, const MASK: bool>(
         } else {
             let mut b = [S::zero(); P];
             for (p, x) in b.iter_mut().enumerate() {
-                *x = input::<S, P, MASK>(src, base, cs, mask, p, c);
+                *x = input::<S, X, P, MASK>(src, base, cs, mask, p, c);
             }
             for v in 0..V {
                 // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
@@ -278,20 +347,37 @@ const fn tile_pixels(v: usize) -> usize {
 
 #[inline(always)]
 unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+    // SAFETY: forwarded from this function's contract.
+    with_source!(m, s.src, |src| unsafe { conv_from::<S, _>(m, w, s, src, rows) })
+}
+
+#[inline(always)]
+unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src: X, rows: Range<usize>) {
     let blocks = s.dst.c.div_ceil(LANES);
     // All channel groups walk the same pixel tiles, sized for the widest group.
     let tile = tile_pixels(blocks.min(4));
     // A plain function, not a closure: closures do not inherit target features.
     #[inline(always)]
-    fn group<S: Simd>(m: &Memory, w: *const f32, s: &Conv, oy: usize, ox: usize, cb: usize, tile: usize) {
+    #[allow(clippy::too_many_arguments)]
+    fn group<S: Simd, X: Source>(
+        m: &Memory,
+        w: *const f32,
+        s: &Conv,
+        src: X,
+        oy: usize,
+        ox: usize,
+        cb: usize,
+        tile: usize,
+    ) {
         let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(LANES));
+        let tile = (oy, ox, n, cb);
         // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
             match (blocks - cb).min(4) {
-                4 => conv_tile::<S, { tile_pixels(4) }, 4>(m, w, s, oy, ox, n, cb),
-                3 => conv_tile::<S, { tile_pixels(3) }, 3>(m, w, s, oy, ox, n, cb),
-                2 => conv_tile::<S, { tile_pixels(2) }, 2>(m, w, s, oy, ox, n, cb),
-                _ => conv_tile::<S, { tile_pixels(1) }, 1>(m, w, s, oy, ox, n, cb),
+                4 => conv_tile::<S, X, { tile_pixels(4) }, 4>(m, w, s, src, tile),
+                3 => conv_tile::<S, X, { tile_pixels(3) }, 3>(m, w, s, src, tile),
+                2 => conv_tile::<S, X, { tile_pixels(2) }, 2>(m, w, s, src, tile),
+                _ => conv_tile::<S, X, { tile_pixels(1) }, 1>(m, w, s, src, tile),
             }
         }
     }
@@ -300,27 +386,24 @@ unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>)
     for oy in rows {
         for ox in (0..s.dst.w).step_by(tile) {
             for cb in (0..blocks).step_by(4) {
-                group::<S>(m, w, s, oy, ox, cb, tile);
+                group::<S, X>(m, w, s, src, oy, ox, cb, tile);
             }
         }
     }
 }
 
-/// Output pixels `ox..ox + np` of row `oy`, channel blocks `cb..cb + V`, in
-/// register tiles of `P` pixels.
+/// Output pixels `ox..ox + np` of row `oy`, channel blocks `cb..cb + V`
+/// (`tile = (oy, ox, np, cb)`), in register tiles of `P` pixels.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
+unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
     m: &Memory,
     w: *const f32,
     s: &Conv,
-    oy: usize,
-    ox: usize,
-    np: usize,
-    cb: usize,
+    src: X,
+    (oy, ox, np, cb): (usize, usize, usize, usize),
 ) {
     let blocks = s.dst.c.div_ceil(LANES);
-    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let dst = ptr(m, &s.dst);
     let co_pad = blocks * LANES;
     let (k, stride, dil) = (s.kernel, s.stride, s.dilation);
     let pad = (dil * (k - 1) / 2) as isize;
@@ -354,7 +437,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                         *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
                     }
                     // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, P, V, false>(&mut acc, wrow, co_pad, src, &base, cs, ci, &[1.0; P]) };
+                    unsafe { accumulate::<S, X, P, V, false>(&mut acc, wrow, co_pad, src, &base, cs, ci, &[1.0; P]) };
                 } else {
                     // Border or short tile: clamp addresses, zero the contribution of padding.
                     let mut base = [0usize; P];
@@ -366,7 +449,7 @@ unsafe fn conv_tile<S: Simd, const P: usize, const V: usize>(
                         base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
                     }
                     // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, P, V, true>(&mut acc, wrow, co_pad, src, &base, cs, ci, &mask) };
+                    unsafe { accumulate::<S, X, P, V, true>(&mut acc, wrow, co_pad, src, &base, cs, ci, &mask) };
                 }
             }
         }
@@ -503,7 +586,9 @@ unsafe fn winograd_gemm<S: Simd, const V: usize>(
 ) {
     let mut acc = [[S::zero(); V]; WG_TILES];
     // SAFETY: the caller's contract (see `winograd`): `vbuf`, `base` and `wrow` address its stack buffer and weights.
-    unsafe { accumulate::<S, WG_TILES, V, false>(&mut acc, wrow, co_pad, vbuf, base, 1, ci, &[1.0; WG_TILES]) };
+    unsafe {
+        accumulate::<S, Floats, WG_TILES, V, false>(&mut acc, wrow, co_pad, Floats(vbuf), base, 1, ci, &[1.0; WG_TILES])
+    };
     for (t, a) in acc.iter().enumerate() {
         for (v, value) in a.iter().enumerate() {
             // SAFETY: the caller's contract: `out` is inside `winograd`'s product buffer with room for WG_TILES x 16 x MAXC floats.
@@ -639,7 +724,13 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
 
 #[inline(always)]
 unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<usize>) {
-    let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    // SAFETY: forwarded from this function's contract.
+    with_source!(m, s.src, |src| unsafe { avg_pool_from::<S, _>(m, w, s, src, rows) })
+}
+
+#[inline(always)]
+unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPool, src: X, rows: Range<usize>) {
+    let dst = ptr(m, &s.dst);
     let ninth = S::splat(1.0 / 9.0);
     for oy in rows {
         for ox in 0..s.dst.w {
@@ -658,7 +749,7 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
                         }
                         let at = s.src.at(cb, iy as usize, ix as usize);
                         // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
-                        sum = S::add(sum, unsafe { load_n::<S>(src.add(at), n, s.src.channel_stride) });
+                        sum = S::add(sum, unsafe { src.lanes::<S>(at, cb, n, s.src.channel_stride) });
                     }
                 }
                 let out = epilogue::<S>(&s.epilogue, w, cb, S::mul(sum, ninth));

@@ -45,6 +45,9 @@ int main(int argc, char **argv) {
             m.logits = 0;
             m.scores = 0;
             m.labels = 0;
+            m.rgb8 = 0;
+            m.mean = 0;
+            m.inv_std = 0;
             m.w = weights;
             run_case(i, &m, mode ? &pf : 0);
             if (fwrite(arena, sizeof(float), (size_t)lens[0], out) != (size_t)lens[0]) return 4;

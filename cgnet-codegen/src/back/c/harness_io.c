@@ -41,18 +41,30 @@ static double elapsed_ms(const struct timespec *t0, const struct timespec *t1) {
     return (double)(t1->tv_sec - t0->tv_sec) * 1e3 + (double)(t1->tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* The exchanged tensors: the input read from DIR, the three outputs. */
+/* The exchanged tensors: the input read from DIR (floats, or an 8-bit picture for the
+ * `_rgb8` entry points, the other null), the three outputs. */
 typedef struct {
     const char *dir;
     size_t threads, iters;
     float *input, *logits, *scores;
-    unsigned char *labels;
+    unsigned char *picture, *labels;
 } harness_io;
 
 #define HARNESS_PIXELS ((size_t)MODEL_INPUT_HEIGHT * MODEL_INPUT_WIDTH)
 #define HARNESS_LOGITS ((size_t)MODEL_CLASSES * MODEL_LOGITS_HEIGHT * MODEL_LOGITS_WIDTH)
 
-/* Parses `DIR THREADS ITERS`, reads DIR/input.bin and allocates the outputs (exits on failure). */
+/* Whether DIR/name exists. */
+static int file_exists(const char *dir, const char *name) {
+    char path[4096];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != 0;
+}
+
+/* Parses `DIR THREADS ITERS`, reads DIR/picture.bin if it exists, else DIR/input.bin,
+ * and allocates the outputs (exits on failure). */
 static void harness_open(harness_io *io, int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s DIR THREADS ITERS\n", argv[0]);
@@ -61,7 +73,10 @@ static void harness_open(harness_io *io, int argc, char **argv) {
     io->dir = argv[1];
     io->threads = (size_t)atoi(argv[2]);
     io->iters = (size_t)atoi(argv[3]);
-    io->input = (float *)read_file(argv[1], "input.bin", 3u * HARNESS_PIXELS * sizeof(float));
+    io->input = 0;
+    io->picture = 0;
+    if (file_exists(argv[1], "picture.bin")) io->picture = (unsigned char *)read_file(argv[1], "picture.bin", 3u * HARNESS_PIXELS);
+    else io->input = (float *)read_file(argv[1], "input.bin", 3u * HARNESS_PIXELS * sizeof(float));
     io->logits = (float *)malloc(HARNESS_LOGITS * sizeof(float));
     io->scores = (float *)malloc((size_t)MODEL_CLASSES * HARNESS_PIXELS * sizeof(float));
     io->labels = (unsigned char *)malloc(HARNESS_PIXELS);
@@ -80,6 +95,7 @@ static void harness_close(harness_io *io) {
     free(io->scores);
     free(io->logits);
     free(io->input);
+    free(io->picture);
 }
 
 /* Prints the median, min and max of `n` timings (sorts them). */

@@ -9,14 +9,19 @@
 #define CG_INLINE static inline
 #endif
 
-enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2, CG_SCORES = 3, CG_LABELS = 4 };
+enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2, CG_SCORES = 3, CG_LABELS = 4, CG_RGB8 = 5 };
 enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
 
 typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride; } cg_view;
 typedef struct { int kind; size_t off; } cg_act;
 typedef struct { cg_act act; int has_affine; size_t scale, shift; cg_act act2; } cg_epilogue;
 /* CG_STEP_TYPES: the step structs, generated from cgnet-runtime's step schema (program.rs). */
-typedef struct { float *arena; const float *input; float *logits; float *scores; uint8_t *labels; const float *w; } cg_mem;
+/* rgb8: the caller's picture ([H][W][3] bytes) when an 8-bit entry point runs (else null);
+ * CG_RGB8 views read it as (byte - mean[c]) * inv_std[c]. */
+typedef struct {
+    float *arena; const float *input; float *logits; float *scores; uint8_t *labels; const float *w;
+    const uint8_t *rgb8; const float *mean, *inv_std;
+} cg_mem;
 
 CG_INLINE float *cg_base(const cg_mem *m, int mem) {
     switch (mem) {
@@ -63,6 +68,35 @@ CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
     for (i = 0; i < n; i++) p[i * stride] = t[i];
 }
 
+/* Where a convolution or a pool reads: floats, or the 8-bit picture normalised as it is
+ * read, in f32 exactly as cgnet-runtime's Normalisation (so both entry points agree bit
+ * for bit). `rgb8` is a constant at every call site, so each inlined copy has one path. */
+typedef struct { const float *f; const uint8_t *b; const float *mean, *inv_std; } cg_src;
+
+CG_INLINE cg_src cg_source(const cg_mem *m, int mem) {
+    cg_src s;
+    s.f = cg_base(m, mem);
+    s.b = m->rgb8;
+    s.mean = m->mean;
+    s.inv_std = m->inv_std;
+    return s;
+}
+
+CG_INLINE float cg_get(const cg_src *s, size_t i, size_t c, int rgb8) {
+    return rgb8 ? ((float)s->b[i] - s->mean[c]) * s->inv_std[c] : s->f[i];
+}
+
+/* Channels c..c+n (n <= 8) from element i, spaced `stride` apart; other lanes zero. */
+CG_INLINE vf cg_get_n(const cg_src *s, size_t i, size_t c, size_t n, size_t stride, int rgb8) {
+    if (!rgb8) return cg_load_n(s->f + i, n, stride);
+    {
+        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t k;
+        for (k = 0; k < n; k++) t[k] = cg_get(s, i + k * stride, c + k, 1);
+        return vf_load(t);
+    }
+}
+
 #define CG_MAX_P 8
 #define CG_MAX_V 4
 
@@ -71,7 +105,7 @@ CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
  * loaded up front and the other one at a time, so that the accumulators and
  * operands fit in 16 vector registers. With a mask, pixel p's input is scaled
  * by mask[p] (0 for padding). */
-CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size_t co_pad, const float *src,
+CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size_t co_pad, const cg_src *src, int rgb8,
                              const size_t *base, size_t cs, size_t ci, const float *mask, const size_t P, const size_t V) {
     size_t c, p, v;
     for (c = 0; c < ci; c++) {
@@ -80,12 +114,16 @@ CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size
             vf wv[CG_MAX_V];
             for (v = 0; v < V; v++) wv[v] = vf_load(w + v * 8);
             for (p = 0; p < P; p++) {
-                const vf b = vf_splat(mask ? src[base[p] + c * cs] * mask[p] : src[base[p] + c * cs]);
+                const float x = cg_get(src, base[p] + c * cs, c, rgb8);
+                const vf b = vf_splat(mask ? x * mask[p] : x);
                 for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
             }
         } else {
             vf b[CG_MAX_P];
-            for (p = 0; p < P; p++) b[p] = vf_splat(mask ? src[base[p] + c * cs] * mask[p] : src[base[p] + c * cs]);
+            for (p = 0; p < P; p++) {
+                const float x = cg_get(src, base[p] + c * cs, c, rgb8);
+                b[p] = vf_splat(mask ? x * mask[p] : x);
+            }
             for (v = 0; v < V; v++) {
                 const vf wv = vf_load(w + v * 8);
                 for (p = 0; p < P; p++) acc[p][v] = vf_madd(wv, b[p], acc[p][v]);
@@ -98,7 +136,8 @@ CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size
 CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb,
                             const size_t P, const size_t V) {
     const float *w = m->w;
-    const float *src = cg_base(m, s->src.mem);
+    const cg_src src = cg_source(m, s->src.mem);
+    const int rgb8 = s->src.mem == CG_RGB8;
     float *dst = cg_base(m, s->dst.mem);
     const size_t blocks = (s->dst.c + 7) / 8, co_pad = blocks * 8;
     const size_t k = s->kernel, stride = s->stride, dil = s->dilation;
@@ -132,9 +171,11 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
                     mask[p] = valid ? 1.0f : 0.0f;
                     base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
                 }
-                /* Two call sites so that each inlined copy has a constant mask. */
-                if (interior) cg_accumulate(acc, wrow, co_pad, src, base, cs, ci, 0, P, V);
-                else cg_accumulate(acc, wrow, co_pad, src, base, cs, ci, mask, P, V);
+                /* One call site per case, so that each inlined copy has a constant mask and source. */
+                if (rgb8 && interior) cg_accumulate(acc, wrow, co_pad, &src, 1, base, cs, ci, 0, P, V);
+                else if (rgb8) cg_accumulate(acc, wrow, co_pad, &src, 1, base, cs, ci, mask, P, V);
+                else if (interior) cg_accumulate(acc, wrow, co_pad, &src, 0, base, cs, ci, 0, P, V);
+                else cg_accumulate(acc, wrow, co_pad, &src, 0, base, cs, ci, mask, P, V);
             }
         }
         for (p = 0; p < n; p++) {
@@ -200,10 +241,12 @@ CG_INLINE void cg_wg_out(const vf x[4], vf y[2]) {
 CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, const float *vbuf, const size_t *base, size_t ci, float *out,
                           const size_t V) {
     vf acc[CG_MAX_P][CG_MAX_V];
+    cg_src src = {0, 0, 0, 0};
     size_t t, v;
+    src.f = vbuf;
     for (t = 0; t < CG_WG_TILES; t++)
         for (v = 0; v < V; v++) acc[t][v] = vf_zero();
-    cg_accumulate(acc, wrow, co_pad, vbuf, base, 1, ci, 0, CG_WG_TILES, V);
+    cg_accumulate(acc, wrow, co_pad, &src, 0, base, 1, ci, 0, CG_WG_TILES, V);
     for (t = 0; t < CG_WG_TILES; t++)
         for (v = 0; v < V; v++) vf_store(out + t * 16 * CG_WG_MAXC + v * 8, acc[t][v]);
 }
@@ -367,9 +410,9 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
     }
 }
 
-static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1) {
+CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1, int rgb8) {
     const float *w = m->w;
-    const float *src = cg_base(m, s->src.mem);
+    const cg_src src = cg_source(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
     const vf ninth = vf_splat(1.0f / 9.0f);
     size_t oy, ox, cb;
@@ -385,7 +428,7 @@ static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1
                     for (kx = 0; kx < 3; kx++) {
                         const long ix = (long)(ox * 2) + kx - 1;
                         if (ix < 0 || ix >= (long)s->src.w) continue;
-                        sum = vf_add(sum, cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride));
+                        sum = vf_add(sum, cg_get_n(&src, cg_at(&s->src, cb, (size_t)iy, (size_t)ix), cb, n, s->src.channel_stride, rgb8));
                     }
                 }
                 cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, cb, vf_mul(sum, ninth)), n,
@@ -393,6 +436,11 @@ static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1
             }
         }
     }
+}
+
+static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1) {
+    if (s->src.mem == CG_RGB8) cg_pool_rows_from(s, m, y0, y1, 1);
+    else cg_pool_rows_from(s, m, y0, y1, 0);
 }
 
 static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t y0, size_t y1) {

@@ -180,16 +180,27 @@ pub fn header(model: &CompiledModel, options: &Options) -> String {
         format!("int {n}_{entry}({wp}const float *input, {output}, void *arena);")
     });
     w.blank();
+    w.comment(&[
+        format!(
+            "picture: [{},{},3] interleaved 8-bit RGB, row-major (as image decoders give it).",
+            model.height, model.width
+        ),
+        "The first convolution and the input-injection pools normalise it as they read it:".to_string(),
+        format!("(byte - {u}_MEAN[c]) * (1 / {u}_STD[c]) in float: no float copy, the same arena,"),
+        "and bit for bit the result of the float entry point on the picture so normalised.".into(),
+    ]);
+    for (entry, output) in ENTRY_OUTPUTS {
+        w.line(format!("int {n}_{entry}_rgb8({wp}const uint8_t *picture, {output}, void *arena);"));
+    }
+    w.blank();
     w.line("/* The same, each step split across the host's threads (results are bit-identical to the serial calls for any thread count). */");
-    w.line(format!(
-        "int {n}_run_parallel({wp}const float *input, float *logits, void *arena, const {n}_parallel_for *pf);"
-    ));
-    w.line(format!(
-        "int {n}_scores_parallel({wp}const float *input, float *scores, void *arena, const {n}_parallel_for *pf);"
-    ));
-    w.line(format!(
-        "int {n}_segment_parallel({wp}const float *input, uint8_t *labels, void *arena, const {n}_parallel_for *pf);"
-    ));
+    for (input, suffix) in [("const float *input", ""), ("const uint8_t *picture", "_rgb8")] {
+        for (entry, output) in ENTRY_OUTPUTS {
+            w.line(format!(
+                "int {n}_{entry}{suffix}_parallel({wp}{input}, {output}, void *arena, const {n}_parallel_for *pf);"
+            ));
+        }
+    }
     w.blank();
     close_header(&mut w, &guard);
     w.finish()
@@ -235,9 +246,17 @@ fn shape_defines(model: &CompiledModel) -> Vec<(&'static str, String)> {
         ("ARENA_ALIGN", "64u".into()),
         ("PARAMETERS", format!("{}u", model.parameters)),
         ("MACS", format!("{}ull", model.macs)),
+        ("MEAN", c_floats(&model.spec.normalisation().0)),
+        ("STD", c_floats(&model.spec.normalisation().1)),
         ("E_NULL", "(-1)".into()),
         ("E_ALIGN", "(-2)".into()),
     ]
+}
+
+/// `{a, b, c}` with every float as a C literal that reads back as the same f32.
+fn c_floats(values: &[f32]) -> String {
+    let literals: Vec<String> = values.iter().map(|v| format!("{v:?}f")).collect();
+    format!("{{{}}}", literals.join(", "))
 }
 
 /// The run, scores and segment declarations (`declaration(entry, "float *logits")`),
@@ -254,6 +273,10 @@ fn entry_point_declarations(w: &mut Writer, model: &CompiledModel, declaration: 
         w.line(declaration(entry, output));
     }
 }
+
+/// Each entry point and its output parameter.
+const ENTRY_OUTPUTS: [(&str, &str); 3] =
+    [("run", "float *logits"), ("scores", "float *scores"), ("segment", "uint8_t *labels")];
 
 /// `NAME_task_fn` and `NAME_parallel_for`: how a host lends its threads.
 fn parallel_for_type(w: &mut Writer, n: &str) {
@@ -319,7 +342,7 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
         w.line("switch (i) {");
         for (i, steps) in cases.iter().enumerate() {
             let calls: Vec<String> =
-                steps.iter().enumerate().map(|(j, step)| exec_call(step, &format!("c{i}_s{j}"), "m")).collect();
+                steps.iter().enumerate().map(|(j, step)| exec_call(step, &format!("&c{i}_s{j}"), "m")).collect();
             w.line(format!("case {i}: {} break;", calls.join(" ")));
         }
         w.line("default: break;");
@@ -337,6 +360,7 @@ fn view(v: &View) -> String {
         Mem::Logits => "CG_LOGITS",
         Mem::Scores => "CG_SCORES",
         Mem::Labels => "CG_LABELS",
+        Mem::Rgb8 => "CG_RGB8",
     };
     format!(
         "{{.mem = {mem}, .offset = {}, .c = {}, .h = {}, .w = {}, .row_stride = {}, .pixel_stride = {}, .channel_stride = {}}}",
@@ -422,12 +446,12 @@ pub fn step_literal(step: &Step) -> (&'static str, &'static str, String) {
     (schema.c_type, kind, format!("{{{}}}", fields.join(", ")))
 }
 
-/// The statement that runs `step` (a static named `name`) on memories `m`:
+/// The statement that runs `step` (at `step_ptr`, e.g. `&s3`) on memories `m`:
 /// its kind, its rows and its chunk size (the same for every thread count) are constants.
-pub fn exec_call(step: &Step, name: &str, m: &str) -> String {
+pub fn exec_call(step: &Step, step_ptr: &str, m: &str) -> String {
     let kind = step.parts().1;
     let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
-    format!("cg_exec({kind}, &{name}, {rows}, {chunk}, {m}, pf);")
+    format!("cg_exec({kind}, {step_ptr}, {rows}, {chunk}, {m}, pf);")
 }
 
 pub fn source(model: &CompiledModel, options: &Options) -> String {
@@ -454,8 +478,22 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     for (i, step) in model.steps.iter().enumerate() {
         let (ty, _, init) = step_literal(step);
         w.line(format!("static const {ty} s{i} = {init};"));
-        calls.push(exec_call(step, &format!("s{i}"), "m"));
+        match step.reading_rgb8() {
+            // A reader of the input has a twin reading the 8-bit picture.
+            Some(picture_step) => {
+                let (_, _, init) = step_literal(&picture_step);
+                w.line(format!("static const {ty} s{i}_rgb8 = {init};"));
+                calls.push(exec_call(step, &format!("m->rgb8 ? &s{i}_rgb8 : &s{i}"), "m"));
+            }
+            None => calls.push(exec_call(step, &format!("&s{i}"), "m")),
+        }
     }
+    let inv_std = model.normalisation().inv_std;
+    w.line(format!("static const float cg_mean[3] = {u}_MEAN;"));
+    w.line(format!(
+        "static const float cg_inv_std[3] = {}; /* 1 / {u}_STD, rounded to float once */",
+        c_floats(&inv_std)
+    ));
     let tails = &model.tails;
     for (name, tail) in [("tail_run", &tails.run), ("tail_scores", &tails.scores), ("tail_segment", &tails.segment)] {
         let (ty, _, init) = step_literal(tail);
@@ -473,12 +511,15 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     w.line(format!("size_t {n}_arena_bytes(void) {{ return {u}_ARENA_BYTES; }}"));
     w.blank();
     let weights_expr = if options.weights_blob { "weights" } else { &format!("{n}_packed_weights") };
+    w.comment(&["Binds the memories of one call: the float input or the picture (the other is null).".to_string()]);
     w.block(
-        format!("static int {n}_prepare({wp}const float *input, const void *out, void *arena, cg_mem *m) {{"),
+        format!(
+            "static int {n}_prepare({wp}const float *input, const uint8_t *picture, const void *out, void *arena, cg_mem *m) {{"
+        ),
         "}",
         |w| {
             let null_weights = if options.weights_blob { " || !weights" } else { "" };
-            w.line(format!("if (!input || !out || !arena{null_weights}) return {u}_E_NULL;"));
+            w.line(format!("if ((!input && !picture) || !out || !arena{null_weights}) return {u}_E_NULL;"));
             w.line(format!("if ((uintptr_t)arena % {u}_ARENA_ALIGN != 0) return {u}_E_ALIGN;"));
             w.line("m->arena = (float *)arena;");
             w.line("m->input = input;");
@@ -486,35 +527,42 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
             w.line("m->scores = 0;");
             w.line("m->labels = 0;");
             w.line(format!("m->w = {weights_expr};"));
+            w.line("m->rgb8 = picture;");
+            w.line("m->mean = cg_mean;");
+            w.line("m->inv_std = cg_inv_std;");
             w.line("return 0;");
         },
     );
     let pass_w = if options.weights_blob { "weights, " } else { "" };
+    let inputs = [("", "const float *input", "input, 0"), ("_rgb8", "const uint8_t *picture", "0, picture")];
     for (entry, out_ty, out_name, tail) in [
         ("run", "float *", "logits", ("m.logits = logits;", "tail_run", &tails.run)),
         ("scores", "float *", "scores", ("m.scores = scores;", "tail_scores", &tails.scores)),
         ("segment", "uint8_t *", "labels", ("m.labels = labels;", "tail_segment", &tails.segment)),
     ] {
         let (bind, name, step) = tail;
-        let tail = format!("{bind}\n    {}", exec_call(step, name, "&m"));
-        w.blank();
-        w.block(
-            format!("int {n}_{entry}_parallel({wp}const float *input, {out_ty}{out_name}, void *arena, const {n}_parallel_for *pf) {{"),
-            "}",
-            |w| {
-                w.line("cg_mem m;");
-                w.line(format!("int status = {n}_prepare({pass_w}input, {out_name}, arena, &m);"));
-                w.line("if (status != 0) return status;");
-                w.line(format!("{n}_body(&m, pf);"));
-                for l in tail.lines() {
-                    w.line(l.trim());
-                }
-                w.line("return 0;");
-            },
-        );
-        w.block(format!("int {n}_{entry}({wp}const float *input, {out_ty}{out_name}, void *arena) {{"), "}", |w| {
-            w.line(format!("return {n}_{entry}_parallel({pass_w}input, {out_name}, arena, 0);"));
-        });
+        let tail = format!("{bind}\n    {}", exec_call(step, &format!("&{name}"), "&m"));
+        for (suffix, input, prepare_args) in inputs {
+            let arg = input.rsplit('*').next().unwrap_or("input");
+            w.blank();
+            w.block(
+                format!("int {n}_{entry}{suffix}_parallel({wp}{input}, {out_ty}{out_name}, void *arena, const {n}_parallel_for *pf) {{"),
+                "}",
+                |w| {
+                    w.line("cg_mem m;");
+                    w.line(format!("int status = {n}_prepare({pass_w}{prepare_args}, {out_name}, arena, &m);"));
+                    w.line("if (status != 0) return status;");
+                    w.line(format!("{n}_body(&m, pf);"));
+                    for l in tail.lines() {
+                        w.line(l.trim());
+                    }
+                    w.line("return 0;");
+                },
+            );
+            w.block(format!("int {n}_{entry}{suffix}({wp}{input}, {out_ty}{out_name}, void *arena) {{"), "}", |w| {
+                w.line(format!("return {n}_{entry}{suffix}_parallel({pass_w}{arg}, {out_name}, arena, 0);"));
+            });
+        }
     }
     w.finish()
 }
@@ -587,6 +635,11 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
          Entry points: `{n}_run` (logits [1, {c}, {lh}, {lw}] NCHW), `{n}_scores` (bilinearly upsampled scores \
          [1, {c}, {h}, {w}]), `{n}_segment` (labels, one byte per pixel, row-major {h}x{w}); each returns 0 or \
          `{u}_E_NULL` / `{u}_E_ALIGN`. No malloc, no global state: one arena per concurrent inference.\n\n\
+         Pictures: `{n}_run_rgb8`, `{n}_scores_rgb8` and `{n}_segment_rgb8` take interleaved 8-bit RGB \
+         [{h}, {w}, 3] (row-major, as image decoders and camera APIs give it) instead of floats. The first \
+         convolution and the input-injection pools normalise it as they read it, `(byte - {u}_MEAN[c]) * \
+         (1 / {u}_STD[c])` in float (the model description's `mean` / `std`): no float copy, the same arena, \
+         and bit for bit the result of the float entry point on the picture so normalised.\n\n\
          ## Threads\n\n\
          The `_parallel` variants take a `{n}_parallel_for`, through which the host's thread pool runs each \
          step's chunks of rows; results are bit-identical to the serial calls for any thread count. Hosts without a pool can use the \

@@ -332,7 +332,39 @@ pub fn run(
     threads: usize,
     iters: usize,
 ) -> Result<HarnessOutputs, ToolchainError> {
-    std::fs::write(dir.join("input.bin"), input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+    run_harness(target, exe, dir, ("input.bin", &bytes), threads, iters)
+}
+
+/// [`run`] through the `_rgb8` entry points, on a picture (interleaved 8-bit
+/// RGB of the model's size). CPU targets only.
+pub fn run_picture(
+    target: CTarget,
+    exe: &Path,
+    dir: &Path,
+    picture: &[u8],
+    threads: usize,
+) -> Result<HarnessOutputs, ToolchainError> {
+    run_harness(target, exe, dir, ("picture.bin", picture), threads, 0)
+}
+
+/// Writes the harness's input file (`input.bin` or `picture.bin`; the harness
+/// reads the picture when there is one, so the other is removed), runs it.
+fn run_harness(
+    target: CTarget,
+    exe: &Path,
+    dir: &Path,
+    (file, bytes): (&str, &[u8]),
+    threads: usize,
+    iters: usize,
+) -> Result<HarnessOutputs, ToolchainError> {
+    for stale in ["input.bin", "picture.bin"] {
+        match std::fs::remove_file(dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    std::fs::write(dir.join(file), bytes)?;
     let toolchain = Toolchain::find(target)?;
     let out = toolchain.command(exe).arg(dir).arg(threads.to_string()).arg(iters.to_string()).output()?;
     if !out.status.success() {

@@ -70,10 +70,11 @@ fn header(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
     for (name, value) in shape_defines(model) {
         w.line(format!("#define {u}_{name} {value}"));
     }
-    let kernels = plan.body.len() + 3;
+    let kernels = plan.body.len() + 3 + plan.picture.len();
     let defines = [
         ("GPU_KERNELS", kernels.to_string()),
         ("GPU_BODY_KERNELS", plan.body.len().to_string()),
+        ("GPU_PICTURE_KERNELS", plan.picture.len().to_string()),
         ("GPU_LARGEST_BUFFER", format!("{}ull", sizes.iter().max().copied().unwrap_or(0))),
         ("GPU_INPUT_BYTES", format!("{}u", plan.input_floats * 4)),
         ("GPU_LOGITS_BYTES", format!("{}u", plan.logits_floats * 4)),
@@ -139,6 +140,17 @@ fn header(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
         format!("int {n}_gpu_{entry}({n}_gpu *gpu, const float *input, {output});")
     });
     w.blank();
+    w.comment(&[
+        format!(
+            "picture: [{},{},3] interleaved 8-bit RGB, row-major, uploaded as bytes; the kernels",
+            model.height, model.width
+        ),
+        format!("that read it normalise it, (byte - {u}_MEAN[c]) * (1 / {u}_STD[c]) in float."),
+    ]);
+    for (entry, output) in super::ENTRY_OUTPUTS {
+        w.line(format!("int {n}_gpu_{entry}_rgb8({n}_gpu *gpu, const uint8_t *picture, {output});"));
+    }
+    w.blank();
     w.line("/* GPU resources (buffers, modules, layouts, pipelines, bind group) set-up created; an inference adds none. */");
     w.line(format!("size_t {n}_gpu_resources_created(const {n}_gpu *gpu);"));
     w.line("/* Why the last call failed (the implementation's message), or \"\". */");
@@ -165,10 +177,16 @@ fn source(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
         w.line(format!("extern const float {n}_packed_weights[{}];", model.weights.len()));
         w.blank();
     }
-    w.line("/* ---- The program: the body's kernels, then the run, scores and segment tails. */");
+    w.line("/* ---- The program: the body's kernels, the run, scores and segment tails, then the");
+    w.line(" * kernels that read the input again, reading an 8-bit picture (replacing body kernels). */");
     // Each kernel's WGSL is an array of lines (C99 compilers need not accept a
     // string literal over 4095 characters); set-up joins them.
-    let kernels: Vec<_> = plan.body.iter().chain([&plan.run, &plan.scores, &plan.segment]).collect();
+    let kernels: Vec<_> = plan
+        .body
+        .iter()
+        .chain([&plan.run, &plan.scores, &plan.segment])
+        .chain(plan.picture.iter().map(|(_, k)| k))
+        .collect();
     for (i, k) in kernels.iter().enumerate() {
         w.block(format!("static const char *const cg_wgsl_{i}[] = {{"), "};", |w| {
             for line in k.wgsl.lines() {
@@ -185,6 +203,11 @@ fn source(model: &CompiledModel, options: &Options, plan: &GpuPlan) -> String {
             w.line(format!("{{\"{}\", cg_wgsl_{i}, {{{x}u, {y}u, {z}u}}}},", k.label));
         }
     });
+    let replaces: Vec<String> = plan.picture.iter().map(|(i, _)| format!("{i}u")).collect();
+    w.line(format!(
+        "static const size_t cg_picture_replaces[{u}_GPU_PICTURE_KERNELS] = {{{}}}; /* body kernel each one replaces */",
+        replaces.join(", ")
+    ));
     let longest = kernels.iter().map(|k| k.wgsl.len() + 1).max().unwrap_or(1);
     w.line(format!("#define CG_WGSL_CHARS {longest} /* the longest kernel, terminator included */"));
     let sizes: Vec<String> = sizes.iter().map(|s| format!("{s}ull")).collect();
@@ -277,13 +300,16 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
          Input: `float` [1, 3, {h}, {w}], NCHW, as PyTorch, normalised as the weights were trained (the \
          bundled CamVid weights: pixel values 0..255 minus R 105.65775, G 103.329834, B 99.625404). \
          Outputs: `{n}_gpu_run` (logits [1, {c}, {lh}, {lw}]), `{n}_gpu_scores` (upsampled scores \
-         [1, {c}, {h}, {w}]), `{n}_gpu_segment` (one byte per pixel). Each returns `{u}_GPU_OK` or a negative \
+         [1, {c}, {h}, {w}]), `{n}_gpu_segment` (one byte per pixel). `{n}_gpu_run_rgb8`, \
+         `{n}_gpu_scores_rgb8` and `{n}_gpu_segment_rgb8` take a picture instead: interleaved 8-bit RGB \
+         [{h}, {w}, 3], uploaded as bytes (a quarter of the float input) and normalised by the kernels that \
+         read it with `{u}_MEAN` / `{u}_STD`. Each returns `{u}_GPU_OK` or a negative \
          `{u}_GPU_E_*` code, with `{n}_gpu_error` saying why.\n\n\
          The device needs storage bindings and buffers of `{u}_GPU_LARGEST_BUFFER` bytes; \
          `{n}_gpu_request_device` asks for exactly that above WebGPU's defaults.\n\n\
          ## Weights\n\n{weights_note}\n",
         version = env!("CARGO_PKG_VERSION"),
-        kernels = model.steps.len() + 3,
+        kernels = model.steps.len() + 3 + model.steps.iter().filter(|s| s.reading_rgb8().is_some()).count(),
         h = model.height,
         w = model.width,
         c = model.classes,

@@ -299,9 +299,21 @@ static int cg_map(model_gpu *g, WGPUBuffer buffer, WGPUMapMode mode, size_t size
     return r.ok ? MODEL_GPU_OK : MODEL_GPU_E_MAP;
 }
 
-/* One inference: upload, the body's kernels and one tail in one compute pass,
- * the tail's output copied to the read-back buffer, one submit, one read-back. */
-static int cg_infer(model_gpu *g, const float *input, size_t tail, int output, void *out, size_t out_bytes) {
+/* Body kernel i of an inference: for a picture, the kernels reading the input
+ * are replaced by their twins reading the picture's bytes. */
+static size_t cg_body_kernel(size_t i, int picture) {
+    size_t j;
+    if (picture)
+        for (j = 0; j < MODEL_GPU_PICTURE_KERNELS; j++)
+            if (cg_picture_replaces[j] == i) return MODEL_GPU_BODY_KERNELS + 3 + j;
+    return i;
+}
+
+/* One inference: upload (the float input, or a picture's bytes, in whole words),
+ * the body's kernels and one tail in one compute pass, the tail's output copied
+ * to the read-back buffer, one submit, one read-back. */
+static int cg_infer(model_gpu *g, const void *input, int picture, size_t tail, int output, void *out, size_t out_bytes) {
+    const size_t input_bytes = picture ? MODEL_GPU_INPUT_BYTES / 4u : MODEL_GPU_INPUT_BYTES;
     const size_t copy_bytes = (out_bytes + 3u) / 4u * 4u;
     WGPUCommandEncoderDescriptor encoder_descriptor = WGPU_COMMAND_ENCODER_DESCRIPTOR_INIT;
     WGPUComputePassDescriptor pass_descriptor = WGPU_COMPUTE_PASS_DESCRIPTOR_INIT;
@@ -322,7 +334,8 @@ static int cg_infer(model_gpu *g, const float *input, size_t tail, int output, v
         wgpuBufferUnmap(g->buffers[CG_UPLOAD]);
         return MODEL_GPU_E_MAP;
     }
-    memcpy(upload, input, MODEL_GPU_INPUT_BYTES);
+    memcpy(upload, input, input_bytes);
+    memset((unsigned char *)upload + input_bytes, 0, (input_bytes + 3u) / 4u * 4u - input_bytes);
     wgpuBufferUnmap(g->buffers[CG_UPLOAD]);
 
     encoder_descriptor.label = cg_str("model");
@@ -333,7 +346,7 @@ static int cg_infer(model_gpu *g, const float *input, size_t tail, int output, v
     pass = wgpuCommandEncoderBeginComputePass(encoder, &pass_descriptor);
     wgpuComputePassEncoderSetBindGroup(pass, 0, g->bind_group, 0, NULL);
     for (i = 0; i <= MODEL_GPU_BODY_KERNELS; i++) {
-        const size_t k = i < MODEL_GPU_BODY_KERNELS ? i : tail;
+        const size_t k = i < MODEL_GPU_BODY_KERNELS ? cg_body_kernel(i, picture) : tail;
         wgpuComputePassEncoderSetPipeline(pass, g->pipelines[k]);
         wgpuComputePassEncoderDispatchWorkgroups(pass, cg_kernels[k].workgroups[0], cg_kernels[k].workgroups[1],
                                                  cg_kernels[k].workgroups[2]);
@@ -356,15 +369,27 @@ static int cg_infer(model_gpu *g, const float *input, size_t tail, int output, v
 }
 
 int model_gpu_run(model_gpu *g, const float *input, float *logits) {
-    return cg_infer(g, input, MODEL_GPU_BODY_KERNELS, CG_LOGITS, logits, MODEL_GPU_LOGITS_BYTES);
+    return cg_infer(g, input, 0, MODEL_GPU_BODY_KERNELS, CG_LOGITS, logits, MODEL_GPU_LOGITS_BYTES);
 }
 
 int model_gpu_scores(model_gpu *g, const float *input, float *scores) {
-    return cg_infer(g, input, MODEL_GPU_BODY_KERNELS + 1, CG_SCORES, scores, MODEL_GPU_SCORES_BYTES);
+    return cg_infer(g, input, 0, MODEL_GPU_BODY_KERNELS + 1, CG_SCORES, scores, MODEL_GPU_SCORES_BYTES);
 }
 
 int model_gpu_segment(model_gpu *g, const float *input, uint8_t *labels) {
-    return cg_infer(g, input, MODEL_GPU_BODY_KERNELS + 2, CG_LABELS, labels, MODEL_GPU_LABELS_BYTES);
+    return cg_infer(g, input, 0, MODEL_GPU_BODY_KERNELS + 2, CG_LABELS, labels, MODEL_GPU_LABELS_BYTES);
+}
+
+int model_gpu_run_rgb8(model_gpu *g, const uint8_t *picture, float *logits) {
+    return cg_infer(g, picture, 1, MODEL_GPU_BODY_KERNELS, CG_LOGITS, logits, MODEL_GPU_LOGITS_BYTES);
+}
+
+int model_gpu_scores_rgb8(model_gpu *g, const uint8_t *picture, float *scores) {
+    return cg_infer(g, picture, 1, MODEL_GPU_BODY_KERNELS + 1, CG_SCORES, scores, MODEL_GPU_SCORES_BYTES);
+}
+
+int model_gpu_segment_rgb8(model_gpu *g, const uint8_t *picture, uint8_t *labels) {
+    return cg_infer(g, picture, 1, MODEL_GPU_BODY_KERNELS + 2, CG_LABELS, labels, MODEL_GPU_LABELS_BYTES);
 }
 
 size_t model_gpu_resources_created(const model_gpu *g) {

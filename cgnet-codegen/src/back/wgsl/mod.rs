@@ -11,7 +11,7 @@
 
 use cgnet_runtime::gpu::{GpuKernel, GpuPlan, BINDINGS, MAX_WORKGROUPS_PER_DIMENSION, WORKGROUP_SIZE};
 use cgnet_runtime::program::{
-    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Squeeze, Step, Upsample,
+    Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Normalisation, Squeeze, Step, Upsample,
     UpsampleArgmax, View,
 };
 
@@ -42,9 +42,22 @@ pub fn plan(model: &CompiledModel) -> Result<GpuPlan, WgslError> {
         .enumerate()
         .map(|(i, step)| kernel(&format!("step {i} {}", step.parts().0), step))
         .collect::<Result<_, _>>()?;
+    // The readers of the input again, reading an 8-bit picture instead.
+    let normalisation = model.normalisation();
+    let picture = model
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| Some((i, step.reading_rgb8()?)))
+        .map(|(i, step)| {
+            let label = format!("step {i} {} (8-bit picture)", step.parts().0);
+            Ok((i, kernel_reading(&label, &step, Some(&normalisation))?))
+        })
+        .collect::<Result<_, _>>()?;
     let t = &model.tails;
     Ok(GpuPlan {
         body,
+        picture,
         run: kernel("tail run", &t.run)?,
         scores: kernel("tail scores", &t.scores)?,
         segment: kernel("tail segment", &t.segment)?,
@@ -58,6 +71,12 @@ pub fn plan(model: &CompiledModel) -> Result<GpuPlan, WgslError> {
 
 /// The kernel of one step.
 pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
+    kernel_reading(label, step, None)
+}
+
+/// The kernel of one step; a step that reads an 8-bit picture ([`Mem::Rgb8`])
+/// gets `picture`, how to normalise it.
+fn kernel_reading(label: &str, step: &Step, picture: Option<&Normalisation>) -> Result<GpuKernel, WgslError> {
     let (((body, invocations), channel_groups), helpers) = match step {
         Step::Conv(s) => (conv(s), String::new()),
         Step::Winograd(s) => (winograd(s), String::new()),
@@ -66,7 +85,7 @@ pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
         Step::Elementwise(s) => ((elementwise(s), 1), String::new()),
         Step::ChannelSums(s) => ((channel_sums(s), 1), String::new()),
         Step::Squeeze(s) => {
-            let wgsl = format!("{}{}", prelude(None), squeeze(s));
+            let wgsl = format!("{}{}", prelude(None, None), squeeze(s));
             return Ok(GpuKernel { label: label.into(), wgsl, workgroups: [1, 1, 1] });
         }
         Step::Upsample(s) => ((upsample(s), 1), score_function(&s.src, s.dst.h, s.dst.w)),
@@ -98,21 +117,38 @@ pub fn kernel(label: &str, step: &Step) -> Result<GpuKernel, WgslError> {
          \x20   let g = wg.y;\n\
          \x20   let i = (wg.x + wg.z * {x}u) * {WORKGROUP_SIZE}u + li;\n\
          \x20   if (i >= {n}u) {{ return; }}\n{body}}}\n",
-        prelude(epilogue.as_ref()),
+        prelude(epilogue.as_ref(), picture),
     );
     Ok(GpuKernel { label: label.into(), wgsl, workgroups: [x, channel_groups, z] })
 }
 
-/// The bindings, and the step's epilogue as `fn epilogue(c, x)`.
-fn prelude(epilogue: Option<&Epilogue>) -> String {
+/// The bindings, the step's epilogue as `fn epilogue(c, x)`, and for a step
+/// reading an 8-bit picture, `fn picture(i, c)`.
+fn prelude(epilogue: Option<&Epilogue>, picture: Option<&Normalisation>) -> String {
     let mut s = String::new();
     for (i, (name, access)) in BINDINGS.iter().enumerate() {
         let ty = match *name {
             "labels" => "u32",
+            // The picture's bytes, uploaded into the input buffer.
+            "input" if picture.is_some() => "u32",
             "weights4" => "vec4<f32>",
             _ => "f32",
         };
         s += &format!("@group(0) @binding({i}) var<storage, {access}> {name}: array<{ty}>;\n");
+    }
+    if let Some(n) = picture {
+        // Exact f32 constants, and the CPU kernels' arithmetic: `(byte - mean) * inv_std`.
+        let f = |v: f32| format!("bitcast<f32>({:#010x}u)", v.to_bits());
+        let per_channel =
+            |v: [f32; 3]| format!("select(select({}, {}, c == 1u), {}, c == 2u)", f(v[0]), f(v[1]), f(v[2]));
+        s += &format!(
+            "\n// Byte i of the caller's 8-bit picture (four per little-endian word), channel c, normalised.\n\
+             fn picture(i: u32, c: u32) -> f32 {{\n\
+             \x20   let byte = f32((input[i / 4u] >> (8u * (i % 4u))) & 255u);\n\
+             \x20   return (byte - {}) * {};\n}}\n",
+            per_channel(n.mean),
+            per_channel(n.inv_std)
+        );
     }
     if let Some(e) = epilogue {
         let act = |a: Act| match a {
@@ -140,6 +176,9 @@ fn mem(m: Mem) -> &'static str {
         Mem::Logits => "logits",
         Mem::Scores => "scores",
         Mem::Labels => "labels",
+        // The picture's bytes lie in the input buffer, which a kernel reading
+        // them declares as words (see `picture_function`).
+        Mem::Rgb8 => "input",
     }
 }
 
@@ -149,7 +188,16 @@ fn at(v: &View, c: &str, y: &str, x: &str) -> String {
 }
 
 fn load(v: &View, c: &str, y: &str, x: &str) -> String {
-    format!("{}[{}]", mem(v.mem), at(v, c, y, x))
+    element(v, &at(v, c, y, x), c)
+}
+
+/// The element at `index` (in channel `c`) of `v`'s memory: a picture's byte is normalised.
+fn element(v: &View, index: &str, c: &str) -> String {
+    if v.mem == Mem::Rgb8 {
+        format!("picture({index}, {c})")
+    } else {
+        format!("{}[{index}]", mem(v.mem))
+    }
 }
 
 /// `let (c, x, y) = ...` from the invocation index, channels fastest.
@@ -207,11 +255,10 @@ fn conv(s: &Conv) -> ((String, usize), usize) {
         .clone()
         .map(|p| {
             format!(
-                "                let x{p} = {mem}[base{p} + c * {cs}u] * keep{p};\n\
+                "                let x{p} = {x} * keep{p};\n\
                  \x20               a{p}0 += x{p} * w0;\n\
                  \x20               a{p}1 += x{p} * w1;\n",
-                mem = mem(s.src.mem),
-                cs = s.src.channel_stride,
+                x = element(&s.src, &format!("base{p} + c * {}u", s.src.channel_stride), "c"),
             )
         })
         .collect();

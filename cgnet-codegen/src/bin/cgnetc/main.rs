@@ -16,7 +16,7 @@ use cgnet_codegen::spec::{read_spec_file, ModelSpec};
 use cgnet_codegen::testing::{bind_random_weights, image_like_input};
 use cgnet_codegen::{draw, interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
-use cgnet_runtime::kernels::{Isa, ParallelFor};
+use cgnet_runtime::kernels::{Input, Isa, ParallelFor};
 use cgnet_runtime::tensors::write_atomically;
 use cgnet_runtime::{read_f32_tensor, write_tensors_atomically, OutputTensor, ThreadPool, Weights};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -494,7 +494,7 @@ fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor)
         return Err(Failure::new(format!("this CPU does not support the {isa:?} kernels")));
     }
     let pool = pool(threads)?;
-    let out = native::execute(model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), &input.data)
+    let out = native::execute(model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), Input::Floats(&input.data))
         .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
     let (c, h, w) = (model.classes, model.height, model.width);
     Ok(Results {
@@ -789,7 +789,7 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 for (pool, times) in pools.iter().zip(&mut times) {
                     let start = Instant::now();
                     runner
-                        .run(&model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), &input.data)
+                        .run(&model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), Input::Floats(&input.data))
                         .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
                     if i >= 2 {
                         times.push(start.elapsed().as_secs_f64() * 1e3);

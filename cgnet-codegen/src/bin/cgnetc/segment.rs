@@ -12,7 +12,7 @@ use cgnet_codegen::back::native::Runner;
 use cgnet_codegen::back::CompiledModel;
 use cgnet_codegen::metrics::{ConfusionMatrix, Scores};
 use cgnet_codegen::spec::{Label, ModelSpec};
-use cgnet_runtime::kernels::Isa;
+use cgnet_runtime::kernels::{Input, Isa};
 use cgnet_runtime::tensors::write_atomically;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -38,13 +38,15 @@ impl Segmenter {
     }
 
     /// Labels at the picture's size: resized to the model's input (bilinear),
-    /// normalised as the description says, run, resized back (nearest).
+    /// run through the 8-bit entry (normalised as the description says, as
+    /// the first kernels read it), resized back (nearest).
     fn segment(&self, runner: &mut Runner, picture: &Picture) -> Result<Vec<u8>, Failure> {
         let (w, h) = (self.spec.width, self.spec.height);
-        let input = self.spec.normalise_rgb8(&picture.resized(w, h));
+        let pixels = picture.resized(w, h);
+        let input = Input::Rgb8 { pixels: &pixels, normalisation: self.model.normalisation() };
         let mut labels = vec![0u8; w * h];
         runner
-            .segment(&self.model, self.isa, None, &input, &mut labels)
+            .segment(&self.model, self.isa, None, input, &mut labels)
             .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
         Ok(pictures::resize_labels(&labels, (w, h), (picture.width, picture.height)))
     }
