@@ -68,4 +68,3 @@ fn the_packing_recipe_reproduces_the_compiled_weights() {
         );
     }
 }
-
