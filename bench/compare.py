@@ -305,8 +305,16 @@ def main():
         cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
     except (OSError, IndexError):
         pass
+    flags = set()
+    try:
+        flags = next(set(l.split(":", 1)[1].split()) for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    best = "AVX-512" if "avx512f" in flags else "AVX2 + FMA" if {"avx2", "fma"} <= flags else "SSE"
     print(f"\nCGNet {spec['classes']} classes M{spec['stage2_blocks']}N{spec['stage3_blocks']} at {h}x{w}, "
-          f"image-like input (uniform 0..255 minus the Cityscapes mean), {cpu}, {args.rounds} rounds; median ms\n")
+          f"image-like input (uniform 0..255 minus the Cityscapes mean), {cpu}, {args.rounds} rounds; median ms")
+    print(f"ISA: ours (C and Rust) AVX2 + FMA, the kernels' only x86 vector set; ncnn and ONNX Runtime "
+          f"choose at run time, and this CPU's best is {best}\n")
     print("| threads | engine | median ms | ratio to ncnn | max rel. error vs ORT |")
     print("| --- | --- | --- | --- | --- |")
     for threads, med, errs in rows:

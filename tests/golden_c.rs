@@ -40,7 +40,10 @@ fn check_target(target: CTarget) {
             assert_eq!(best.unwrap() as i32, labels[p], "{name}: scores and labels disagree at pixel {p}");
         }
         eprintln!("{name} {}: worst logit error = {ratio:.3} of tolerance", target.name());
-        check_picture_entry(target, &golden, (&spec, &picture, own_image), (&exe, dir.path()), out);
+        // Under qemu (c-neon), the CamVid cases only: their float run is the golden run.
+        if target != CTarget::Neon || own_image {
+            check_picture_entry(target, &golden, (&spec, &picture, own_image), (&exe, dir.path()), out);
+        }
     }
 }
 

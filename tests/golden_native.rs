@@ -26,6 +26,11 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
                 );
                 continue;
             }
+            if isa == Isa::Scalar && cfg!(target_arch = "aarch64") {
+                // AArch64 is tested under qemu (slow): NEON there, the portable kernels on x86-64.
+                eprintln!("SKIPPED Scalar on {name}: tested on x86-64; AArch64 runs NEON only");
+                continue;
+            }
             let out = native::execute(&model, isa, None, Input::Floats(&golden.input.data)).unwrap();
             let g = &golden.logits;
             let logits = cgnet_codegen::Tensor { c: g.c, h: g.h, w: g.w, data: out.logits.clone() };

@@ -317,7 +317,7 @@ impl EditedFile {
             }
             4 => {
                 // A second spelling of the same key, or the same key twice in the JSON.
-                let spelling = if edits.byte() % 2 == 0 { format!("module.{name}") } else { name };
+                let spelling = if edits.byte().is_multiple_of(2) { format!("module.{name}") } else { name };
                 let entry = self.entries[i].1.clone();
                 self.entries.push((spelling, entry));
             }

@@ -711,6 +711,30 @@ fn bench_sweeps_thread_counts_under_load() {
     }
 }
 
+#[test]
+fn bench_profile_times_every_kind_of_step_against_the_fma_peak() {
+    let model = repo_root().join("bench/cityscapes_64x128.cgnet");
+    let o = cgnetc(&["bench", path(&model), "--target", "rust-scalar", "--iters", "2", "--profile"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    // The kinds of CGNet's steps, each with its count; arithmetic kinds with a rate.
+    for kind in ["Conv 3x3/2", "Conv 1x1/1", "DepthwisePair", "AvgPool", "ChannelSums", "Squeeze", "Elementwise"] {
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(kind)).unwrap_or_else(|| panic!("{kind}: {stdout}"));
+        let rate = line.split_whitespace().last().unwrap();
+        assert_eq!(rate == "-", !(kind.starts_with("Conv") || kind == "DepthwisePair"), "{line}");
+    }
+    let shares: f64 = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%'))?.trim_end_matches('%').parse::<f64>().ok())
+        .sum();
+    assert!((shares - 100.0).abs() < 1.0, "the shares add up to 100 %: {shares}\n{stdout}");
+    let peak = stdout.lines().find(|l| l.starts_with("FMA peak of the Scalar kernels")).expect("the peak line");
+    assert!(peak.contains("GFLOP/s") && peak.contains("% of 1 x that"), "{peak}");
+    let stderr = fails(&["bench", path(&model), "--target", "c-scalar", "--profile"]);
+    assert!(stderr.contains("--profile applies to the rust-* targets"), "{stderr}");
+}
+
 #[cfg(feature = "gpu")]
 #[test]
 fn run_and_bench_on_the_gpu_target() {

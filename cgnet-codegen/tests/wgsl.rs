@@ -77,3 +77,16 @@ fn large_dispatches_spill_into_z() {
     assert!(total >= 19 * 1024 * 2048);
     validate(&scores.label, &scores.wgsl);
 }
+
+/// The steps' multiply-adds (what `cgnetc bench --profile` rates them by) are
+/// the graph's arithmetic: convolutions and the depthwise pairs, all but the
+/// pools, the squeeze's tiny matrices and the tails.
+#[test]
+fn the_steps_macs_are_the_graphs() {
+    let model = small(Residual::Global, Activation::Prelu, true);
+    let steps: u64 = model.steps.iter().map(|s| s.macs()).sum();
+    assert!(steps <= model.macs, "{steps} > {}", model.macs);
+    assert!(steps as f64 >= 0.98 * model.macs as f64, "{steps} of {}", model.macs);
+    let kinds: std::collections::BTreeSet<String> = model.steps.iter().map(|s| s.kind()).collect();
+    assert!(kinds.contains("Conv 3x3/2") && kinds.contains("Conv 1x1/1"), "{kinds:?}");
+}

@@ -120,7 +120,7 @@ impl Shared {
         while condition() {
             spun = spun.saturating_add(1);
             // The clock is read once per 64 spins.
-            if spun <= spins && (spun % 64 != 0 || start.elapsed() < time) {
+            if spun <= spins && (!spun.is_multiple_of(64) || start.elapsed() < time) {
                 std::hint::spin_loop();
                 continue;
             }

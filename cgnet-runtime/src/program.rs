@@ -116,8 +116,8 @@ impl View {
             && other.channel_stride == 1
             && p > 0
             && other.pixel_stride == p
-            && self.row_stride % p == 0
-            && other.row_stride % p == 0;
+            && self.row_stride.is_multiple_of(p)
+            && other.row_stride.is_multiple_of(p);
         if same_grid {
             // Every element's index modulo the pixel stride is its channel slot.
             let (a, b) = (self.offset % p, other.offset % p);
@@ -137,7 +137,7 @@ impl View {
             && self.pixel_stride == 1
             && self.row_stride >= self.w
             && self.channel_stride > 0
-            && self.channel_stride % self.row_stride == 0;
+            && self.channel_stride.is_multiple_of(self.row_stride);
         if !planar {
             return None;
         }
@@ -400,6 +400,30 @@ impl Step {
             Step::Elementwise(s) => ("Elementwise", "CG_ELEMENTWISE", Elementwise::SCHEMA, s.values()),
             Step::Upsample(s) => ("Upsample", "CG_UPSAMPLE", Upsample::SCHEMA, s.values()),
             Step::UpsampleArgmax(s) => ("UpsampleArgmax", "CG_ARGMAX", UpsampleArgmax::SCHEMA, s.values()),
+        }
+    }
+
+    /// Multiply-adds of the step's arithmetic: a convolution's (a Winograd step
+    /// counts the direct convolution it computes, as FLOP rates are quoted), the
+    /// depthwise pair's; 0 for the steps that mostly move data (pools, copies,
+    /// sums, the squeeze, the tails).
+    pub fn macs(&self) -> u64 {
+        let n = |factors: &[usize]| factors.iter().fold(1u64, |p, f| p.saturating_mul(*f as u64));
+        match self {
+            Step::Conv(s) | Step::Winograd(s) => n(&[s.dst.h, s.dst.w, s.dst.c, s.src.c, s.kernel, s.kernel]),
+            Step::DepthwisePair(s) => n(&[s.dst.h, s.dst.w, s.dst.c, 9]),
+            _ => 0,
+        }
+    }
+
+    /// The step's kind for a profile: the variant, with a convolution's kernel
+    /// size and stride (`Conv 3x3/2`, `Winograd 3x3/1`, `Conv 1x1/1`).
+    pub fn kind(&self) -> String {
+        match self {
+            Step::Conv(s) | Step::Winograd(s) => {
+                format!("{} {}x{}/{}", self.parts().0, s.kernel, s.kernel, s.stride)
+            }
+            _ => self.parts().0.to_string(),
         }
     }
 

@@ -109,7 +109,7 @@ pub fn write(tensors: &[(&str, &str, &[usize], &[u8])]) -> Vec<u8> {
     }
     let mut text = json::to_string(&Value::Object(header));
     // The format pads the header with spaces so that the data starts 8-byte aligned.
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = Vec::with_capacity(8 + text.len() + offset as usize);

@@ -2,6 +2,8 @@
 //! same calls the Rust backend emits, from a vector instead of constants.
 //! Used by `cgnetc run --target rust-*` and to test the kernels on whole models.
 
+use std::time::Instant;
+
 use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
 use cgnet_runtime::Arena;
 
@@ -43,9 +45,31 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        body(&exec, model, picture)?;
+        body(&exec, model, picture, None)?;
         exec.step(&model.tails.run)?;
         Ok(&self.logits)
+    }
+
+    /// [`Runner::run`] with each step timed: `seconds[i]` gets step `i`'s wall
+    /// time, `seconds[steps]` the tail's (for `cgnetc bench --profile`).
+    pub fn run_profiled(
+        &mut self,
+        model: &CompiledModel,
+        isa: Isa,
+        parallel: Option<&dyn ParallelFor>,
+        input: Input<'_>,
+        seconds: &mut [f64],
+    ) -> Result<(), KernelError> {
+        assert_eq!(seconds.len(), model.steps.len() + 1, "one time per step and one for the tail");
+        let picture = matches!(input, Input::Rgb8 { .. });
+        let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
+        let exec = Exec::new(memory, &model.weights, isa, parallel);
+        let (body_seconds, tail_seconds) = seconds.split_at_mut(model.steps.len());
+        body(&exec, model, picture, Some(body_seconds))?;
+        let start = Instant::now();
+        exec.step(&model.tails.run)?;
+        tail_seconds[0] = start.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// The body and the labels tail, as `segment` in emitted code does:
@@ -61,18 +85,28 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        body(&exec, model, picture)?;
+        body(&exec, model, picture, None)?;
         exec.step(&model.tails.segment)
     }
 }
 
 /// The model's steps; with `picture`, the readers of the input in the form
 /// that reads an 8-bit picture (`Step::reading_rgb8`), as emitted code does.
-fn body(exec: &Exec<'_>, model: &CompiledModel, picture: bool) -> Result<(), KernelError> {
-    for step in &model.steps {
+/// With `seconds`, each step's wall time.
+fn body(
+    exec: &Exec<'_>,
+    model: &CompiledModel,
+    picture: bool,
+    mut seconds: Option<&mut [f64]>,
+) -> Result<(), KernelError> {
+    for (i, step) in model.steps.iter().enumerate() {
+        let start = Instant::now();
         match step.reading_rgb8().filter(|_| picture) {
             Some(picture_step) => exec.step(&picture_step)?,
             None => exec.step(step)?,
+        }
+        if let Some(seconds) = seconds.as_deref_mut() {
+            seconds[i] = start.elapsed().as_secs_f64();
         }
     }
     Ok(())
@@ -96,7 +130,7 @@ pub fn execute(
         .with_scores(&mut scores)
         .with_labels(&mut labels);
     let exec = Exec::new(memory, &model.weights, isa, parallel);
-    body(&exec, model, picture)?;
+    body(&exec, model, picture, None)?;
     let tails = &model.tails;
     for step in [&tails.run, &tails.scores, &tails.segment] {
         exec.step(step)?;

@@ -29,7 +29,12 @@ pub fn infer_shape(graph: &Graph, node: &Node) -> Result<Shape, String> {
     };
     let strided = |s: Shape, stride: usize| Shape::new(s.c, s.h.div_ceil(stride), s.w.div_ceil(stride));
     let conv_out = |c: &super::Conv, x: Shape| -> Result<Shape, String> {
-        if c.kernel % 2 == 0 || c.stride == 0 || c.dilation == 0 || c.groups == 0 || x.c % c.groups != 0 {
+        if c.kernel.is_multiple_of(2)
+            || c.stride == 0
+            || c.dilation == 0
+            || c.groups == 0
+            || !x.c.is_multiple_of(c.groups)
+        {
             return Err(format!("unsupported conv geometry {c:?} on {x}"));
         }
         let out = param_shape(c.weight)?[0];

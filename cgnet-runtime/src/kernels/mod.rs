@@ -59,6 +59,70 @@ impl Isa {
     }
 }
 
+/// The multiply-add ceiling of one core for a kernel variant, in GFLOP/s (two
+/// FLOPs per multiply-add): the best of `tries` timed runs of a register-only
+/// loop of independent vector multiply-adds (no loads, no stores), about 2 ms
+/// each. What the kernels reach is quoted as a share of it.
+pub fn fma_peak_gflops(isa: Isa, tries: usize) -> Result<f64, KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::Unsupported(isa));
+    }
+    const ROUNDS: usize = 1_000_000;
+    let flops = (ROUNDS * ops::FMA_CHAINS * simd::LANES * 2) as f64;
+    let mut best = f64::INFINITY;
+    for _ in 0..tries.max(1) {
+        let start = std::time::Instant::now();
+        // SAFETY: the variant is supported (checked above).
+        let sum = unsafe {
+            match isa {
+                Isa::Scalar => ops::scalar::fma_loop(ROUNDS),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => ops::avx2::fma_loop(ROUNDS),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => ops::neon::fma_loop(ROUNDS),
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("checked by is_supported"),
+            }
+        };
+        std::hint::black_box(sum);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(flops / best / 1e9)
+}
+
+/// The AVX-512 multiply-add ceiling of one core (16 lanes, the same loop as
+/// [`fma_peak_gflops`]), where the CPU has AVX-512F: the kernels use AVX2, and
+/// this says what wider vectors would allow. `None` elsewhere.
+pub fn avx512_fma_peak_gflops(tries: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        const ROUNDS: usize = 1_000_000;
+        #[target_feature(enable = "avx512f")]
+        fn chains(rounds: usize) -> f32 {
+            use std::arch::x86_64::*;
+            let mut acc = [_mm512_setzero_ps(); ops::FMA_CHAINS];
+            let a = _mm512_set1_ps(std::hint::black_box(0.999_9));
+            let b = _mm512_set1_ps(std::hint::black_box(1e-6));
+            for _ in 0..rounds {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(*x, a, b);
+                }
+            }
+            acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+        }
+        let mut best = f64::INFINITY;
+        for _ in 0..tries.max(1) {
+            let start = std::time::Instant::now();
+            // SAFETY: the CPU has AVX-512F (detected above).
+            std::hint::black_box(unsafe { chains(ROUNDS) });
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        return Some((ROUNDS * ops::FMA_CHAINS * 16 * 2) as f64 / best / 1e9);
+    }
+    let _ = tries;
+    None
+}
+
 /// The memories a program addresses, borrowed for `'a`. Built from slices, so
 /// every base pointer is valid for its length for as long as the `Memory`
 /// lives, and the input is only ever read.
@@ -490,6 +554,13 @@ mod tests {
         assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 3), picture)), Err(KernelError::WritesInput(picture)));
         // A float program run on a picture reads no floats: an error, not a read of nothing.
         assert!(matches!(run(&pool(planar)), Err(KernelError::OutOfBounds { .. })));
+    }
+
+    #[test]
+    fn the_fma_peak_is_measured_where_the_variant_runs() {
+        assert!(fma_peak_gflops(Isa::Scalar, 1).unwrap() > 0.0);
+        let unsupported = [Isa::Avx2, Isa::Neon].into_iter().find(|isa| !isa.is_supported()).unwrap();
+        assert_eq!(fma_peak_gflops(unsupported, 1), Err(KernelError::Unsupported(unsupported)));
     }
 
     /// A pool that breaks the `ParallelFor` conventions: it calls `job(0)` on

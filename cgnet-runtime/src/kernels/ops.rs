@@ -78,6 +78,17 @@ macro_rules! entry_points {
                 unsafe { global_context::<$simd>(m, w, s) }
             }
 
+            /// `rounds` rounds of [`FMA_CHAINS`] independent multiply-adds on
+            /// registers (see [`fma_chains`]).
+            ///
+            /// # Safety
+            /// The instruction set is supported by this CPU.
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            pub(in crate::kernels) unsafe fn fma_loop(rounds: usize) -> f32 {
+                fma_chains::<$simd>(rounds)
+            }
+
             /// # Safety
             /// As for every kernel: views and weight offsets in bounds (checked by
             /// `Exec::step`), disjoint destination rows per thread, and the
@@ -108,6 +119,25 @@ entry_points!(scalar, super::super::simd::Scalar);
 entry_points!(avx2, super::super::simd::Avx2, "avx2,fma");
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, super::super::simd::Neon, "neon");
+
+/// Independent multiply-add chains of the peak loop: enough to cover the FMA
+/// latency on two FMA ports (4 cycles x 2), few enough to stay in registers.
+pub(super) const FMA_CHAINS: usize = 12;
+
+/// The machine's multiply-add ceiling for a variant: `rounds` rounds of
+/// [`FMA_CHAINS`] vector multiply-adds with no memory traffic. Returns a sum of
+/// the results so that the work cannot be optimised away.
+#[inline(always)]
+fn fma_chains<S: Simd>(rounds: usize) -> f32 {
+    let mut acc = [S::zero(); FMA_CHAINS];
+    let (a, b) = (S::splat(std::hint::black_box(0.999_9)), S::splat(std::hint::black_box(1e-6)));
+    for _ in 0..rounds {
+        for x in acc.iter_mut() {
+            *x = S::madd(*x, a, b);
+        }
+    }
+    acc.iter().map(|v| S::to_array(*v).iter().sum::<f32>()).sum()
+}
 
 /// One past the largest packed-weight index a step reads.
 pub(super) fn max_weight_offset(step: &Step) -> usize {

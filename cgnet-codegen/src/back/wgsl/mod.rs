@@ -230,7 +230,7 @@ fn conv(s: &Conv) -> ((String, usize), usize) {
     let co_pad = s.dst.c.next_multiple_of(8);
     let pad = s.dilation * (s.kernel - 1) / 2;
     let xgroups = s.dst.w.div_ceil(CONV_PIXELS);
-    let aligned = s.weights % 4 == 0 && s.bias % 4 == 0;
+    let aligned = s.weights.is_multiple_of(4) && s.bias.is_multiple_of(4);
     let w4 = |base: &str| weight_vec4(base, aligned);
     // Unrolled over the pixels: every accumulator and address stays in a register.
     let pixels = 0..CONV_PIXELS;
@@ -323,7 +323,7 @@ fn conv(s: &Conv) -> ((String, usize), usize) {
 /// accumulates the 16 products with the pre-transformed weights, and applies
 /// the output transform (`A^T m A`), the bias and the epilogue.
 fn winograd(s: &Conv) -> ((String, usize), usize) {
-    let aligned = s.weights % 4 == 0 && s.bias % 4 == 0;
+    let aligned = s.weights.is_multiple_of(4) && s.bias.is_multiple_of(4);
     let groups = s.dst.c.div_ceil(4);
     let co_pad = s.dst.c.next_multiple_of(8);
     let (tiles_x, tiles_y) = (s.dst.w.div_ceil(2), s.dst.h.div_ceil(2));

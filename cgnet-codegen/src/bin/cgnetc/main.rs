@@ -218,6 +218,11 @@ struct BenchArgs {
     /// Timed iterations (after 2 warm-up runs).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Also time every step (rust-* targets, the first thread count): time and
+    /// GFLOP/s per kind of step, and the measured FMA ceiling of the kernels'
+    /// instruction set (a register-only loop), so that the run reads as a share of it.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// `--threads`: a count, or `auto` / 0 for the available cores.
@@ -763,6 +768,9 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let model = back::compile(&spec, &graph, &sha)?;
     let input = image_like_input(spec.height, spec.width, 2);
+    if args.profile && args.target.isa().is_none() {
+        return Err(Failure::new(format!("--profile applies to the rust-* targets, not {}", args.target.name())));
+    }
     let busy = BusyCores::start(args.busy_cores)?;
     let load = match args.busy_cores {
         0 => String::new(),
@@ -840,6 +848,79 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
             model.arena_bytes
         );
     }
+    if let (true, Some(isa), Some((threads, median))) = (args.profile, args.target.isa(), first) {
+        print_profile(&model, isa, threads, &input, args.iters, median)?;
+    }
     drop(busy);
+    Ok(())
+}
+
+/// `bench --profile`: every step timed (the median of `iters` runs per step),
+/// summed per kind of step, with GFLOP/s where the step does arithmetic; then
+/// the FMA ceiling of the kernels' instruction set, and the whole run (median
+/// `whole_ms`) as a share of it.
+fn print_profile(
+    model: &CompiledModel,
+    isa: Isa,
+    threads: usize,
+    input: &Tensor,
+    iters: usize,
+    whole_ms: f64,
+) -> Result<(), Failure> {
+    let pool = pool(threads)?;
+    let mut runner = native::Runner::new(model);
+    let steps = model.steps.len() + 1;
+    let mut runs = vec![Vec::with_capacity(iters); steps];
+    let mut seconds = vec![0.0; steps];
+    for i in 0..iters + 1 {
+        runner
+            .run_profiled(
+                model,
+                isa,
+                pool.as_ref().map(|p| p as &dyn ParallelFor),
+                Input::Floats(&input.data),
+                &mut seconds,
+            )
+            .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
+        if i > 0 {
+            runs.iter_mut().zip(&seconds).for_each(|(run, s)| run.push(*s));
+        }
+    }
+    // (kind, steps, seconds, multiply-adds), in order of first appearance.
+    let mut kinds: Vec<(String, usize, f64, u64)> = Vec::new();
+    for (step, mut run) in model.steps.iter().chain([&model.tails.run]).zip(runs) {
+        run.sort_by(f64::total_cmp);
+        let (kind, median) = (step.kind(), run[run.len() / 2]);
+        match kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => {
+                k.1 += 1;
+                k.2 += median;
+                k.3 += step.macs();
+            }
+            None => kinds.push((kind, 1, median, step.macs())),
+        }
+    }
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = kinds.iter().map(|k| k.2).sum();
+    println!(
+        "per kind of step ({threads} thread{}, median of {iters} runs per step):",
+        if threads == 1 { "" } else { "s" }
+    );
+    println!("  {:<22} {:>5} {:>9} {:>7} {:>9}", "kind", "steps", "ms", "share", "GFLOP/s");
+    for (kind, count, sec, macs) in &kinds {
+        let gflops = if *macs > 0 { format!("{:.1}", 2.0 * *macs as f64 / sec / 1e9) } else { "-".into() };
+        println!("  {kind:<22} {count:>5} {:>9.2} {:>6.1}% {gflops:>9}", sec * 1e3, 100.0 * sec / total);
+    }
+    let peak = cgnet_runtime::kernels::fma_peak_gflops(isa, 20)
+        .map_err(|e| Failure::new(format!("cannot measure the FMA peak: {e}")))?;
+    let reached = 2.0 * model.macs as f64 / (whole_ms * 1e-3) / 1e9;
+    println!(
+        "FMA peak of the {isa:?} kernels, one core (register-only loop of independent multiply-adds): {peak:.1} GFLOP/s; \
+         the whole run at {reached:.1} GFLOP/s is {:.0} % of {threads} x that",
+        100.0 * reached / (peak * threads as f64)
+    );
+    if let Some(avx512) = cgnet_runtime::kernels::avx512_fma_peak_gflops(20) {
+        println!("AVX-512 FMA peak, one core (this CPU has it; the kernels use AVX2): {avx512:.1} GFLOP/s");
+    }
     Ok(())
 }
