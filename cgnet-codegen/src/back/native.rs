@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
+use cgnet_runtime::program::Step;
 use cgnet_runtime::Arena;
 
 use super::CompiledModel;
@@ -42,11 +43,7 @@ impl Runner {
         parallel: Option<&dyn ParallelFor>,
         input: Input<'_>,
     ) -> Result<&[f32], KernelError> {
-        let picture = matches!(input, Input::Rgb8 { .. });
-        let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
-        let exec = Exec::new(memory, &model.weights, isa, parallel);
-        body(&exec, model, picture, None)?;
-        exec.step(&model.tails.run)?;
+        self.run_timing(model, isa, parallel, input, None)?;
         Ok(&self.logits)
     }
 
@@ -61,15 +58,23 @@ impl Runner {
         seconds: &mut [f64],
     ) -> Result<(), KernelError> {
         assert_eq!(seconds.len(), model.steps.len() + 1, "one time per step and one for the tail");
+        self.run_timing(model, isa, parallel, input, Some(seconds))
+    }
+
+    /// The body and the logits tail; with `seconds`, each step's wall time (the tail's last).
+    fn run_timing(
+        &mut self,
+        model: &CompiledModel,
+        isa: Isa,
+        parallel: Option<&dyn ParallelFor>,
+        input: Input<'_>,
+        seconds: Option<&mut [f64]>,
+    ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        let (body_seconds, tail_seconds) = seconds.split_at_mut(model.steps.len());
-        body(&exec, model, picture, Some(body_seconds))?;
-        let start = Instant::now();
-        exec.step(&model.tails.run)?;
-        tail_seconds[0] = start.elapsed().as_secs_f64();
-        Ok(())
+        let steps = model.steps.iter().chain([&model.tails.run]);
+        run_steps(&exec, steps, picture, seconds)
     }
 
     /// The body and the labels tail, as `segment` in emitted code does:
@@ -85,27 +90,26 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        body(&exec, model, picture, None)?;
-        exec.step(&model.tails.segment)
+        run_steps(&exec, model.steps.iter().chain([&model.tails.segment]), picture, None)
     }
 }
 
-/// The model's steps; with `picture`, the readers of the input in the form
-/// that reads an 8-bit picture (`Step::reading_rgb8`), as emitted code does.
-/// With `seconds`, each step's wall time.
-fn body(
+/// Runs `steps`; with `picture`, the readers of the input in the form that
+/// reads an 8-bit picture (`Step::reading_rgb8`), as emitted code does. With
+/// `seconds`, each step's wall time.
+fn run_steps<'s>(
     exec: &Exec<'_>,
-    model: &CompiledModel,
+    steps: impl Iterator<Item = &'s Step>,
     picture: bool,
     mut seconds: Option<&mut [f64]>,
 ) -> Result<(), KernelError> {
-    for (i, step) in model.steps.iter().enumerate() {
-        let start = Instant::now();
-        match step.reading_rgb8().filter(|_| picture) {
+    for (i, step) in steps.enumerate() {
+        let start = seconds.is_some().then(Instant::now);
+        match if picture { step.reading_rgb8() } else { None } {
             Some(picture_step) => exec.step(&picture_step)?,
             None => exec.step(step)?,
         }
-        if let Some(seconds) = seconds.as_deref_mut() {
+        if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
             seconds[i] = start.elapsed().as_secs_f64();
         }
     }
@@ -130,10 +134,7 @@ pub fn execute(
         .with_scores(&mut scores)
         .with_labels(&mut labels);
     let exec = Exec::new(memory, &model.weights, isa, parallel);
-    body(&exec, model, picture, None)?;
     let tails = &model.tails;
-    for step in [&tails.run, &tails.scores, &tails.segment] {
-        exec.step(step)?;
-    }
+    run_steps(&exec, model.steps.iter().chain([&tails.run, &tails.scores, &tails.segment]), picture, None)?;
     Ok(Outputs { logits, scores, labels })
 }
