@@ -19,11 +19,15 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
         let model = compile(&spec, &golden.graph, "test").unwrap();
         let floats = spec.normalise_rgb8(&picture);
         assert_eq!(own_image, bits(&floats) == bits(&golden.input.data), "{name}: the image normalises to the input");
-        for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
+        // AVX-512 runs the AVX2 variant's multiply-adds in the same order: the same bits.
+        let mut avx2_logits = None;
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
             if !isa.is_supported() {
-                eprintln!(
-                    "SKIPPED {isa:?} on {name}: not supported by this CPU (NEON runs under qemu-aarch64, see .ci/run)"
-                );
+                let why = match isa {
+                    Isa::Avx512 => "no AVX-512 on this CPU",
+                    _ => "not supported by this CPU (NEON runs under qemu-aarch64, see .ci/run)",
+                };
+                eprintln!("SKIPPED {isa:?} on {name} ({why})");
                 continue;
             }
             if isa == Isa::Scalar && cfg!(target_arch = "aarch64") {
@@ -37,6 +41,15 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
             let labels: Vec<i32> = out.labels.iter().map(|l| i32::from(*l)).collect();
             let ratio = golden.check(&logits, &labels, &format!("{isa:?}"));
             eprintln!("{name} {isa:?}: worst logit error = {ratio:.3} of tolerance, arena {} bytes", model.arena_bytes);
+            match isa {
+                Isa::Avx2 => avx2_logits = Some(bits(&out.logits)),
+                Isa::Avx512 => {
+                    let avx2 = avx2_logits.as_ref().expect("AVX-512 CPUs have AVX2");
+                    assert!(*avx2 == bits(&out.logits), "{name}: Avx512 logits differ from Avx2's");
+                    eprintln!("{name} Avx512: bit-identical to Avx2");
+                }
+                _ => {}
+            }
 
             let input = Input::Rgb8 { pixels: &picture, normalisation: model.normalisation() };
             let from_picture = native::execute(&model, isa, None, input).unwrap();

@@ -57,6 +57,18 @@ cgnet::cgnet! {
 }
 
 cgnet::cgnet! {
+    /// The AVX-512 kernels, chosen explicitly (`target: native` picks them where the CPU has them).
+    model TinyAvx512 {
+        input: 3 x 37 x 53,
+        classes: 4,
+        stage2: { blocks: 1 },
+        stage3: { blocks: 1 },
+        weights: "tests/golden/tiny_m1n1_c4_37x53.safetensors",
+        target: avx512,
+    }
+}
+
+cgnet::cgnet! {
     /// The Rust NEON kernels (run under qemu-aarch64 by `.ci/run`).
     model NoResidualNeon {
         input: 3 x 33 x 65,
@@ -160,6 +172,18 @@ fn neon_target_matches() {
         return;
     }
     check_golden!(NoResidualNeon::new(), NoResidualNeon, "nores_m2n2_c3_33x65");
+}
+
+#[test]
+fn avx512_target_matches() {
+    if !cgnet::runtime::kernels::Isa::Avx512.is_supported() {
+        eprintln!("SKIPPED target: avx512 (no AVX-512 on this CPU)");
+        let err =
+            TinyAvx512::new().run(&[0.0; 3 * 37 * 53], TinyAvx512::new_arena().as_f32_mut(), &mut [0.0; 4 * 5 * 7]);
+        assert!(err.unwrap_err().to_string().contains("not supported by this CPU"));
+        return;
+    }
+    check_golden!(TinyAvx512::new(), TinyAvx512, "tiny_m1n1_c4_37x53");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! One battery for every kernel variant: each runtime kernel (portable and
-//! AVX2 + FMA, NEON where the CPU has it) and each C kernel of `kernels.c`
+//! AVX2 + FMA, AVX-512F and NEON where the CPU has them) and each C kernel of `kernels.c`
 //! (c-scalar, c-avx2, c-neon under qemu; serially and on 3 threads of the
 //! pthread pool) against the reference interpreter's kernels, on odd widths,
 //! 3 / 35 / 131 channels, dilations 1 / 2 / 4, strides 1 / 2, NCHW and
@@ -31,9 +31,11 @@ enum Engine {
 /// Every engine this machine can run; prints `SKIPPED` for the others.
 fn engines() -> Vec<Engine> {
     let mut engines = Vec::new();
-    for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
         if isa.is_supported() {
             engines.push(Engine::Rust(isa));
+        } else if isa == Isa::Avx512 && cfg!(target_arch = "x86_64") {
+            eprintln!("SKIPPED the rust Avx512 battery (no AVX-512 on this CPU)");
         }
     }
     for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Neon] {

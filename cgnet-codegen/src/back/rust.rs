@@ -294,6 +294,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
     let isa = match decl.target {
         RustTarget::Scalar => quote!(#rt::kernels::Isa::Scalar),
         RustTarget::Avx2 => quote!(#rt::kernels::Isa::Avx2),
+        RustTarget::Avx512 => quote!(#rt::kernels::Isa::Avx512),
         RustTarget::Neon => quote!(#rt::kernels::Isa::Neon),
         RustTarget::Native | RustTarget::Gpu => quote!(#rt::kernels::Isa::detect()),
     };

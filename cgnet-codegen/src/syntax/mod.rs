@@ -16,7 +16,7 @@
 //!     activation: prelu,         // prelu | relu
 //!     global_context: true,
 //!     weights: "weights/cgnet_camvid.safetensors",
-//!     target: native,            // scalar | avx2 | neon | native
+//!     target: native,            // scalar | avx2 | avx512 | neon | native | gpu
 //!     mean: [105.65775, 103.329834, 99.625404],   // RGB; the Cityscapes mean when absent
 //!     std: [1, 1, 1],            // divides (pixel - mean); 1 when absent
 //!     labels: { Sky: [128, 128, 128], Building: [128, 0, 0], /* one per class */ },
@@ -36,6 +36,8 @@ use crate::spec::{Activation, CgStage, Label, ModelSpec, Residual, Stage1};
 pub enum RustTarget {
     Scalar,
     Avx2,
+    /// AVX-512F (16 lanes); bit-identical to `Avx2`.
+    Avx512,
     Neon,
     /// The best the running CPU supports, detected at construction.
     Native,
@@ -413,10 +415,12 @@ pub fn parse_model(tokens: TokenStream) -> Result<ModelDecl, syn::Error> {
                 other => errors.push(other.span(), format!("`weights` takes a string path, not {}", other.kind())),
             },
             "target" => {
-                if let Some(w) = word(v, &mut errors, "target", &["scalar", "avx2", "neon", "native", "gpu"]) {
+                if let Some(w) = word(v, &mut errors, "target", &["scalar", "avx2", "avx512", "neon", "native", "gpu"])
+                {
                     target = match w.as_str() {
                         "scalar" => RustTarget::Scalar,
                         "avx2" => RustTarget::Avx2,
+                        "avx512" => RustTarget::Avx512,
                         "neon" => RustTarget::Neon,
                         "gpu" => RustTarget::Gpu,
                         _ => RustTarget::Native,

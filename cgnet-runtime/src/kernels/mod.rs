@@ -23,6 +23,10 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA (x86-64).
     Avx2,
+    /// AVX-512F (x86-64): 16 lanes, 32 registers, larger register tiles.
+    /// Bit-identical to [`Isa::Avx2`]: every output is the same multiply-adds in
+    /// the same order; only the vector width and the tiles differ.
+    Avx512,
     /// AArch64 NEON (every AArch64 CPU has it).
     Neon,
 }
@@ -37,8 +41,10 @@ impl Isa {
     /// ```
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if isa.is_supported() {
+                return isa;
+            }
         }
         #[cfg(target_arch = "aarch64")]
         return Isa::Neon;
@@ -52,9 +58,19 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Isa::Avx2.is_supported() && std::is_x86_feature_detected!("avx512f"),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx2 => false,
+            Isa::Avx2 | Isa::Avx512 => false,
             Isa::Neon => cfg!(target_arch = "aarch64"),
+        }
+    }
+
+    /// f32 lanes per vector of the variant's kernels.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Scalar | Isa::Avx2 | Isa::Neon => 8,
         }
     }
 }
@@ -68,7 +84,7 @@ pub fn fma_peak_gflops(isa: Isa, tries: usize) -> Result<f64, KernelError> {
         return Err(KernelError::Unsupported(isa));
     }
     const ROUNDS: usize = 1_000_000;
-    let flops = (ROUNDS * ops::FMA_CHAINS * simd::LANES * 2) as f64;
+    let flops = (ROUNDS * ops::FMA_CHAINS * isa.lanes() * 2) as f64;
     let mut best = f64::INFINITY;
     for _ in 0..tries.max(1) {
         let start = std::time::Instant::now();
@@ -78,6 +94,8 @@ pub fn fma_peak_gflops(isa: Isa, tries: usize) -> Result<f64, KernelError> {
                 Isa::Scalar => ops::scalar::fma_loop(ROUNDS),
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => ops::avx2::fma_loop(ROUNDS),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => ops::avx512::fma_loop(ROUNDS),
                 #[cfg(target_arch = "aarch64")]
                 Isa::Neon => ops::neon::fma_loop(ROUNDS),
                 #[allow(unreachable_patterns)]
@@ -88,39 +106,6 @@ pub fn fma_peak_gflops(isa: Isa, tries: usize) -> Result<f64, KernelError> {
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(flops / best / 1e9)
-}
-
-/// The AVX-512 multiply-add ceiling of one core (16 lanes, the same loop as
-/// [`fma_peak_gflops`]), where the CPU has AVX-512F: the kernels use AVX2, and
-/// this says what wider vectors would allow. `None` elsewhere.
-pub fn avx512_fma_peak_gflops(tries: usize) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        const ROUNDS: usize = 1_000_000;
-        #[target_feature(enable = "avx512f")]
-        fn chains(rounds: usize) -> f32 {
-            use std::arch::x86_64::*;
-            let mut acc = [_mm512_setzero_ps(); ops::FMA_CHAINS];
-            let a = _mm512_set1_ps(std::hint::black_box(0.999_9));
-            let b = _mm512_set1_ps(std::hint::black_box(1e-6));
-            for _ in 0..rounds {
-                for x in acc.iter_mut() {
-                    *x = _mm512_fmadd_ps(*x, a, b);
-                }
-            }
-            acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
-        }
-        let mut best = f64::INFINITY;
-        for _ in 0..tries.max(1) {
-            let start = std::time::Instant::now();
-            // SAFETY: the CPU has AVX-512F (detected above).
-            std::hint::black_box(unsafe { chains(ROUNDS) });
-            best = best.min(start.elapsed().as_secs_f64());
-        }
-        return Some((ROUNDS * ops::FMA_CHAINS * 16 * 2) as f64 / best / 1e9);
-    }
-    let _ = tries;
-    None
 }
 
 /// The memories a program addresses, borrowed for `'a`. Built from slices, so
@@ -383,6 +368,9 @@ impl<'a> Exec<'a> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: forwarded from this function's contract; the variant is supported (checked first by `step`).
             Isa::Avx2 => unsafe { ops::avx2::run(m, w, step, rows) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: forwarded from this function's contract; the variant is supported (checked first by `step`).
+            Isa::Avx512 => unsafe { ops::avx512::run(m, w, step, rows) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: forwarded from this function's contract; NEON is part of every AArch64 CPU.
             Isa::Neon => unsafe { ops::neon::run(m, w, step, rows) },

@@ -1,6 +1,8 @@
-//! The kernels, generic over the lane type. Output channels are processed in
-//! blocks of 8 (one vector); per-channel parameters are padded with zeros so
-//! that whole vectors can always be loaded.
+//! The kernels, generic over the lane type. Channels are processed one vector
+//! (`S::LANES`: 8 or 16) at a time. The packed weights are laid out in blocks
+//! of [`PACKED_BLOCK`] channels whatever the vector width: 8-lane variants
+//! load whole vectors of them (the padding guarantees that), wider ones load
+//! the valid lanes only (`packed`).
 //!
 //! Every kernel here is `unsafe`: its caller (`Exec::step`) has checked that
 //! all views are in bounds of their memories and all weight offsets inside
@@ -13,7 +15,7 @@
 
 use std::ops::Range;
 
-use super::simd::{Simd, LANES};
+use super::simd::{Simd, PACKED_BLOCK};
 use super::Memory;
 use crate::program::{
     Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Normalisation, Squeeze, Step, View,
@@ -117,6 +119,8 @@ macro_rules! entry_points {
 entry_points!(scalar, super::super::simd::Scalar);
 #[cfg(target_arch = "x86_64")]
 entry_points!(avx2, super::super::simd::Avx2, "avx2,fma");
+#[cfg(target_arch = "x86_64")]
+entry_points!(avx512, super::super::simd::Avx512, "avx512f,avx2,fma");
 #[cfg(target_arch = "aarch64")]
 entry_points!(neon, super::super::simd::Neon, "neon");
 
@@ -136,20 +140,21 @@ fn fma_chains<S: Simd>(rounds: usize) -> f32 {
             *x = S::madd(*x, a, b);
         }
     }
-    acc.iter().map(|v| S::to_array(*v).iter().sum::<f32>()).sum()
+    acc.iter().map(|v| S::to_array(*v).as_ref().iter().sum::<f32>()).sum()
 }
 
 /// One past the largest packed-weight index a step reads.
 pub(super) fn max_weight_offset(step: &Step) -> usize {
     // Saturating: a step with absurd sizes must fail the bounds check, not wrap past it.
     let prod = |factors: &[usize]| factors.iter().fold(1usize, |p, f| p.saturating_mul(*f));
-    let pad = |c: usize| c.saturating_add(LANES - 1) / LANES * LANES + LANES;
+    const B: usize = PACKED_BLOCK;
+    let pad = |c: usize| c.saturating_add(B - 1) / B * B + B;
     let epi = |e: &Epilogue, c: usize| {
         let act = |a: Act| if let Act::Prelu(o) = a { o.saturating_add(pad(c)) } else { 0 };
         let affine = e.affine.map_or(0, |(sc, sh)| sc.max(sh).saturating_add(pad(c)));
         act(e.act).max(affine).max(act(e.act2))
     };
-    let co_pad = |c: usize| c.saturating_add(LANES - 1) / LANES * LANES;
+    let co_pad = |c: usize| c.saturating_add(B - 1) / B * B;
     match step {
         Step::Conv(s) => {
             let weights = s.weights.saturating_add(prod(&[s.kernel, s.kernel, s.src.c, co_pad(s.dst.c)]));
@@ -181,53 +186,68 @@ fn ptr(m: &Memory, v: &View) -> *mut f32 {
     m.base(v.mem).0
 }
 
+/// A vector of packed weights or per-channel parameters at `p`, of which the
+/// first `n` lanes are used (`n >= 1`; the other lanes' results are never
+/// stored). With 8 lanes the packing pads every such vector to whole blocks,
+/// so it is one plain load; wider vectors load the `n` lanes only.
+///
+/// # Safety
+/// `p` is inside the packed weights with `n` floats after it, and a whole
+/// [`PACKED_BLOCK`] where `n` ends inside one (true of every row and vector
+/// that `max_weight_offset` covers).
 #[inline(always)]
-fn activate<S: Simd>(a: Act, w: *const f32, c: usize, v: S::V) -> S::V {
+unsafe fn packed<S: Simd>(p: *const f32, n: usize) -> S::V {
+    if S::LANES == PACKED_BLOCK {
+        // SAFETY: this function's contract: a whole block is readable.
+        unsafe { S::load(p) }
+    } else {
+        // SAFETY: this function's contract: `n` floats are readable.
+        unsafe { S::load_first(p, n) }
+    }
+}
+
+#[inline(always)]
+fn activate<S: Simd>(a: Act, w: *const f32, c: usize, n: usize, v: S::V) -> S::V {
     match a {
         Act::None => v,
         Act::Relu => S::max(v, S::zero()),
         // max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v)
-        // SAFETY: epilogue parameters are lane-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); `c` is a lane-aligned channel of the step's output.
-        Act::Prelu(o) => S::madd(S::min(v, S::zero()), unsafe { S::load(w.add(o + c)) }, S::max(v, S::zero())),
+        // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
+        Act::Prelu(o) => S::madd(S::min(v, S::zero()), unsafe { packed::<S>(w.add(o + c), n) }, S::max(v, S::zero())),
     }
 }
 
-/// The epilogue on the vector of channels `c..c + 8`.
+/// The epilogue on the vector of channels `c..c + n` (`n <= S::LANES`).
 #[inline(always)]
-fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, v: S::V) -> S::V {
-    let mut v = activate::<S>(e.act, w, c, v);
+fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, n: usize, v: S::V) -> S::V {
+    let mut v = activate::<S>(e.act, w, c, n, v);
     if let Some((scale, shift)) = e.affine {
-        // SAFETY: epilogue parameters are lane-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); `c` is a lane-aligned channel of the step's output.
-        v = unsafe { S::madd(v, S::load(w.add(scale + c)), S::load(w.add(shift + c))) };
+        // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
+        v = unsafe { S::madd(v, packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) };
     }
-    activate::<S>(e.act2, w, c, v)
+    activate::<S>(e.act2, w, c, n, v)
 }
 
-/// Loads `n <= 8` channels at `p` spaced `stride` apart; other lanes are zero.
+/// Loads `n <= S::LANES` channels at `p` spaced `stride` apart; other lanes are zero.
 #[inline(always)]
 unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
-    if n == LANES && stride == 1 {
+    if stride == 1 {
         // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
-        return unsafe { S::load(p) };
+        return unsafe { S::load_first(p, n) };
     }
-    let mut lanes = [0.0f32; LANES];
-    for (i, lane) in lanes.iter_mut().enumerate().take(n) {
-        // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
-        *lane = unsafe { *p.add(i * stride) };
-    }
-    // SAFETY: `lanes` holds `LANES` floats.
-    unsafe { S::load(lanes.as_ptr()) }
+    // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
+    unsafe { S::gather(p, n, stride) }
 }
 
-/// Stores the first `n <= 8` lanes at `p` spaced `stride` apart.
+/// Stores the first `n <= S::LANES` lanes at `p` spaced `stride` apart.
 #[inline(always)]
 unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
-    if n == LANES && stride == 1 {
+    if stride == 1 {
         // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
-        return unsafe { S::store(p, v) };
+        return unsafe { S::store_first(p, v, n) };
     }
     let lanes = S::to_array(v);
-    for (i, lane) in lanes.iter().enumerate().take(n) {
+    for (i, lane) in lanes.as_ref().iter().enumerate().take(n) {
         // SAFETY: this function's contract: `p + i * stride` is valid for each of the `n` lanes used.
         unsafe { *p.add(i * stride) = *lane };
     }
@@ -242,19 +262,18 @@ trait Source: Copy {
     /// `index` is an element of the checked source view.
     unsafe fn get(self, index: usize, c: usize) -> f32;
 
-    /// Channels `c..c + n` (`n <= 8`) from `index`, spaced `stride` apart; other lanes zero.
+    /// Channels `c..c + n` (`n <= S::LANES`) from `index`, spaced `stride` apart; other lanes zero.
     ///
     /// # Safety
     /// Each of the `n` elements is in the checked source view.
     #[inline(always)]
     unsafe fn lanes<S: Simd>(self, index: usize, c: usize, n: usize, stride: usize) -> S::V {
-        let mut lanes = [0.0f32; LANES];
-        for (i, lane) in lanes.iter_mut().enumerate().take(n) {
+        let mut lanes = S::Lanes::default();
+        for (i, lane) in lanes.as_mut().iter_mut().enumerate().take(n) {
             // SAFETY: this function's contract.
             *lane = unsafe { self.get(index + i * stride, c + i) };
         }
-        // SAFETY: `lanes` holds `LANES` floats.
-        unsafe { S::load(lanes.as_ptr()) }
+        S::from_array(lanes)
     }
 }
 
@@ -304,14 +323,14 @@ macro_rules! with_source {
 /// `acc[p][v] += w[c][v] * x[p][c]` over all input channels `c`: the conv's
 /// inner loop. Of the weights (`V` vectors) and the broadcast inputs (`P`),
 /// whichever is fewer is loaded up front and the other one at a time, so that
-/// the accumulators plus operands fit in the 16 vector registers of AVX2.
+/// the accumulators plus operands fit in the vector registers. Weight vectors
+/// are `co_pad` apart per input channel; the last one has `last` used lanes.
 /// With `MASK`, each pixel's input is multiplied by `mask[p]` (0 for padding).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const MASK: bool>(
     acc: &mut [[S::V; V]; P],
-    wrow: *const f32,
-    co_pad: usize,
+    (wrow, co_pad, last): (*const f32, usize, usize),
     src: X,
     base: &[usize; P],
     cs: usize,
@@ -340,7 +359,7 @@ unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const M
             let mut wv = [S::zero(); V];
             for (v, x) in wv.iter_mut().enumerate() {
                 // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                *x = unsafe { S::load(w.add(v * LANES)) };
+                *x = unsafe { packed::<S>(w.add(v * S::LANES), if v + 1 == V { last } else { S::LANES }) };
             }
             for p in 0..P {
                 let b = input::<S, X, P, MASK>(src, base, cs, mask, p, c);
@@ -355,7 +374,7 @@ unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const M
             }
             for v in 0..V {
                 // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                let wv = unsafe { S::load(w.add(v * LANES)) };
+                let wv = unsafe { packed::<S>(w.add(v * S::LANES), if v + 1 == V { last } else { S::LANES }) };
                 for p in 0..P {
                     acc[p][v] = S::madd(wv, b[p], acc[p][v]);
                 }
@@ -364,14 +383,20 @@ unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const M
     }
 }
 
-/// Pixels per tile for a group of `v` channel vectors: `pixels * v <= 12`
-/// accumulators, plus weights and a broadcast, fit in 16 vector registers.
-const fn tile_pixels(v: usize) -> usize {
-    match v {
+/// Pixels per tile for a group of `v` channel vectors: the accumulators
+/// (`pixels * v`: at most 12 of 16 registers, or 24 of 32), plus weights and a
+/// broadcast, fit in the instruction set's vector registers.
+const fn tile_pixels(registers: usize, v: usize) -> usize {
+    let tile = match v {
         4 => 3,
         3 => 4,
         2 => 6,
         _ => 8,
+    };
+    if registers >= 32 {
+        tile * 2
+    } else {
+        tile
     }
 }
 
@@ -383,9 +408,9 @@ unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>)
 
 #[inline(always)]
 unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src: X, rows: Range<usize>) {
-    let blocks = s.dst.c.div_ceil(LANES);
+    let blocks = s.dst.c.div_ceil(S::LANES);
     // All channel groups walk the same pixel tiles, sized for the widest group.
-    let tile = tile_pixels(blocks.min(4));
+    let tile = tile_pixels(S::REGISTERS, blocks.min(4));
     // A plain function, not a closure: closures do not inherit target features.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -399,15 +424,19 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
         cb: usize,
         tile: usize,
     ) {
-        let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(LANES));
+        let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(S::LANES));
         let tile = (oy, ox, n, cb);
         // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
-            match (blocks - cb).min(4) {
-                4 => conv_tile::<S, X, { tile_pixels(4) }, 4>(m, w, s, src, tile),
-                3 => conv_tile::<S, X, { tile_pixels(3) }, 3>(m, w, s, src, tile),
-                2 => conv_tile::<S, X, { tile_pixels(2) }, 2>(m, w, s, src, tile),
-                _ => conv_tile::<S, X, { tile_pixels(1) }, 1>(m, w, s, src, tile),
+            match (S::REGISTERS >= 32, (blocks - cb).min(4)) {
+                (false, 4) => conv_tile::<S, X, { tile_pixels(16, 4) }, 4>(m, w, s, src, tile),
+                (false, 3) => conv_tile::<S, X, { tile_pixels(16, 3) }, 3>(m, w, s, src, tile),
+                (false, 2) => conv_tile::<S, X, { tile_pixels(16, 2) }, 2>(m, w, s, src, tile),
+                (false, _) => conv_tile::<S, X, { tile_pixels(16, 1) }, 1>(m, w, s, src, tile),
+                (true, 4) => conv_tile::<S, X, { tile_pixels(32, 4) }, 4>(m, w, s, src, tile),
+                (true, 3) => conv_tile::<S, X, { tile_pixels(32, 3) }, 3>(m, w, s, src, tile),
+                (true, 2) => conv_tile::<S, X, { tile_pixels(32, 2) }, 2>(m, w, s, src, tile),
+                (true, _) => conv_tile::<S, X, { tile_pixels(32, 1) }, 1>(m, w, s, src, tile),
             }
         }
     }
@@ -432,9 +461,11 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
     src: X,
     (oy, ox, np, cb): (usize, usize, usize, usize),
 ) {
-    let blocks = s.dst.c.div_ceil(LANES);
+    let (lanes, co) = (S::LANES, s.dst.c);
     let dst = ptr(m, &s.dst);
-    let co_pad = blocks * LANES;
+    let co_pad = co.next_multiple_of(PACKED_BLOCK);
+    // Used lanes of the group's last vector (the others are whole).
+    let last = (co - (cb + V - 1).min(co.div_ceil(lanes) - 1) * lanes).min(lanes);
     let (k, stride, dil) = (s.kernel, s.stride, s.dilation);
     let pad = (dil * (k - 1) / 2) as isize;
     let (ci, cs) = (s.src.c, s.src.channel_stride);
@@ -446,7 +477,7 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
         let mut acc = [[S::zero(); V]; P];
         for v in 0..V {
             // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-            let b = unsafe { S::load(w.add(s.bias + (cb + v) * LANES)) };
+            let b = unsafe { packed::<S>(w.add(s.bias + (cb + v) * lanes), if v + 1 == V { last } else { lanes }) };
             for a in acc.iter_mut() {
                 a[v] = b;
             }
@@ -460,14 +491,14 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
                 let ix0 = (x0 * stride + kx * dil) as isize - pad;
                 let ix_last = ix0 + ((n - 1) * stride) as isize;
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                let wrow = unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * LANES) };
+                let wrow = (unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * lanes) }, co_pad, last);
                 if n == P && ix0 >= 0 && ix_last < s.src.w as isize {
                     let mut base = [0usize; P];
                     for (p, b) in base.iter_mut().enumerate() {
                         *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
                     }
                     // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, X, P, V, false>(&mut acc, wrow, co_pad, src, &base, cs, ci, &[1.0; P]) };
+                    unsafe { accumulate::<S, X, P, V, false>(&mut acc, wrow, src, &base, cs, ci, &[1.0; P]) };
                 } else {
                     // Border or short tile: clamp addresses, zero the contribution of padding.
                     let mut base = [0usize; P];
@@ -479,57 +510,80 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
                         base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
                     }
                     // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, X, P, V, true>(&mut acc, wrow, co_pad, src, &base, cs, ci, &mask) };
+                    unsafe { accumulate::<S, X, P, V, true>(&mut acc, wrow, src, &base, cs, ci, &mask) };
                 }
             }
         }
         for (p, a) in acc.iter().enumerate().take(n) {
             for (v, value) in a.iter().enumerate() {
-                let c = (cb + v) * LANES;
-                if c >= s.dst.c {
+                let c = (cb + v) * lanes;
+                if c >= co {
                     break;
                 }
-                let out = epilogue::<S>(&s.epilogue, w, c, *value);
+                let n = (co - c).min(lanes);
+                let out = epilogue::<S>(&s.epilogue, w, c, n, *value);
                 let at = s.dst.at(c, oy, x0 + p);
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                unsafe { store_n::<S>(dst.add(at), out, (s.dst.c - c).min(LANES), s.dst.channel_stride) };
+                unsafe { store_n::<S>(dst.add(at), out, n, s.dst.channel_stride) };
             }
         }
         done += n;
     }
 }
 
-/// Winograd tiles (of 2x2 outputs) per register block: 3 tiles x 4 channel vectors.
-const WG_TILES: usize = 3;
+/// Winograd tiles (of 2x2 outputs) per register block: 3 tiles x 4 channel
+/// vectors on 16 registers, 6 x 4 on 32.
+const fn winograd_tiles(registers: usize) -> usize {
+    if registers >= 32 {
+        6
+    } else {
+        3
+    }
+}
 
-/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3). For a strip of
-/// `WG_TILES` tiles: the input tiles are transformed (`B^T d B`, vectorised over
-/// input channels) into a stack buffer, 16 small GEMMs (one per transformed
+/// The most tiles of any variant: sizes the stack buffers.
+const WG_MAX_TILES: usize = winograd_tiles(32);
+
+#[inline(always)]
+unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        if S::REGISTERS >= 32 {
+            winograd_strips::<S, { winograd_tiles(32) }>(m, w, s, rows)
+        } else {
+            winograd_strips::<S, { winograd_tiles(16) }>(m, w, s, rows)
+        }
+    }
+}
+
+/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3). For a strip of `T`
+/// tiles: the input tiles are transformed (`B^T d B`, vectorised over input
+/// channels) into a stack buffer, 16 small GEMMs (one per transformed
 /// position, the conv's register-tiled inner loop) multiply them with the
 /// pre-transformed weights, and the output transform (`A^T M A`) adds the bias,
 /// applies the epilogue and stores the 2x2 outputs.
 #[inline(always)]
-unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
     const MAXC: usize = WINOGRAD_MAX_CHANNELS;
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
-    let (ci, co) = (s.src.c, s.dst.c);
-    let blocks = co.div_ceil(LANES);
-    let co_pad = blocks * LANES;
+    let (ci, co, lanes) = (s.src.c, s.dst.c, S::LANES);
+    let blocks = co.div_ceil(lanes);
+    let co_pad = co.next_multiple_of(PACKED_BLOCK);
     let (h, wd, cs) = (s.src.h as isize, s.src.w as isize, s.src.channel_stride);
     // [tile][16][channel] for the transformed inputs and the products.
-    let mut vbuf = [0.0f32; WG_TILES * 16 * MAXC];
-    let mut mbuf = [0.0f32; WG_TILES * 16 * MAXC];
+    let mut vbuf = [0.0f32; WG_MAX_TILES * 16 * MAXC];
+    let mut mbuf = [0.0f32; WG_MAX_TILES * 16 * MAXC];
     // Tiles start at even rows whatever the row range, so that every output is
     // computed from the same tile (and rounds the same) for any thread split.
     let mut oy = rows.start - rows.start % 2;
     while oy < rows.end {
         let mut ox = 0;
         while ox < s.dst.w {
-            let tiles = WG_TILES.min((s.dst.w - ox).div_ceil(2));
+            let tiles = T.min((s.dst.w - ox).div_ceil(2));
             for t in 0..tiles {
                 let (y0, x0) = (oy as isize - 1, (ox + 2 * t) as isize - 1);
-                for cb in (0..ci).step_by(LANES) {
-                    let n = (ci - cb).min(LANES);
+                for cb in (0..ci).step_by(lanes) {
+                    let n = (ci - cb).min(lanes);
                     let mut d = [[S::zero(); 4]; 4];
                     for (r, row) in d.iter_mut().enumerate() {
                         let iy = y0 + r as isize;
@@ -546,7 +600,7 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
                     }
                     let v = winograd_input::<S>(&d);
                     for (xi, value) in v.iter().flatten().enumerate() {
-                        // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
+                        // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
                         unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * 16 + xi) * MAXC + cb), *value, n, 1) };
                     }
                 }
@@ -554,44 +608,47 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
             for xi in 0..16 {
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wrow = unsafe { w.add(s.weights + xi * ci * co_pad) };
-                let mut base = [0usize; WG_TILES];
+                let mut base = [0usize; T];
                 for (t, b) in base.iter_mut().enumerate() {
                     *b = (t * 16 + xi) * MAXC;
                 }
                 for cb in (0..blocks).step_by(4) {
-                    // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
-                    let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * LANES) };
+                    let nv = (blocks - cb).min(4);
+                    let last = (co - (cb + nv - 1) * lanes).min(lanes);
+                    // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and every vector of channels ends by WINOGRAD_MAX_CHANNELS (checked by `Exec::step`; a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
+                    let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * lanes) };
                     // SAFETY: this transformed position's packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                    let wcb = unsafe { wrow.add(cb * LANES) };
+                    let wcb = (unsafe { wrow.add(cb * lanes) }, co_pad, last);
                     // SAFETY: `vbuf` and `out` are inside this function's stack buffers (see the SAFETY notes above), and `wcb` is this position's packed weights.
                     unsafe {
-                        match (blocks - cb).min(4) {
-                            4 => winograd_gemm::<S, 4>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
-                            3 => winograd_gemm::<S, 3>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
-                            2 => winograd_gemm::<S, 2>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
-                            _ => winograd_gemm::<S, 1>(wcb, co_pad, vbuf.as_ptr(), &base, ci, out),
+                        match nv {
+                            4 => winograd_gemm::<S, T, 4>(wcb, vbuf.as_ptr(), &base, ci, out),
+                            3 => winograd_gemm::<S, T, 3>(wcb, vbuf.as_ptr(), &base, ci, out),
+                            2 => winograd_gemm::<S, T, 2>(wcb, vbuf.as_ptr(), &base, ci, out),
+                            _ => winograd_gemm::<S, T, 1>(wcb, vbuf.as_ptr(), &base, ci, out),
                         }
                     }
                 }
             }
             for t in 0..tiles {
-                for cb in (0..co).step_by(LANES) {
+                for cb in (0..co).step_by(lanes) {
+                    let n = (co - cb).min(lanes);
                     let mut mv = [[S::zero(); 4]; 4];
                     for (xi, x) in mv.iter_mut().flatten().enumerate() {
-                        // SAFETY: t < WG_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_TILES x 16 x MAXC floats.
+                        // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and the vector of channels from `cb` ends by WINOGRAD_MAX_CHANNELS (a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
                         *x = unsafe { S::load(mbuf.as_ptr().add((t * 16 + xi) * MAXC + cb)) };
                     }
                     // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                    let bias = unsafe { S::load(w.add(s.bias + cb)) };
+                    let bias = unsafe { packed::<S>(w.add(s.bias + cb), n) };
                     let y = winograd_output::<S>(&mv);
                     for (r, row) in y.iter().enumerate() {
                         for (c, value) in row.iter().enumerate() {
                             let (yy, xx) = (oy + r, ox + 2 * t + c);
                             if rows.contains(&yy) && xx < s.dst.w {
-                                let out = epilogue::<S>(&s.epilogue, w, cb, S::add(*value, bias));
+                                let out = epilogue::<S>(&s.epilogue, w, cb, n, S::add(*value, bias));
                                 let at = s.dst.at(cb, yy, xx);
                                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                                unsafe { store_n::<S>(dst.add(at), out, (co - cb).min(LANES), s.dst.channel_stride) };
+                                unsafe { store_n::<S>(dst.add(at), out, n, s.dst.channel_stride) };
                             }
                         }
                     }
@@ -603,26 +660,24 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
     }
 }
 
-/// `acc[t][v] = sum_c U[c][v] * V[t][c]` for `WG_TILES` tiles and `V` vectors of
-/// output channels; products go to `out + t * 16 * MAXC + v * 8`.
+/// `acc[t][v] = sum_c U[c][v] * V[t][c]` for `T` tiles and `V` vectors of
+/// output channels (`wrow` = (weights, row stride, used lanes of the last
+/// vector)); products go to `out + t * 16 * MAXC + v * S::LANES`.
 #[inline(always)]
-unsafe fn winograd_gemm<S: Simd, const V: usize>(
-    wrow: *const f32,
-    co_pad: usize,
+unsafe fn winograd_gemm<S: Simd, const T: usize, const V: usize>(
+    wrow: (*const f32, usize, usize),
     vbuf: *const f32,
-    base: &[usize; WG_TILES],
+    base: &[usize; T],
     ci: usize,
     out: *mut f32,
 ) {
-    let mut acc = [[S::zero(); V]; WG_TILES];
-    // SAFETY: the caller's contract (see `winograd`): `vbuf`, `base` and `wrow` address its stack buffer and weights.
-    unsafe {
-        accumulate::<S, Floats, WG_TILES, V, false>(&mut acc, wrow, co_pad, Floats(vbuf), base, 1, ci, &[1.0; WG_TILES])
-    };
+    let mut acc = [[S::zero(); V]; T];
+    // SAFETY: the caller's contract (see `winograd_strips`): `vbuf`, `base` and `wrow` address its stack buffer and weights.
+    unsafe { accumulate::<S, Floats, T, V, false>(&mut acc, wrow, Floats(vbuf), base, 1, ci, &[1.0; T]) };
     for (t, a) in acc.iter().enumerate() {
         for (v, value) in a.iter().enumerate() {
-            // SAFETY: the caller's contract: `out` is inside `winograd`'s product buffer with room for WG_TILES x 16 x MAXC floats.
-            unsafe { S::store(out.add(t * 16 * WINOGRAD_MAX_CHANNELS + v * LANES), *value) };
+            // SAFETY: the caller's contract: `out` is inside `winograd_strips`'s product buffer with room for WG_MAX_TILES x 16 x MAXC floats.
+            unsafe { S::store(out.add(t * 16 * WINOGRAD_MAX_CHANNELS + v * S::LANES), *value) };
         }
     }
 }
@@ -681,22 +736,22 @@ const DW_PIXELS: usize = 4;
 unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     let c = s.src.c;
-    let c_pad = c.next_multiple_of(LANES) + LANES;
+    let c_pad = c.next_multiple_of(PACKED_BLOCK) + PACKED_BLOCK;
     let (h, wd) = (s.src.h, s.src.w);
     let (ps, cs) = (s.src.pixel_stride, s.src.channel_stride);
     for oy in rows {
-        for cb in (0..c).step_by(LANES) {
-            let n = (c - cb).min(LANES);
+        for cb in (0..c).step_by(S::LANES) {
+            let n = (c - cb).min(S::LANES);
             for (half, dil, weights, bias) in
                 [(0, 1, s.loc_weights, s.loc_bias), (c, s.dilation, s.sur_weights, s.sur_bias)]
             {
                 let mut k = [S::zero(); 9];
                 for (t, kt) in k.iter_mut().enumerate() {
                     // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                    *kt = unsafe { S::load(w.add(weights + t * c_pad + cb)) };
+                    *kt = unsafe { packed::<S>(w.add(weights + t * c_pad + cb), n) };
                 }
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                let b = unsafe { S::load(w.add(bias + cb)) };
+                let b = unsafe { packed::<S>(w.add(bias + cb), n) };
                 // The input rows of the three taps, when inside the image.
                 let tap_rows: [Option<usize>; 3] = std::array::from_fn(|ky| {
                     let iy = oy as isize + (ky as isize - 1) * dil as isize;
@@ -721,7 +776,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                             }
                         }
                         for (p, a) in acc.iter().enumerate() {
-                            let out = epilogue::<S>(&s.epilogue, w, half + cb, *a);
+                            let out = epilogue::<S>(&s.epilogue, w, half + cb, n, *a);
                             // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                             unsafe {
                                 store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
@@ -742,7 +797,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                             }
                         }
                     }
-                    let out = epilogue::<S>(&s.epilogue, w, half + cb, acc);
+                    let out = epilogue::<S>(&s.epilogue, w, half + cb, n, acc);
                     // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                     unsafe { store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox)), out, n, s.dst.channel_stride) };
                     ox += 1;
@@ -762,29 +817,26 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
 unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPool, src: X, rows: Range<usize>) {
     let dst = ptr(m, &s.dst);
     let ninth = S::splat(1.0 / 9.0);
+    // The views in locals, and each window clipped to the image once: the
+    // taps then need no test (and add in the same order as a tested 3x3 loop).
+    let (from, to) = (s.src, s.dst);
+    let clip = |start: usize, len: usize| (start.saturating_sub(1))..(start + 2).min(len);
     for oy in rows {
-        for ox in 0..s.dst.w {
-            for cb in (0..s.dst.c).step_by(LANES) {
-                let n = (s.dst.c - cb).min(LANES);
+        let ys = clip(oy * 2, from.h);
+        for ox in 0..to.w {
+            let xs = clip(ox * 2, from.w);
+            for cb in (0..to.c).step_by(S::LANES) {
+                let n = (to.c - cb).min(S::LANES);
                 let mut sum = S::zero();
-                for ky in 0..3 {
-                    let iy = (oy * 2 + ky) as isize - 1;
-                    if iy < 0 || iy >= s.src.h as isize {
-                        continue;
-                    }
-                    for kx in 0..3 {
-                        let ix = (ox * 2 + kx) as isize - 1;
-                        if ix < 0 || ix >= s.src.w as isize {
-                            continue;
-                        }
-                        let at = s.src.at(cb, iy as usize, ix as usize);
-                        // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
-                        sum = S::add(sum, unsafe { src.lanes::<S>(at, cb, n, s.src.channel_stride) });
+                for iy in ys.clone() {
+                    for ix in xs.clone() {
+                        // SAFETY: (iy, ix) is inside the source (clipped above), and channels `cb..cb + n` are in the checked source view.
+                        sum = S::add(sum, unsafe { src.lanes::<S>(from.at(cb, iy, ix), cb, n, from.channel_stride) });
                     }
                 }
-                let out = epilogue::<S>(&s.epilogue, w, cb, S::mul(sum, ninth));
+                let out = epilogue::<S>(&s.epilogue, w, cb, n, S::mul(sum, ninth));
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                unsafe { store_n::<S>(dst.add(s.dst.at(cb, oy, ox)), out, n, s.dst.channel_stride) };
+                unsafe { store_n::<S>(dst.add(to.at(cb, oy, ox)), out, n, to.channel_stride) };
             }
         }
     }
@@ -795,8 +847,8 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     for y in rows {
         for x in 0..s.dst.w {
-            for cb in (0..s.dst.c).step_by(LANES) {
-                let n = (s.dst.c - cb).min(LANES);
+            for cb in (0..s.dst.c).step_by(S::LANES) {
+                let n = (s.dst.c - cb).min(S::LANES);
                 // SAFETY: the source has the destination's shape (checked by `Exec::step`), so (cb.., y, x) is inside it.
                 let mut v = unsafe { load_n::<S>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride) };
                 if let Some(scale) = s.scale {
@@ -808,7 +860,7 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<
                     let av = unsafe { load_n::<S>(ptr(m, a).add(a.at(cb, y, x)), n, a.channel_stride) };
                     v = S::add(v, av);
                 }
-                let out = epilogue::<S>(&s.epilogue, w, cb, v);
+                let out = epilogue::<S>(&s.epilogue, w, cb, n, v);
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
             }
@@ -823,8 +875,8 @@ unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>)
     for y in rows {
         // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
         let out = unsafe { m.arena.0.add(s.sums + y * c) };
-        for cb in (0..c).step_by(LANES) {
-            let n = (c - cb).min(LANES);
+        for cb in (0..c).step_by(S::LANES) {
+            let n = (c - cb).min(S::LANES);
             let mut sum = S::zero();
             for px in 0..s.x.w {
                 // SAFETY: (cb.., y, px) is inside the checked view `x`.

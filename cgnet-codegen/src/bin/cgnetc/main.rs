@@ -286,6 +286,7 @@ enum Target {
     InterpPlanned,
     RustScalar,
     RustAvx2,
+    RustAvx512,
     CScalar,
     CAvx2,
     CNeon,
@@ -300,16 +301,18 @@ const RUN_TARGETS: &[Target] = &[
     Target::InterpPlanned,
     Target::RustScalar,
     Target::RustAvx2,
+    Target::RustAvx512,
     Target::CScalar,
     Target::CAvx2,
     Target::CNeon,
     Target::CWebGpu,
     Target::Gpu,
 ];
-const PICTURE_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2];
+const PICTURE_TARGETS: &[Target] = &[Target::RustScalar, Target::RustAvx2, Target::RustAvx512];
 const BENCH_TARGETS: &[Target] = &[
     Target::RustScalar,
     Target::RustAvx2,
+    Target::RustAvx512,
     Target::CScalar,
     Target::CAvx2,
     Target::CNeon,
@@ -330,6 +333,7 @@ impl Target {
             Target::InterpPlanned => "interp-planned",
             Target::RustScalar => "rust-scalar",
             Target::RustAvx2 => "rust-avx2",
+            Target::RustAvx512 => "rust-avx512",
             Target::CScalar => "c-scalar",
             Target::CAvx2 => "c-avx2",
             Target::CNeon => "c-neon",
@@ -345,6 +349,9 @@ impl Target {
             Target::InterpPlanned => "The interpreter on the fused graph, every tensor at its planned arena offset",
             Target::RustScalar => "The compiled program on cgnet-runtime's portable kernels",
             Target::RustAvx2 => "The compiled program on cgnet-runtime's AVX2 + FMA kernels",
+            Target::RustAvx512 => {
+                "The compiled program on cgnet-runtime's AVX-512F kernels (16 lanes; bit-identical to rust-avx2)"
+            }
             Target::CScalar => "Portable C99",
             Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
             Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
@@ -385,6 +392,7 @@ impl Target {
         match self {
             Target::RustScalar => Some(Isa::Scalar),
             Target::RustAvx2 => Some(Isa::Avx2),
+            Target::RustAvx512 => Some(Isa::Avx512),
             _ => None,
         }
     }
@@ -919,8 +927,11 @@ fn print_profile(
          the whole run at {reached:.1} GFLOP/s is {:.0} % of {threads} x that",
         100.0 * reached / (peak * threads as f64)
     );
-    if let Some(avx512) = cgnet_runtime::kernels::avx512_fma_peak_gflops(20) {
-        println!("AVX-512 FMA peak, one core (this CPU has it; the kernels use AVX2): {avx512:.1} GFLOP/s");
+    let best = Isa::detect();
+    if best != isa {
+        let wider = cgnet_runtime::kernels::fma_peak_gflops(best, 20)
+            .map_err(|e| Failure::new(format!("cannot measure the FMA peak: {e}")))?;
+        println!("FMA peak of this CPU's best variant, {best:?}, one core: {wider:.1} GFLOP/s");
     }
     Ok(())
 }
