@@ -14,7 +14,7 @@ use cgnet_codegen::back::{compile, CompiledModel};
 use cgnet_codegen::testing::bind_random_weights;
 use cgnet_codegen::{lower, ModelSpec};
 
-const TARGETS: [CTarget; 3] = [CTarget::Scalar, CTarget::Avx2, CTarget::Neon];
+const TARGETS: [CTarget; 4] = [CTarget::Scalar, CTarget::Avx2, CTarget::Avx512, CTarget::Neon];
 
 /// A tiny model with random weights; its emitted code is what the snapshots hold.
 fn tiny() -> CompiledModel {

@@ -1,17 +1,20 @@
-//! Emitted C (scalar, AVX2, NEON under qemu; the webgpu.h host on wgpu-native)
+//! Emitted C (scalar, AVX2, AVX-512, NEON under qemu; the webgpu.h host on wgpu-native)
 //! built and run against the PyTorch goldens.
 
 mod common;
 
+use cgnet::runtime::kernels::Isa;
 use cgnet_codegen::back::c::{toolchain, CTarget, Options};
 use cgnet_codegen::back::compile;
 
-fn check_target(target: CTarget) {
+/// Checks every golden case on `target`; returns each case's logits.
+fn check_target(target: CTarget) -> Vec<Vec<f32>> {
+    let mut all_logits = Vec::new();
     if let Err(e) = toolchain::Toolchain::find(target) {
         // A wgpu-native folder that was named but is incomplete is a mistake, not a skip.
         assert!(!(target == CTarget::WebGpu && toolchain::WgpuNative::is_configured()), "{e}");
         eprintln!("SKIPPED {}: {e}", target.name());
-        return;
+        return all_logits;
     }
     for name in common::all_cases() {
         let golden = common::load(name);
@@ -24,7 +27,7 @@ fn check_target(target: CTarget) {
         let out = match toolchain::run(target, &exe, dir.path(), &golden.input.data, 2, 0) {
             Err(e) if e.to_string().contains("no GPU adapter") && std::env::var_os("CGNET_REQUIRE_GPU").is_none() => {
                 eprintln!("SKIPPED {}: {e}", target.name());
-                return;
+                return all_logits;
             }
             result => result.unwrap(),
         };
@@ -41,10 +44,12 @@ fn check_target(target: CTarget) {
         }
         eprintln!("{name} {}: worst logit error = {ratio:.3} of tolerance", target.name());
         // Under qemu (c-neon), the CamVid cases only: their float run is the golden run.
+        all_logits.push(out.logits.clone());
         if target != CTarget::Neon || own_image {
             check_picture_entry(target, &golden, (&spec, &picture, own_image), (&exe, dir.path()), out);
         }
     }
+    all_logits
 }
 
 /// The `_rgb8` entry points give what the float ones give on the normalised
@@ -95,9 +100,22 @@ fn c_scalar_matches_every_golden_case() {
     check_target(CTarget::Scalar);
 }
 
+/// c-avx512 where the CPU has AVX-512F: the goldens, and bit for bit what
+/// c-avx2 gives (the same multiply-adds in the same order, 16 lanes at a time).
 #[test]
-fn c_avx2_matches_every_golden_case() {
-    check_target(CTarget::Avx2);
+fn c_avx2_and_c_avx512_match_every_golden_case() {
+    let avx2 = check_target(CTarget::Avx2);
+    if !Isa::Avx512.is_supported() {
+        eprintln!("SKIPPED c-avx512 (no AVX-512 on this CPU)");
+        return;
+    }
+    let avx512 = check_target(CTarget::Avx512);
+    assert!(!avx2.is_empty() && avx512.len() == avx2.len(), "both targets ran every case");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for ((name, a), b) in common::all_cases().into_iter().zip(&avx2).zip(&avx512) {
+        assert!(bits(a) == bits(b), "{name}: c-avx512 logits differ from c-avx2's");
+        eprintln!("{name} c-avx512: bit-identical to c-avx2");
+    }
 }
 
 #[test]

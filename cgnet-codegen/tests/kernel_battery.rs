@@ -1,6 +1,6 @@
 //! One battery for every kernel variant: each runtime kernel (portable and
 //! AVX2 + FMA, AVX-512F and NEON where the CPU has them) and each C kernel of `kernels.c`
-//! (c-scalar, c-avx2, c-neon under qemu; serially and on 3 threads of the
+//! (c-scalar, c-avx2, c-avx512 where the CPU has it, c-neon under qemu; serially and on 3 threads of the
 //! pthread pool) against the reference interpreter's kernels, on odd widths,
 //! 3 / 35 / 131 channels, dilations 1 / 2 / 4, strides 1 / 2, NCHW and
 //! padded-NHWC sources, and full epilogues. A failure names the first outlier
@@ -38,11 +38,14 @@ fn engines() -> Vec<Engine> {
             eprintln!("SKIPPED the rust Avx512 battery (no AVX-512 on this CPU)");
         }
     }
-    for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Neon] {
+    for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Avx512, CTarget::Neon] {
         match toolchain::Toolchain::find(target) {
             Err(e) => eprintln!("SKIPPED the {} battery: {e}", target.name()),
             Ok(_) if target == CTarget::Avx2 && !Isa::Avx2.is_supported() => {
                 eprintln!("SKIPPED the c-avx2 battery: this CPU has no AVX2")
+            }
+            Ok(_) if target == CTarget::Avx512 && !Isa::Avx512.is_supported() => {
+                eprintln!("SKIPPED the c-avx512 battery (no AVX-512 on this CPU)")
             }
             Ok(_) => engines.push(Engine::C(target)),
         }
@@ -69,7 +72,7 @@ impl Battery {
     /// Runs the collected C cases: each must match the reference serially and
     /// on `C_THREADS` threads, and the two runs must agree bit for bit.
     fn finish(self) {
-        for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Neon] {
+        for target in [CTarget::Scalar, CTarget::Avx2, CTarget::Avx512, CTarget::Neon] {
             let mut checks: Vec<_> = self.pending.iter().filter(|p| p.0 == target).collect();
             if checks.is_empty() {
                 continue;

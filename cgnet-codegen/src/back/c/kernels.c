@@ -1,13 +1,25 @@
-/* ---- cgnet kernels: one C implementation over the 8-lane `vf` type above.
- * Mirrors cgnet-runtime/src/kernels (the Rust kernels); both are checked
- * against the reference interpreter. Views are strided windows:
- * element (c, y, x) is at offset + y*row_stride + x*pixel_stride + c*channel_stride. */
+/* ---- cgnet kernels: one C implementation over the `vf` type above (CG_LANES
+ * floats: 8, or 16 on AVX-512). Mirrors cgnet-runtime/src/kernels (the Rust
+ * kernels); both are checked against the reference interpreter. Views are
+ * strided windows: element (c, y, x) is at
+ * offset + y*row_stride + x*pixel_stride + c*channel_stride.
+ * The packed weights come in blocks of CG_BLOCK = 8 channels whatever the
+ * vector width: 8-lane targets load whole vectors of them (the padding
+ * guarantees that), wider ones load the used lanes only (cg_packed). */
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CG_INLINE static inline __attribute__((always_inline))
+/* Unrolls a register tile's loop completely, so that its accumulators stay in
+ * registers (a rolled loop indexes them, which keeps them in memory). */
+#define CG_UNROLL _Pragma("GCC unroll 32")
 #else
 #define CG_INLINE static inline
+#define CG_UNROLL
 #endif
+
+#define CG_BLOCK 8
+/* Register tiles twice as large where there are 32 vector registers. */
+#define CG_TILE_SCALE (CG_REGS >= 32 ? 2 : 1)
 
 enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2, CG_SCORES = 3, CG_LABELS = 4, CG_RGB8 = 5 };
 enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
@@ -36,24 +48,38 @@ CG_INLINE size_t cg_at(const cg_view *v, size_t c, size_t y, size_t x) {
     return v->offset + y * v->row_stride + x * v->pixel_stride + c * v->channel_stride;
 }
 
-CG_INLINE vf cg_activate(const cg_act *a, const float *w, size_t c, vf v) {
+/* A vector of packed weights or per-channel parameters of which the first n lanes are used. */
+CG_INLINE vf cg_packed(const float *p, size_t n) {
+#if CG_LANES == CG_BLOCK
+    (void)n;
+    return vf_load(p);
+#else
+    return vf_load_first(p, n);
+#endif
+}
+
+CG_INLINE vf cg_activate(const cg_act *a, const float *w, size_t c, size_t n, vf v) {
     if (a->kind == CG_ACT_RELU) return vf_max(v, vf_zero());
     /* max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v) */
-    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), vf_load(w + a->off + c), vf_max(v, vf_zero()));
+    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), cg_packed(w + a->off + c, n), vf_max(v, vf_zero()));
     return v;
 }
 
-CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, vf v) {
-    v = cg_activate(&e->act, w, c, v);
-    if (e->has_affine) v = vf_madd(v, vf_load(w + e->scale + c), vf_load(w + e->shift + c));
-    return cg_activate(&e->act2, w, c, v);
+/* The epilogue on channels c..c+n (n <= CG_LANES). */
+CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, size_t n, vf v) {
+    v = cg_activate(&e->act, w, c, n, v);
+    if (e->has_affine) v = vf_madd(v, cg_packed(w + e->scale + c, n), cg_packed(w + e->shift + c, n));
+    return cg_activate(&e->act2, w, c, n, v);
 }
 
-/* Loads n <= 8 channels spaced `stride` apart; other lanes are zero. */
+/* Loads n <= CG_LANES channels spaced `stride` apart; other lanes are zero. */
 CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
-    if (n == 8 && stride == 1) return vf_load(p);
+    if (n == CG_LANES && stride == 1) return vf_load(p);
+#ifdef CG_MASKED
+    if (stride == 1) return vf_load_first(p, n);
+#endif
     {
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        float t[CG_LANES] = {0};
         size_t i;
         for (i = 0; i < n; i++) t[i] = p[i * stride];
         return vf_load(t);
@@ -61,9 +87,12 @@ CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
 }
 
 CG_INLINE void cg_store_n(float *p, vf v, size_t n, size_t stride) {
-    float t[8];
+    float t[CG_LANES];
     size_t i;
-    if (n == 8 && stride == 1) { vf_store(p, v); return; }
+    if (n == CG_LANES && stride == 1) { vf_store(p, v); return; }
+#ifdef CG_MASKED
+    if (stride == 1) { vf_store_first(p, v, n); return; }
+#endif
     vf_store(t, v);
     for (i = 0; i < n; i++) p[i * stride] = t[i];
 }
@@ -86,50 +115,61 @@ CG_INLINE float cg_get(const cg_src *s, size_t i, size_t c, int rgb8) {
     return rgb8 ? ((float)s->b[i] - s->mean[c]) * s->inv_std[c] : s->f[i];
 }
 
-/* Channels c..c+n (n <= 8) from element i, spaced `stride` apart; other lanes zero. */
+/* Channels c..c+n (n <= CG_LANES) from element i, spaced `stride` apart; other lanes zero. */
 CG_INLINE vf cg_get_n(const cg_src *s, size_t i, size_t c, size_t n, size_t stride, int rgb8) {
     if (!rgb8) return cg_load_n(s->f + i, n, stride);
     {
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        float t[CG_LANES] = {0};
         size_t k;
         for (k = 0; k < n; k++) t[k] = cg_get(s, i + k * stride, c + k, 1);
         return vf_load(t);
     }
 }
 
-#define CG_MAX_P 8
+#define CG_MAX_P (8 * CG_TILE_SCALE)
 #define CG_MAX_V 4
+/* Accumulators of a register tile, flat (acc[p * V + v]) and no larger than the
+ * largest tile: compilers keep a small array in registers, a large one in memory. */
+#define CG_MAX_ACC (12 * CG_TILE_SCALE)
 
-/* acc[p][v] += w[c][v] * x[p][c] over all input channels c: the conv's inner loop.
- * Of the weights (V vectors) and the broadcast inputs (P), whichever is fewer is
- * loaded up front and the other one at a time, so that the accumulators and
- * operands fit in 16 vector registers. With a mask, pixel p's input is scaled
- * by mask[p] (0 for padding). */
-CG_INLINE void cg_accumulate(vf acc[CG_MAX_P][CG_MAX_V], const float *wrow, size_t co_pad, const cg_src *src, int rgb8,
-                             const size_t *base, size_t cs, size_t ci, const float *mask, const size_t P, const size_t V) {
+/* acc[p * V + v] += w[c][v] * x[p][c] over all input channels c: the conv's inner loop.
+ * Of the weights (V vectors, co_pad apart per input channel, `last` lanes used in
+ * the last one) and the broadcast inputs (P), whichever is fewer is loaded up
+ * front and the other one at a time, so that the accumulators and operands fit
+ * in the vector registers. With a mask, pixel p's input is scaled by mask[p]
+ * (0 for padding). */
+CG_INLINE void cg_accumulate(vf acc[CG_MAX_ACC], const float *wrow, size_t co_pad, size_t last, const cg_src *src,
+                             int rgb8, const size_t *base, size_t cs, size_t ci, const float *mask, const size_t P,
+                             const size_t V) {
+    /* A private copy with constant indices only (the loops are unrolled), which
+     * compilers keep in registers; the caller's tile is also indexed by run-time
+     * pixel counts, which keeps it in memory, stored to on every iteration. */
+    vf a[CG_MAX_ACC];
     size_t c, p, v;
+    CG_UNROLL for (p = 0; p < P * V; p++) a[p] = acc[p];
     for (c = 0; c < ci; c++) {
         const float *w = wrow + c * co_pad;
         if (V <= P) {
             vf wv[CG_MAX_V];
-            for (v = 0; v < V; v++) wv[v] = vf_load(w + v * 8);
-            for (p = 0; p < P; p++) {
+            CG_UNROLL for (v = 0; v < V; v++) wv[v] = cg_packed(w + v * CG_LANES, v + 1 == V ? last : CG_LANES);
+            CG_UNROLL for (p = 0; p < P; p++) {
                 const float x = cg_get(src, base[p] + c * cs, c, rgb8);
                 const vf b = vf_splat(mask ? x * mask[p] : x);
-                for (v = 0; v < V; v++) acc[p][v] = vf_madd(wv[v], b, acc[p][v]);
+                CG_UNROLL for (v = 0; v < V; v++) a[p * V + v] = vf_madd(wv[v], b, a[p * V + v]);
             }
         } else {
             vf b[CG_MAX_P];
-            for (p = 0; p < P; p++) {
+            CG_UNROLL for (p = 0; p < P; p++) {
                 const float x = cg_get(src, base[p] + c * cs, c, rgb8);
                 b[p] = vf_splat(mask ? x * mask[p] : x);
             }
-            for (v = 0; v < V; v++) {
-                const vf wv = vf_load(w + v * 8);
-                for (p = 0; p < P; p++) acc[p][v] = vf_madd(wv, b[p], acc[p][v]);
+            CG_UNROLL for (v = 0; v < V; v++) {
+                const vf wv = cg_packed(w + v * CG_LANES, v + 1 == V ? last : CG_LANES);
+                CG_UNROLL for (p = 0; p < P; p++) a[p * V + v] = vf_madd(wv, b[p], a[p * V + v]);
             }
         }
     }
+    CG_UNROLL for (p = 0; p < P * V; p++) acc[p] = a[p];
 }
 
 /* Output pixels ox..ox+np of row oy, channel blocks cb..cb+V, in register tiles of P pixels. */
@@ -139,7 +179,10 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
     const cg_src src = cg_source(m, s->src.mem);
     const int rgb8 = s->src.mem == CG_RGB8;
     float *dst = cg_base(m, s->dst.mem);
-    const size_t blocks = (s->dst.c + 7) / 8, co_pad = blocks * 8;
+    const size_t co = s->dst.c, co_pad = (co + CG_BLOCK - 1) / CG_BLOCK * CG_BLOCK, vectors = (co + CG_LANES - 1) / CG_LANES;
+    /* Used lanes of the group's last vector (the others are whole). */
+    const size_t last_v = cb + V - 1 < vectors - 1 ? cb + V - 1 : vectors - 1;
+    const size_t last = co - last_v * CG_LANES < CG_LANES ? co - last_v * CG_LANES : CG_LANES;
     const size_t k = s->kernel, stride = s->stride, dil = s->dilation;
     const long pad = (long)(dil * (k - 1) / 2);
     const size_t ci = s->src.c, cs = s->src.channel_stride;
@@ -147,11 +190,11 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
     while (done < np) {
         const size_t n = np - done < P ? np - done : P;
         const size_t x0 = ox + done;
-        vf acc[CG_MAX_P][CG_MAX_V];
+        vf acc[CG_MAX_ACC];
         size_t p, v, ky, kx;
         for (v = 0; v < V; v++) {
-            vf b = vf_load(w + s->bias + (cb + v) * 8);
-            for (p = 0; p < P; p++) acc[p][v] = b;
+            vf b = cg_packed(w + s->bias + (cb + v) * CG_LANES, v + 1 == V ? last : CG_LANES);
+            for (p = 0; p < P; p++) acc[p * V + v] = b;
         }
         for (ky = 0; ky < k; ky++) {
             const long iy = (long)(oy * stride + ky * dil) - pad;
@@ -159,7 +202,7 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
             for (kx = 0; kx < k; kx++) {
                 const long ix0 = (long)(x0 * stride + kx * dil) - pad;
                 const long ix_last = ix0 + (long)((n - 1) * stride);
-                const float *wrow = w + s->weights + (ky * k + kx) * ci * co_pad + cb * 8;
+                const float *wrow = w + s->weights + (ky * k + kx) * ci * co_pad + cb * CG_LANES;
                 size_t base[CG_MAX_P];
                 float mask[CG_MAX_P];
                 int interior = n == P && ix0 >= 0 && ix_last < (long)s->src.w;
@@ -172,34 +215,35 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
                     base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
                 }
                 /* One call site per case, so that each inlined copy has a constant mask and source. */
-                if (rgb8 && interior) cg_accumulate(acc, wrow, co_pad, &src, 1, base, cs, ci, 0, P, V);
-                else if (rgb8) cg_accumulate(acc, wrow, co_pad, &src, 1, base, cs, ci, mask, P, V);
-                else if (interior) cg_accumulate(acc, wrow, co_pad, &src, 0, base, cs, ci, 0, P, V);
-                else cg_accumulate(acc, wrow, co_pad, &src, 0, base, cs, ci, mask, P, V);
+                if (rgb8 && interior) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, ci, 0, P, V);
+                else if (rgb8) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, ci, mask, P, V);
+                else if (interior) cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, ci, 0, P, V);
+                else cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, ci, mask, P, V);
             }
         }
         for (p = 0; p < n; p++) {
             for (v = 0; v < V; v++) {
-                const size_t ch = (cb + v) * 8;
-                if (ch >= s->dst.c) break;
-                cg_store_n(dst + cg_at(&s->dst, ch, oy, x0 + p), cg_epilogue_apply(&s->epilogue, w, ch, acc[p][v]),
-                           s->dst.c - ch < 8 ? s->dst.c - ch : 8, s->dst.channel_stride);
+                const size_t ch = (cb + v) * CG_LANES, nc = co - ch < CG_LANES ? co - ch : CG_LANES;
+                if (ch >= co) break;
+                cg_store_n(dst + cg_at(&s->dst, ch, oy, x0 + p), cg_epilogue_apply(&s->epilogue, w, ch, nc, acc[p * V + v]), nc,
+                           s->dst.channel_stride);
             }
         }
         done += n;
     }
 }
 
-/* Pixels per tile for a group of v channel vectors: p * v <= 12 accumulators in registers. */
-static size_t cg_tile_pixels(size_t v) { return v >= 4 ? 3 : v == 3 ? 4 : v == 2 ? 6 : 8; }
+/* Pixels per tile for a group of v channel vectors: p * v <= 12 accumulators of 16
+ * registers (24 of 32). */
+static size_t cg_tile_pixels(size_t v) { return (v >= 4 ? 3 : v == 3 ? 4 : v == 2 ? 6 : 8) * CG_TILE_SCALE; }
 
-static void cg_conv_tile_3_4(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 3, 4); }
-static void cg_conv_tile_4_3(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 4, 3); }
-static void cg_conv_tile_6_2(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 6, 2); }
-static void cg_conv_tile_8_1(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 8, 1); }
+static void cg_conv_tile_3_4(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 3 * CG_TILE_SCALE, 4); }
+static void cg_conv_tile_4_3(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 4 * CG_TILE_SCALE, 3); }
+static void cg_conv_tile_6_2(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 6 * CG_TILE_SCALE, 2); }
+static void cg_conv_tile_8_1(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 8 * CG_TILE_SCALE, 1); }
 
 static void cg_conv_group(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t cb, size_t tile) {
-    const size_t blocks = (s->dst.c + 7) / 8, nv = blocks - cb < 4 ? blocks - cb : 4;
+    const size_t blocks = (s->dst.c + CG_LANES - 1) / CG_LANES, nv = blocks - cb < 4 ? blocks - cb : 4;
     const size_t np = s->dst.w - ox < tile ? s->dst.w - ox : tile;
     if (nv == 4) cg_conv_tile_3_4(s, m, oy, ox, np, cb);
     else if (nv == 3) cg_conv_tile_4_3(s, m, oy, ox, np, cb);
@@ -208,7 +252,7 @@ static void cg_conv_group(const cg_conv *s, const cg_mem *m, size_t oy, size_t o
 }
 
 static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
-    const size_t blocks = (s->dst.c + 7) / 8;
+    const size_t blocks = (s->dst.c + CG_LANES - 1) / CG_LANES;
     const size_t tile = cg_tile_pixels(blocks < 4 ? blocks : 4); /* every group walks the widest group's tiles */
     size_t oy, ox, cb;
     /* Every group reads one pixel tile while it is in L1. */
@@ -224,7 +268,7 @@ static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1
  * (U = G g G^T, packed [16][ci][co padded]), and the output transform (A^T M A)
  * adds the bias, applies the epilogue and stores the 2x2 outputs. */
 #define CG_WG_MAXC 64
-#define CG_WG_TILES 3
+#define CG_WG_TILES (3 * CG_TILE_SCALE)
 
 CG_INLINE vf cg_sub(vf a, vf b) { return vf_madd(b, vf_splat(-1.0f), a); }
 
@@ -238,24 +282,25 @@ CG_INLINE void cg_wg_out(const vf x[4], vf y[2]) {
     y[0] = vf_add(vf_add(x[0], x[1]), x[2]); y[1] = cg_sub(cg_sub(x[1], x[2]), x[3]);
 }
 
-CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, const float *vbuf, const size_t *base, size_t ci, float *out,
-                          const size_t V) {
-    vf acc[CG_MAX_P][CG_MAX_V];
+CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, size_t last, const float *vbuf, const size_t *base, size_t ci,
+                          float *out, const size_t V) {
+    vf acc[CG_MAX_ACC];
     cg_src src = {0, 0, 0, 0};
     size_t t, v;
     src.f = vbuf;
     for (t = 0; t < CG_WG_TILES; t++)
-        for (v = 0; v < V; v++) acc[t][v] = vf_zero();
-    cg_accumulate(acc, wrow, co_pad, &src, 0, base, 1, ci, 0, CG_WG_TILES, V);
+        for (v = 0; v < V; v++) acc[t * V + v] = vf_zero();
+    cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, 1, ci, 0, CG_WG_TILES, V);
     for (t = 0; t < CG_WG_TILES; t++)
-        for (v = 0; v < V; v++) vf_store(out + t * 16 * CG_WG_MAXC + v * 8, acc[t][v]);
+        for (v = 0; v < V; v++) vf_store(out + t * 16 * CG_WG_MAXC + v * CG_LANES, acc[t * V + v]);
 }
 
 static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
-    const size_t ci = s->src.c, co = s->dst.c, blocks = (co + 7) / 8, co_pad = blocks * 8;
+    const size_t ci = s->src.c, co = s->dst.c, blocks = (co + CG_LANES - 1) / CG_LANES;
+    const size_t co_pad = (co + CG_BLOCK - 1) / CG_BLOCK * CG_BLOCK;
     const long h = (long)s->src.h, wd = (long)s->src.w;
     float vbuf[CG_WG_TILES * 16 * CG_WG_MAXC], mbuf[CG_WG_TILES * 16 * CG_WG_MAXC];
     size_t oy, ox, t, cb, xi, r, c;
@@ -266,8 +311,8 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
             const size_t left = (s->dst.w - ox + 1) / 2, tiles = left < CG_WG_TILES ? left : CG_WG_TILES;
             for (t = 0; t < tiles; t++) {
                 const long ty = (long)oy - 1, tx = (long)(ox + 2 * t) - 1;
-                for (cb = 0; cb < ci; cb += 8) {
-                    const size_t n = ci - cb < 8 ? ci - cb : 8;
+                for (cb = 0; cb < ci; cb += CG_LANES) {
+                    const size_t n = ci - cb < CG_LANES ? ci - cb : CG_LANES;
                     vf d[4][4], col[4], tcol[4][4], row[4], v[4];
                     for (r = 0; r < 4; r++) {
                         for (c = 0; c < 4; c++) {
@@ -293,17 +338,20 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                 size_t base[CG_MAX_P];
                 for (t = 0; t < CG_WG_TILES; t++) base[t] = (t * 16 + xi) * CG_WG_MAXC;
                 for (cb = 0; cb < blocks; cb += 4) {
-                    const size_t nv = blocks - cb < 4 ? blocks - cb : 4;
-                    float *out = mbuf + xi * CG_WG_MAXC + cb * 8;
-                    if (nv == 4) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 4);
-                    else if (nv == 3) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 3);
-                    else if (nv == 2) cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 2);
-                    else cg_wg_gemm(wrow + cb * 8, co_pad, vbuf, base, ci, out, 1);
+                    const size_t nv = blocks - cb < 4 ? blocks - cb : 4, rest = co - (cb + nv - 1) * CG_LANES;
+                    const size_t last = rest < CG_LANES ? rest : CG_LANES;
+                    const float *wcb = wrow + cb * CG_LANES;
+                    float *out = mbuf + xi * CG_WG_MAXC + cb * CG_LANES;
+                    if (nv == 4) cg_wg_gemm(wcb, co_pad, last, vbuf, base, ci, out, 4);
+                    else if (nv == 3) cg_wg_gemm(wcb, co_pad, last, vbuf, base, ci, out, 3);
+                    else if (nv == 2) cg_wg_gemm(wcb, co_pad, last, vbuf, base, ci, out, 2);
+                    else cg_wg_gemm(wcb, co_pad, last, vbuf, base, ci, out, 1);
                 }
             }
             for (t = 0; t < tiles; t++) {
-                for (cb = 0; cb < co; cb += 8) {
-                    const vf bias = vf_load(w + s->bias + cb);
+                for (cb = 0; cb < co; cb += CG_LANES) {
+                    const size_t n = co - cb < CG_LANES ? co - cb : CG_LANES;
+                    const vf bias = cg_packed(w + s->bias + cb, n);
                     vf mcol[4], tm[4][2], y[2][2];
                     for (c = 0; c < 4; c++) {
                         for (r = 0; r < 4; r++) mcol[r] = vf_load(mbuf + (t * 16 + r * 4 + c) * CG_WG_MAXC + cb);
@@ -318,8 +366,8 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                         for (c = 0; c < 2; c++) {
                             const size_t yy = oy + r, xx = ox + 2 * t + c;
                             if (yy >= y0 && yy < y1 && xx < s->dst.w)
-                                cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epilogue, w, cb, vf_add(y[r][c], bias)),
-                                           co - cb < 8 ? co - cb : 8, s->dst.channel_stride);
+                                cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epilogue, w, cb, n, vf_add(y[r][c], bias)),
+                                           n, s->dst.channel_stride);
                         }
                     }
                 }
@@ -337,21 +385,21 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
-    const size_t c = s->src.c, c_pad = (c + 7) / 8 * 8 + 8;
+    const size_t c = s->src.c, c_pad = (c + CG_BLOCK - 1) / CG_BLOCK * CG_BLOCK + CG_BLOCK;
     const size_t h = s->src.h, wd = s->src.w, ps = s->src.pixel_stride, cs = s->src.channel_stride;
     size_t oy, ox, cb, half, t, ky, kx;
     for (oy = y0; oy < y1; oy++) {
-        for (cb = 0; cb < c; cb += 8) {
-            const size_t n = c - cb < 8 ? c - cb : 8;
+        for (cb = 0; cb < c; cb += CG_LANES) {
+            const size_t n = c - cb < CG_LANES ? c - cb : CG_LANES;
             for (half = 0; half < 2; half++) {
                 const size_t dil = half ? s->dilation : 1;
                 const size_t weights = half ? s->sur_weights : s->loc_weights;
-                const vf b = vf_load(w + (half ? s->sur_bias : s->loc_bias) + cb);
+                const vf b = cg_packed(w + (half ? s->sur_bias : s->loc_bias) + cb, n);
                 const size_t lo = dil < wd ? dil : wd, hi = wd > 2 * dil ? wd - dil : lo;
                 vf k[9];
                 int row_ok[3];
                 size_t row[3];
-                for (t = 0; t < 9; t++) k[t] = vf_load(w + weights + t * c_pad + cb);
+                for (t = 0; t < 9; t++) k[t] = cg_packed(w + weights + t * c_pad + cb, n);
                 for (ky = 0; ky < 3; ky++) {
                     const long iy = (long)oy + ((long)ky - 1) * (long)dil;
                     row_ok[ky] = iy >= 0 && iy < (long)h;
@@ -361,7 +409,7 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                     if (ox >= lo && ox + CG_DW_PIXELS <= hi) {
                         /* Four independent accumulators (named, so they stay in registers) hide the FMA latency. */
                         vf a0 = b, a1 = b, a2 = b, a3 = b;
-                        const int full = n == 8 && cs == 1;
+                        const int full = n == CG_LANES && cs == 1;
                         for (ky = 0; ky < 3; ky++) {
                             const float *r;
                             if (!row_ok[ky]) continue;
@@ -384,10 +432,10 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                         }
                         {
                             const size_t ch = half * c + cb;
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox), cg_epilogue_apply(&s->epilogue, w, ch, a0), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 1), cg_epilogue_apply(&s->epilogue, w, ch, a1), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 2), cg_epilogue_apply(&s->epilogue, w, ch, a2), n, s->dst.channel_stride);
-                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 3), cg_epilogue_apply(&s->epilogue, w, ch, a3), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox), cg_epilogue_apply(&s->epilogue, w, ch, n, a0), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 1), cg_epilogue_apply(&s->epilogue, w, ch, n, a1), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 2), cg_epilogue_apply(&s->epilogue, w, ch, n, a2), n, s->dst.channel_stride);
+                            cg_store_n(dst + cg_at(&s->dst, ch, oy, ox + 3), cg_epilogue_apply(&s->epilogue, w, ch, n, a3), n, s->dst.channel_stride);
                         }
                         ox += CG_DW_PIXELS;
                     } else {
@@ -400,7 +448,7 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                                 acc = vf_madd(cg_load_n(src + cg_at(&s->src, cb, row[ky], (size_t)ix), n, cs), k[ky * 3 + kx], acc);
                             }
                         }
-                        cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, half * c + cb, acc), n,
+                        cg_store_n(dst + cg_at(&s->dst, half * c + cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, half * c + cb, n, acc), n,
                                    s->dst.channel_stride);
                         ox++;
                     }
@@ -418,8 +466,8 @@ CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, s
     size_t oy, ox, cb;
     for (oy = y0; oy < y1; oy++) {
         for (ox = 0; ox < s->dst.w; ox++) {
-            for (cb = 0; cb < s->dst.c; cb += 8) {
-                const size_t n = s->dst.c - cb < 8 ? s->dst.c - cb : 8;
+            for (cb = 0; cb < s->dst.c; cb += CG_LANES) {
+                const size_t n = s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
                 vf sum = vf_zero();
                 long ky, kx;
                 for (ky = 0; ky < 3; ky++) {
@@ -431,7 +479,7 @@ CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, s
                         sum = vf_add(sum, cg_get_n(&src, cg_at(&s->src, cb, (size_t)iy, (size_t)ix), cb, n, s->src.channel_stride, rgb8));
                     }
                 }
-                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, cb, vf_mul(sum, ninth)), n,
+                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, cb, n, vf_mul(sum, ninth)), n,
                            s->dst.channel_stride);
             }
         }
@@ -451,12 +499,12 @@ static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t
     size_t y, x, cb;
     for (y = y0; y < y1; y++) {
         for (x = 0; x < s->dst.w; x++) {
-            for (cb = 0; cb < s->dst.c; cb += 8) {
-                const size_t n = s->dst.c - cb < 8 ? s->dst.c - cb : 8;
+            for (cb = 0; cb < s->dst.c; cb += CG_LANES) {
+                const size_t n = s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
                 vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
                 if (s->has_scale) v = vf_mul(v, cg_load_n(m->arena + s->scale + cb, n, 1));
                 if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
-                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epilogue, w, cb, v), n, s->dst.channel_stride);
+                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epilogue, w, cb, n, v), n, s->dst.channel_stride);
             }
         }
     }
@@ -468,8 +516,8 @@ static void cg_sums_rows(const cg_sums *s, const cg_mem *m, size_t y0, size_t y1
     const size_t c = s->x.c;
     size_t y, cb, px;
     for (y = y0; y < y1; y++) {
-        for (cb = 0; cb < c; cb += 8) {
-            const size_t n = c - cb < 8 ? c - cb : 8;
+        for (cb = 0; cb < c; cb += CG_LANES) {
+            const size_t n = c - cb < CG_LANES ? c - cb : CG_LANES;
             vf sum = vf_zero();
             for (px = 0; px < s->x.w; px++) sum = vf_add(sum, cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
             cg_store_n(m->arena + s->sums + y * c + cb, sum, n, 1);

@@ -20,6 +20,8 @@ use super::{provenance, CompiledModel};
 pub enum CTarget {
     Scalar,
     Avx2,
+    /// AVX-512F: 16-lane vectors, twice the register tiles; bit-identical to `Avx2`.
+    Avx512,
     Neon,
     /// The GPU program with a host over `webgpu.h` ([`webgpu`]); no CPU kernels.
     WebGpu,
@@ -30,6 +32,7 @@ impl CTarget {
         match self {
             CTarget::Scalar => "c-scalar",
             CTarget::Avx2 => "c-avx2",
+            CTarget::Avx512 => "c-avx512",
             CTarget::Neon => "c-neon",
             CTarget::WebGpu => "c-webgpu",
         }
@@ -44,6 +47,7 @@ impl CTarget {
         match self {
             CTarget::Scalar => include_str!("simd_scalar.h"),
             CTarget::Avx2 => include_str!("simd_avx2.h"),
+            CTarget::Avx512 => include_str!("simd_avx512.h"),
             CTarget::Neon => include_str!("simd_neon.h"),
             CTarget::WebGpu => "",
         }
@@ -53,6 +57,7 @@ impl CTarget {
     pub fn flags(self) -> &'static [&'static str] {
         match self {
             CTarget::Avx2 => &["-mavx2", "-mfma"],
+            CTarget::Avx512 => &["-mavx512f", "-mavx2", "-mfma"],
             _ => &[],
         }
     }
@@ -65,6 +70,11 @@ impl CTarget {
             CTarget::Avx2 => {
                 "#if !defined(__AVX2__) || !defined(__FMA__)\n\
                  #error \"this file is generated for c-avx2: compile it with -mavx2 -mfma (GCC, Clang)\"\n\
+                 #endif\n"
+            }
+            CTarget::Avx512 => {
+                "#if !defined(__AVX512F__) || !defined(__AVX2__) || !defined(__FMA__)\n\
+                 #error \"this file is generated for c-avx512: compile it with -mavx512f -mavx2 -mfma (GCC, Clang)\"\n\
                  #endif\n"
             }
             CTarget::Neon => {
@@ -654,11 +664,19 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
         target_note = match target {
             CTarget::Scalar | CTarget::WebGpu => "portable C99, any C compiler",
             CTarget::Avx2 => "x86-64 with AVX2 and FMA; the flags are required",
+            CTarget::Avx512 => {
+                "x86-64 with AVX-512F (and so AVX2 and FMA); the flags are required, and the program \
+                 stops with an illegal instruction on a CPU without AVX-512F: ship c-avx2 beside it and \
+                 choose at run time (e.g. `__builtin_cpu_supports(\"avx512f\")`)"
+            }
             CTarget::Neon => "AArch64; NEON needs no extra flag there",
         },
         flags = flags.join(" "),
         flag_note = match target {
             CTarget::Avx2 => "Without `-mavx2 -mfma` the build stops at an `#error` naming them. \
+                 The CMake project sets them itself. The library uses `expf`: link the program with `-lm`.\n\n"
+                .to_string(),
+            CTarget::Avx512 => "Without `-mavx512f -mavx2 -mfma` the build stops at an `#error` naming them. \
                  The CMake project sets them itself. The library uses `expf`: link the program with `-lm`.\n\n"
                 .to_string(),
             CTarget::Neon => format!(
@@ -671,6 +689,7 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
         xcode_note = match target {
             CTarget::Neon => "arm64 devices; no extra flag",
             CTarget::Avx2 => "x86-64 only: set Other C Flags to `-mavx2 -mfma`",
+            CTarget::Avx512 => "x86-64 only: set Other C Flags to `-mavx512f -mavx2 -mfma`",
             CTarget::Scalar | CTarget::WebGpu => "any architecture",
         },
         h = model.height,

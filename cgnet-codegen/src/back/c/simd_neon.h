@@ -1,5 +1,7 @@
 /* 8-lane vectors as two AArch64 NEON registers (the c-neon target). */
 #include <arm_neon.h>
+#define CG_LANES 8
+#define CG_REGS 16
 typedef struct { float32x4_t lo, hi; } vf;
 static inline vf vf_make(float32x4_t lo, float32x4_t hi) { vf r; r.lo = lo; r.hi = hi; return r; }
 static inline vf vf_splat(float x) { return vf_make(vdupq_n_f32(x), vdupq_n_f32(x)); }

@@ -1,4 +1,6 @@
 /* 8-lane vectors in portable C (the c-scalar target). */
+#define CG_LANES 8
+#define CG_REGS 16
 typedef struct { float v[8]; } vf;
 static inline vf vf_splat(float x) { vf r; int i; for (i = 0; i < 8; i++) r.v[i] = x; return r; }
 static inline vf vf_zero(void) { return vf_splat(0.0f); }

@@ -104,7 +104,7 @@ fn exists(tool: &str) -> bool {
 impl Toolchain {
     pub fn find(target: CTarget) -> Result<Self, ToolchainError> {
         match target {
-            CTarget::Scalar | CTarget::Avx2 => {
+            CTarget::Scalar | CTarget::Avx2 | CTarget::Avx512 => {
                 let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
                 if !exists(&compiler) {
                     return Err(ToolchainError::Missing { tool: compiler, package: "gcc", target: target.name() });

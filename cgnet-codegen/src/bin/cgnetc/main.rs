@@ -289,13 +289,15 @@ enum Target {
     RustAvx512,
     CScalar,
     CAvx2,
+    CAvx512,
     CNeon,
     CWebGpu,
     Rust,
     Gpu,
 }
 
-const BUILD_TARGETS: &[Target] = &[Target::CScalar, Target::CAvx2, Target::CNeon, Target::CWebGpu, Target::Rust];
+const BUILD_TARGETS: &[Target] =
+    &[Target::CScalar, Target::CAvx2, Target::CAvx512, Target::CNeon, Target::CWebGpu, Target::Rust];
 const RUN_TARGETS: &[Target] = &[
     Target::Interp,
     Target::InterpPlanned,
@@ -304,6 +306,7 @@ const RUN_TARGETS: &[Target] = &[
     Target::RustAvx512,
     Target::CScalar,
     Target::CAvx2,
+    Target::CAvx512,
     Target::CNeon,
     Target::CWebGpu,
     Target::Gpu,
@@ -315,6 +318,7 @@ const BENCH_TARGETS: &[Target] = &[
     Target::RustAvx512,
     Target::CScalar,
     Target::CAvx2,
+    Target::CAvx512,
     Target::CNeon,
     Target::CWebGpu,
     Target::Gpu,
@@ -336,6 +340,7 @@ impl Target {
             Target::RustAvx512 => "rust-avx512",
             Target::CScalar => "c-scalar",
             Target::CAvx2 => "c-avx2",
+            Target::CAvx512 => "c-avx512",
             Target::CNeon => "c-neon",
             Target::CWebGpu => "c-webgpu",
             Target::Rust => "rust",
@@ -354,6 +359,7 @@ impl Target {
             }
             Target::CScalar => "Portable C99",
             Target::CAvx2 => "C with AVX2 + FMA intrinsics (x86-64)",
+            Target::CAvx512 => "C with AVX-512F intrinsics (x86-64; 16 lanes, bit-identical to c-avx2)",
             Target::CNeon => "C with NEON intrinsics (AArch64; run here under qemu-aarch64)",
             Target::CWebGpu => {
                 "The WGSL kernels with a C host over webgpu.h (NAME_gpu.h/.c; run here with wgpu-native, see CGNET_WGPU_NATIVE_DIR)"
@@ -367,6 +373,7 @@ impl Target {
         match self {
             Target::CScalar => Some(CTarget::Scalar),
             Target::CAvx2 => Some(CTarget::Avx2),
+            Target::CAvx512 => Some(CTarget::Avx512),
             Target::CNeon => Some(CTarget::Neon),
             Target::CWebGpu => Some(CTarget::WebGpu),
             _ => None,
