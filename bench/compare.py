@@ -172,6 +172,14 @@ def build_onnx(spec, weights, path):
     return logits
 
 
+def cpu_flags():
+    """This CPU's feature flags (from /proc/cpuinfo; empty elsewhere)."""
+    try:
+        return next(set(l.split(":", 1)[1].split()) for l in open("/proc/cpuinfo") if l.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+
+
 def median_ms(samples):
     return statistics.median(samples) * 1e3
 
@@ -218,8 +226,14 @@ def main():
     if args.gpu:
         return gpu_main(args, spec, spec_path, onnx_path, param, binf, image, work)
 
-    # Ours: emitted C (AVX2) as a shared library, called through ctypes.
-    subprocess.run([args.cgnetc, "build", "--model", spec_path, "--weights", args.weights, "--target", "c-avx2",
+    # Ours: the widest vector set of this CPU, as ncnn and ONNX Runtime choose theirs.
+    flags = cpu_flags()
+    wide = "avx512f" in flags
+    c_target, rust_target = ("c-avx512", "rust-avx512") if wide else ("c-avx2", "rust-avx2")
+    c_flags = ["-mavx512f", "-mavx2", "-mfma"] if wide else ["-mavx2", "-mfma"]
+    key_c, key_rust = f"ours C ({c_target})", f"ours Rust ({rust_target})"
+    # Emitted C as a shared library, called through ctypes.
+    subprocess.run([args.cgnetc, "build", "--model", spec_path, "--weights", args.weights, "--target", c_target,
                     "--out", os.path.join(work, "c")], check=True, stdout=subprocess.DEVNULL)
     cdir = os.path.join(work, "c")
     lib_path = os.path.join(cdir, "libbench.so")
@@ -233,7 +247,7 @@ def main():
                 '    pf.ctx = &pool; pf.threads = n; pf.run = cgnet_pool_run;\n'
                 '    return started ? 0 : -1;\n}\n'
                 'int bench_run_threads(const float *i, float *o, void *a) { return bench_run_parallel(i, o, a, &pf); }\n')
-    subprocess.run(["cc", "-O3", "-mavx2", "-mfma", "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
+    subprocess.run(["cc", "-O3", *c_flags, "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
                     "-lm", "-lpthread"], cwd=cdir, check=True)
     lib = ctypes.CDLL(lib_path)
     lib.bench_arena_bytes.restype = ctypes.c_size_t
@@ -277,13 +291,13 @@ def main():
         scale = max(1.0, float(np.abs(ref).max()))
         errs = {"ours (C)": float(np.abs(ours - ref).max()) / scale,
                 "ncnn": float(np.abs(run_ncnn().reshape(ref.shape) - ref).max()) / scale}
-        times = {"ours C (c-avx2)": [], "ncnn": [], "ONNX Runtime": [], "ours Rust (rust-avx2)": []}
+        times = {key_c: [], "ncnn": [], "ONNX Runtime": [], key_rust: []}
 
         def run_rust_block():
             # The Rust backend runs in its own process (cgnetc bench); it reports the median of its timed runs.
-            out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", "rust-avx2",
+            out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", rust_target,
                                   "--threads", str(threads), "--iters", "2"], check=True, capture_output=True, text=True).stdout
-            times["ours Rust (rust-avx2)"].append(float(out.split("median ")[1].split(" ms")[0]) / 1e3)
+            times[key_rust].append(float(out.split("median ")[1].split(" ms")[0]) / 1e3)
 
         for _ in range(2):
             run_c(); run_ncnn(); run_ort()
@@ -291,7 +305,7 @@ def main():
         # engine's idle threads (ORT and OpenMP spin after their work) do not
         # steal the next engine's cores.
         for _ in range(args.rounds):
-            for key, fn in (("ours C (c-avx2)", run_c), ("ncnn", run_ncnn), ("ONNX Runtime", run_ort)):
+            for key, fn in ((key_c, run_c), ("ncnn", run_ncnn), ("ONNX Runtime", run_ort)):
                 time.sleep(0.3)
                 for _ in range(2):
                     t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
@@ -305,27 +319,22 @@ def main():
         cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
     except (OSError, IndexError):
         pass
-    flags = set()
-    try:
-        flags = next(set(l.split(":", 1)[1].split()) for l in open("/proc/cpuinfo") if l.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
     best = "AVX-512" if "avx512f" in flags else "AVX2 + FMA" if {"avx2", "fma"} <= flags else "SSE"
     print(f"\nCGNet {spec['classes']} classes M{spec['stage2_blocks']}N{spec['stage3_blocks']} at {h}x{w}, "
           f"image-like input (uniform 0..255 minus the Cityscapes mean), {cpu}, {args.rounds} rounds; median ms")
-    print(f"ISA: ours (C and Rust) AVX2 + FMA, the kernels' only x86 vector set; ncnn and ONNX Runtime "
+    print(f"ISA: ours {c_target} and {rust_target} ({'AVX-512F' if wide else 'AVX2 + FMA'}); ncnn and ONNX Runtime "
           f"choose at run time, and this CPU's best is {best}\n")
     print("| threads | engine | median ms | ratio to ncnn | max rel. error vs ORT |")
     print("| --- | --- | --- | --- | --- |")
     for threads, med, errs in rows:
-        for key in ("ours C (c-avx2)", "ours Rust (rust-avx2)", "ncnn", "ONNX Runtime"):
+        for key in (key_c, key_rust, "ncnn", "ONNX Runtime"):
             err = errs.get("ours (C)" if key.startswith("ours C") else key, None)
             err_s = f"{err:.1e}" if err is not None else "-"
             print(f"| {threads} | {key} | {med[key]:.1f} | {med[key] / med['ncnn']:.2f} | {err_s} |")
     if len(rows) >= 2:
         a, b = rows[0][1], rows[-1][1]
-        print(f"\nspeed-up {rows[0][0]} -> {rows[-1][0]} threads: ours C {a['ours C (c-avx2)'] / b['ours C (c-avx2)']:.2f}x, "
-              f"ours Rust {a['ours Rust (rust-avx2)'] / b['ours Rust (rust-avx2)']:.2f}x, ncnn {a['ncnn'] / b['ncnn']:.2f}x, "
+        print(f"\nspeed-up {rows[0][0]} -> {rows[-1][0]} threads: ours C {a[key_c] / b[key_c]:.2f}x, "
+              f"ours Rust {a[key_rust] / b[key_rust]:.2f}x, ncnn {a['ncnn'] / b['ncnn']:.2f}x, "
               f"ORT {a['ONNX Runtime'] / b['ONNX Runtime']:.2f}x")
 
 
