@@ -758,8 +758,39 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                     (iy >= 0 && (iy as usize) < h).then_some(iy as usize)
                 });
                 let interior = dil.min(wd)..wd.saturating_sub(dil).max(dil.min(wd));
+                // All three tap rows inside the image, whole contiguous vectors:
+                // the taps unroll completely (weights and accumulators stay in
+                // registers), in the order of the general loop below.
+                let full = n == S::LANES && cs == 1;
+                let rows3 = match tap_rows {
+                    [Some(a), Some(b), Some(c)] if full => Some([a, b, c]),
+                    _ => None,
+                };
                 let mut ox = 0;
                 while ox < wd {
+                    if let (Some(rows3), true) = (rows3, interior.contains(&ox) && ox + DW_PIXELS <= interior.end) {
+                        let mut acc = [b; DW_PIXELS];
+                        for (ky, iy) in rows3.into_iter().enumerate() {
+                            // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
+                            let row = unsafe { src.add(s.src.at(cb, iy, ox - dil)) };
+                            for kx in 0..3 {
+                                for (p, a) in acc.iter_mut().enumerate() {
+                                    // SAFETY: as above; `full`: the vector's channels are contiguous and all in the view.
+                                    let x = unsafe { S::load(row.add((p + kx * dil) * ps)) };
+                                    *a = S::madd(x, k[ky * 3 + kx], *a);
+                                }
+                            }
+                        }
+                        for (p, a) in acc.iter().enumerate() {
+                            let out = epilogue::<S>(&s.epilogue, w, half + cb, n, *a);
+                            // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
+                            unsafe {
+                                store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
+                            };
+                        }
+                        ox += DW_PIXELS;
+                        continue;
+                    }
                     if interior.contains(&ox) && ox + DW_PIXELS <= interior.end {
                         // DW_PIXELS independent accumulators hide the FMA latency.
                         let mut acc = [b; DW_PIXELS];

@@ -284,11 +284,21 @@ mod avx512 {
         }
         #[inline(always)]
         unsafe fn load_first(p: *const f32, n: usize) -> __m512 {
+            if n == 16 {
+                // SAFETY: AVX-512F is enabled (see `splat`), and the caller's contract makes `p` valid for 16 floats.
+                return unsafe { _mm512_loadu_ps(p) };
+            }
             // SAFETY: AVX-512F is enabled (see `splat`); only the first `n` floats, valid by the caller's contract, are read.
             unsafe { _mm512_maskz_loadu_ps(first(n), p) }
         }
         #[inline(always)]
         unsafe fn store_first(p: *mut f32, v: __m512, n: usize) {
+            // Whole vectors with a plain store: a load of data a masked store
+            // wrote cannot be forwarded from it, and waits for it to retire.
+            if n == 16 {
+                // SAFETY: AVX-512F is enabled (see `splat`), and the caller's contract makes `p` valid for 16 floats.
+                return unsafe { _mm512_storeu_ps(p, v) };
+            }
             // SAFETY: AVX-512F is enabled (see `splat`); only the first `n` floats, valid by the caller's contract, are written.
             unsafe { _mm512_mask_storeu_ps(p, first(n), v) }
         }
