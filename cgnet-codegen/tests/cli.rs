@@ -514,6 +514,8 @@ fn help_lists_only_what_each_subcommand_accepts() {
     let bench = help(&["bench", "--help"]);
     assert!(run.contains("interp-planned") && run.contains("rust-avx2") && run.contains("c-neon"));
     assert!(bench.contains("rust-avx2") && !bench.contains("interp"));
+    // The AVX-512 variants, wherever the compiler runs (the CPU is checked when one runs).
+    assert!(build.contains("c-avx512") && run.contains("rust-avx512") && bench.contains("c-avx512"), "{bench}");
     for text in [&top, &build, &run, &bench, &help(&["inspect", "--help"])] {
         // Every option has a description: no option line is followed directly by another option or a blank.
         let lines: Vec<&str> = text.lines().collect();

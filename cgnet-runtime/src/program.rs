@@ -355,12 +355,19 @@ impl Squeeze {
 /// its kernels keep one tile strip of transformed data on the stack.
 pub const WINOGRAD_MAX_CHANNELS: usize = 64;
 
+/// Output rows and columns of one Winograd tile (F(4x4, 3x3)).
+pub const WINOGRAD_TILE: usize = 4;
+
+/// Transformed positions of one tile: its (4 + 2) x (4 + 2) input window.
+pub const WINOGRAD_POSITIONS: usize = 36;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Conv(Conv),
-    /// A 3x3, stride-1, dilation-1 convolution computed as Winograd F(2x2, 3x3):
-    /// 16 multiplies per 2x2 outputs and channel pair instead of 36. `weights`
-    /// holds `U = G g G^T` packed `[16][ci][co padded to 8]`. Channels at most
+    /// A 3x3, stride-1, dilation-1 convolution computed as Winograd F(4x4, 3x3):
+    /// 36 multiplies per 4x4 outputs and channel pair instead of 144. `weights`
+    /// holds `U = G g G^T` packed `[36][ci][co padded to 8]`. Tiles start at
+    /// rows that are multiples of [`WINOGRAD_TILE`]. Channels at most
     /// [`WINOGRAD_MAX_CHANNELS`].
     Winograd(Conv),
     DepthwisePair(DepthwisePair),
@@ -450,7 +457,7 @@ impl Step {
     /// element is computed by the same code whatever the chunking.
     pub fn chunk_rows(&self) -> usize {
         let rows = self.rows().unwrap_or(1).max(1);
-        let granule = if matches!(self, Step::Winograd(_)) { 2 } else { 1 };
+        let granule = if matches!(self, Step::Winograd(_)) { WINOGRAD_TILE } else { 1 };
         let per_row = self.work_per_row().max(1);
         // Enough rows for the work, and few enough chunks that each thread's rows
         // stay mostly contiguous (what it reads was mostly written by itself).
@@ -468,7 +475,7 @@ impl Step {
         let plane = |v: &View| v.w.saturating_mul(v.c);
         match self {
             Step::Conv(s) => plane(&s.dst).saturating_mul(s.src.c.saturating_mul(s.kernel * s.kernel)),
-            // F(2x2, 3x3): 16 instead of 36 multiplies per output pair, plus the transforms.
+            // F(4x4, 3x3): 36 instead of 144 multiplies per 16 outputs, plus the transforms.
             Step::Winograd(s) => plane(&s.dst).saturating_mul(s.src.c.saturating_mul(4)),
             Step::DepthwisePair(s) => plane(&s.dst).saturating_mul(9),
             Step::AvgPool(s) => plane(&s.dst).saturating_mul(9),

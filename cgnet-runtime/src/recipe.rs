@@ -92,7 +92,7 @@ pub enum Layout {
     PerChannel,
     /// Conv weights `[co][ci][k][k]` -> `[ky][kx][ci][co padded to 8]`.
     Conv { co: usize, ci: usize, k: usize },
-    /// 3x3 conv weights -> Winograd `U = G g G^T`, `[16][ci][co padded to 8]`.
+    /// 3x3 conv weights -> Winograd F(4x4, 3x3) `U = G g G^T`, `[36][ci][co padded to 8]`.
     Winograd { co: usize, ci: usize },
     /// Depthwise weights `[c][1][3][3]` -> `[ky][kx][c padded as per-channel vectors]`.
     Depthwise { c: usize },
@@ -145,25 +145,33 @@ pub fn pack_conv(v: &[f32], co: usize, ci: usize, k: usize) -> Vec<f32> {
     out
 }
 
-/// 3x3 conv weights `[co][ci][3][3]` -> Winograd `U = G g G^T` packed
-/// `[16][ci][co padded to 8]`, with `G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]]`
-/// (computed in f64), the layout of [`crate::program::Step::Winograd`].
+/// 3x3 conv weights `[co][ci][3][3]` -> Winograd F(4x4, 3x3) `U = G g G^T`
+/// packed `[36][ci][co padded to 8]`, with the 6x3 `G` of Lavin and Gray
+/// (interpolation points 0, 1, -1, 2, -2 and infinity; computed in f64), the
+/// layout of [`crate::program::Step::Winograd`].
 pub fn pack_winograd(v: &[f32], co: usize, ci: usize) -> Vec<f32> {
-    const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    const G: [[f64; 3]; 6] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
     let co_pad = co.next_multiple_of(8);
-    let mut out = vec![0.0; 16 * ci * co_pad];
+    let mut out = vec![0.0; 36 * ci * co_pad];
     for o in 0..co {
         for i in 0..ci {
             let k = |y: usize, x: usize| f64::from(v[((o * ci + i) * 3 + y) * 3 + x]);
-            for a in 0..4 {
-                for b in 0..4 {
+            for a in 0..6 {
+                for b in 0..6 {
                     let mut u = 0.0;
                     for (y, gay) in G[a].iter().enumerate() {
                         for (x, gbx) in G[b].iter().enumerate() {
                             u += gay * k(y, x) * gbx;
                         }
                     }
-                    out[((a * 4 + b) * ci + i) * co_pad + o] = u as f32;
+                    out[((a * 6 + b) * ci + i) * co_pad + o] = u as f32;
                 }
             }
         }

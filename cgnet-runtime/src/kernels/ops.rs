@@ -19,7 +19,7 @@ use super::simd::{Simd, PACKED_BLOCK};
 use super::Memory;
 use crate::program::{
     Act, AvgPool, ChannelSums, Conv, DepthwisePair, Elementwise, Epilogue, Mem, Normalisation, Squeeze, Step, View,
-    WINOGRAD_MAX_CHANNELS,
+    WINOGRAD_MAX_CHANNELS, WINOGRAD_POSITIONS, WINOGRAD_TILE,
 };
 
 /// Per instruction set, one entry point per op, each compiled with the set's
@@ -161,7 +161,7 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
             weights.max(s.bias.saturating_add(pad(s.dst.c))).max(epi(&s.epilogue, s.dst.c))
         }
         Step::Winograd(s) => {
-            let weights = s.weights.saturating_add(prod(&[16, s.src.c, co_pad(s.dst.c)]));
+            let weights = s.weights.saturating_add(prod(&[WINOGRAD_POSITIONS, s.src.c, co_pad(s.dst.c)]));
             weights.max(s.bias.saturating_add(pad(s.dst.c))).max(epi(&s.epilogue, s.dst.c))
         }
         Step::DepthwisePair(s) => {
@@ -531,7 +531,7 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
     }
 }
 
-/// Winograd tiles (of 2x2 outputs) per register block: 3 tiles x 4 channel
+/// Winograd tiles (of 4x4 outputs) per register block: 3 tiles x 4 channel
 /// vectors on 16 registers, 6 x 4 on 32.
 const fn winograd_tiles(registers: usize) -> usize {
     if registers >= 32 {
@@ -543,6 +543,10 @@ const fn winograd_tiles(registers: usize) -> usize {
 
 /// The most tiles of any variant: sizes the stack buffers.
 const WG_MAX_TILES: usize = winograd_tiles(32);
+
+/// Transformed positions per tile, and output rows / columns per tile.
+const WG_P: usize = WINOGRAD_POSITIONS;
+const WG_T: usize = WINOGRAD_TILE;
 
 #[inline(always)]
 unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
@@ -556,12 +560,12 @@ unsafe fn winograd<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usi
     }
 }
 
-/// A 3x3 stride-1 convolution as Winograd F(2x2, 3x3). For a strip of `T`
-/// tiles: the input tiles are transformed (`B^T d B`, vectorised over input
-/// channels) into a stack buffer, 16 small GEMMs (one per transformed
+/// A 3x3 stride-1 convolution as Winograd F(4x4, 3x3). For a strip of `T`
+/// tiles: the 6x6 input tiles are transformed (`B^T d B`, vectorised over
+/// input channels) into a stack buffer, 36 small GEMMs (one per transformed
 /// position, the conv's register-tiled inner loop) multiply them with the
-/// pre-transformed weights, and the output transform (`A^T M A`) adds the bias,
-/// applies the epilogue and stores the 2x2 outputs.
+/// pre-transformed weights, and the output transform (`A^T M A`) adds the
+/// bias, applies the epilogue and stores the 4x4 outputs.
 #[inline(always)]
 unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
     const MAXC: usize = WINOGRAD_MAX_CHANNELS;
@@ -570,21 +574,22 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
     let blocks = co.div_ceil(lanes);
     let co_pad = co.next_multiple_of(PACKED_BLOCK);
     let (h, wd, cs) = (s.src.h as isize, s.src.w as isize, s.src.channel_stride);
-    // [tile][16][channel] for the transformed inputs and the products.
-    let mut vbuf = [0.0f32; WG_MAX_TILES * 16 * MAXC];
-    let mut mbuf = [0.0f32; WG_MAX_TILES * 16 * MAXC];
-    // Tiles start at even rows whatever the row range, so that every output is
-    // computed from the same tile (and rounds the same) for any thread split.
-    let mut oy = rows.start - rows.start % 2;
+    // [tile][36][channel] for the transformed inputs and the products.
+    let mut vbuf = [0.0f32; WG_MAX_TILES * WG_P * MAXC];
+    let mut mbuf = [0.0f32; WG_MAX_TILES * WG_P * MAXC];
+    // Tiles start at rows that are multiples of 4 whatever the row range, so that
+    // every output is computed from the same tile (and rounds the same) for any
+    // thread split.
+    let mut oy = rows.start - rows.start % WG_T;
     while oy < rows.end {
         let mut ox = 0;
         while ox < s.dst.w {
-            let tiles = T.min((s.dst.w - ox).div_ceil(2));
+            let tiles = T.min((s.dst.w - ox).div_ceil(WG_T));
             for t in 0..tiles {
-                let (y0, x0) = (oy as isize - 1, (ox + 2 * t) as isize - 1);
+                let (y0, x0) = (oy as isize - 1, (ox + WG_T * t) as isize - 1);
                 for cb in (0..ci).step_by(lanes) {
                     let n = (ci - cb).min(lanes);
-                    let mut d = [[S::zero(); 4]; 4];
+                    let mut d = [[S::zero(); 6]; 6];
                     for (r, row) in d.iter_mut().enumerate() {
                         let iy = y0 + r as isize;
                         if iy < 0 || iy >= h {
@@ -600,22 +605,22 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
                     }
                     let v = winograd_input::<S>(&d);
                     for (xi, value) in v.iter().flatten().enumerate() {
-                        // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
-                        unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * 16 + xi) * MAXC + cb), *value, n, 1) };
+                        // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
+                        unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * WG_P + xi) * MAXC + cb), *value, n, 1) };
                     }
                 }
             }
-            for xi in 0..16 {
+            for xi in 0..WG_P {
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wrow = unsafe { w.add(s.weights + xi * ci * co_pad) };
                 let mut base = [0usize; T];
                 for (t, b) in base.iter_mut().enumerate() {
-                    *b = (t * 16 + xi) * MAXC;
+                    *b = (t * WG_P + xi) * MAXC;
                 }
                 for cb in (0..blocks).step_by(4) {
                     let nv = (blocks - cb).min(4);
                     let last = (co - (cb + nv - 1) * lanes).min(lanes);
-                    // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and every vector of channels ends by WINOGRAD_MAX_CHANNELS (checked by `Exec::step`; a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
+                    // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and every vector of channels ends by WINOGRAD_MAX_CHANNELS (checked by `Exec::step`; a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
                     let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * lanes) };
                     // SAFETY: this transformed position's packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let wcb = (unsafe { wrow.add(cb * lanes) }, co_pad, last);
@@ -633,17 +638,17 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
             for t in 0..tiles {
                 for cb in (0..co).step_by(lanes) {
                     let n = (co - cb).min(lanes);
-                    let mut mv = [[S::zero(); 4]; 4];
+                    let mut mv = [[S::zero(); 6]; 6];
                     for (xi, x) in mv.iter_mut().flatten().enumerate() {
-                        // SAFETY: t < T <= WG_MAX_TILES, xi < 16 and the vector of channels from `cb` ends by WINOGRAD_MAX_CHANNELS (a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 16 x MAXC floats.
-                        *x = unsafe { S::load(mbuf.as_ptr().add((t * 16 + xi) * MAXC + cb)) };
+                        // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and the vector of channels from `cb` ends by WINOGRAD_MAX_CHANNELS (a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
+                        *x = unsafe { S::load(mbuf.as_ptr().add((t * WG_P + xi) * MAXC + cb)) };
                     }
                     // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let bias = unsafe { packed::<S>(w.add(s.bias + cb), n) };
                     let y = winograd_output::<S>(&mv);
                     for (r, row) in y.iter().enumerate() {
                         for (c, value) in row.iter().enumerate() {
-                            let (yy, xx) = (oy + r, ox + 2 * t + c);
+                            let (yy, xx) = (oy + r, ox + WG_T * t + c);
                             if rows.contains(&yy) && xx < s.dst.w {
                                 let out = epilogue::<S>(&s.epilogue, w, cb, n, S::add(*value, bias));
                                 let at = s.dst.at(cb, yy, xx);
@@ -654,15 +659,15 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
                     }
                 }
             }
-            ox += 2 * tiles;
+            ox += WG_T * tiles;
         }
-        oy += 2;
+        oy += WG_T;
     }
 }
 
 /// `acc[t][v] = sum_c U[c][v] * V[t][c]` for `T` tiles and `V` vectors of
 /// output channels (`wrow` = (weights, row stride, used lanes of the last
-/// vector)); products go to `out + t * 16 * MAXC + v * S::LANES`.
+/// vector)); products go to `out + t * 36 * MAXC + v * S::LANES`.
 #[inline(always)]
 unsafe fn winograd_gemm<S: Simd, const T: usize, const V: usize>(
     wrow: (*const f32, usize, usize),
@@ -676,8 +681,8 @@ unsafe fn winograd_gemm<S: Simd, const T: usize, const V: usize>(
     unsafe { accumulate::<S, Floats, T, V, false>(&mut acc, wrow, Floats(vbuf), base, 1, ci, &[1.0; T]) };
     for (t, a) in acc.iter().enumerate() {
         for (v, value) in a.iter().enumerate() {
-            // SAFETY: the caller's contract: `out` is inside `winograd_strips`'s product buffer with room for WG_MAX_TILES x 16 x MAXC floats.
-            unsafe { S::store(out.add(t * 16 * WINOGRAD_MAX_CHANNELS + v * S::LANES), *value) };
+            // SAFETY: the caller's contract: `out` is inside `winograd_strips`'s product buffer with room for WG_MAX_TILES x 36 x MAXC floats.
+            unsafe { S::store(out.add(t * WG_P * WINOGRAD_MAX_CHANNELS + v * S::LANES), *value) };
         }
     }
 }
@@ -691,40 +696,64 @@ fn sub<S: Simd>(a: S::V, b: S::V) -> S::V {
     S::madd(b, S::splat(-1.0), a)
 }
 
-/// `B^T x` for one column (or row) `x`, `B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]`.
+/// `a * k + b`.
 #[inline(always)]
-fn input_1d<S: Simd>(x: [S::V; 4]) -> [S::V; 4] {
-    [sub::<S>(x[0], x[2]), S::add(x[1], x[2]), sub::<S>(x[2], x[1]), sub::<S>(x[1], x[3])]
+fn scaled<S: Simd>(a: S::V, k: f32, b: S::V) -> S::V {
+    S::madd(a, S::splat(k), b)
 }
 
-/// `A^T x`, `A^T = [[1,1,1,0], [0,1,-1,-1]]`.
+/// `B^T x` for one column (or row) `x`, with
+/// `B^T = [[4,0,-5,0,1,0], [0,-4,-4,1,1,0], [0,4,-4,-1,1,0], [0,-2,-1,2,1,0], [0,2,-1,-2,1,0], [0,4,0,-5,0,1]]`.
 #[inline(always)]
-fn output_1d<S: Simd>(x: [S::V; 4]) -> [S::V; 2] {
-    [S::add(S::add(x[0], x[1]), x[2]), sub::<S>(sub::<S>(x[1], x[2]), x[3])]
+fn input_1d<S: Simd>(x: [S::V; 6]) -> [S::V; 6] {
+    let a = scaled::<S>(x[2], -4.0, x[4]); // x4 - 4 x2
+    let b = scaled::<S>(x[1], -4.0, x[3]); // x3 - 4 x1
+    let c = sub::<S>(x[4], x[2]); // x4 - x2
+    let d = S::mul(sub::<S>(x[3], x[1]), S::splat(2.0)); // 2 (x3 - x1)
+    [
+        scaled::<S>(x[0], 4.0, scaled::<S>(x[2], -5.0, x[4])),
+        S::add(a, b),
+        sub::<S>(a, b),
+        S::add(c, d),
+        sub::<S>(c, d),
+        scaled::<S>(x[1], 4.0, scaled::<S>(x[3], -5.0, x[5])),
+    ]
+}
+
+/// `A^T x`, `A^T = [[1,1,1,1,1,0], [0,1,-1,2,-2,0], [0,1,1,4,4,0], [0,1,-1,8,-8,1]]`.
+#[inline(always)]
+fn output_1d<S: Simd>(x: [S::V; 6]) -> [S::V; 4] {
+    let (a, b) = (S::add(x[1], x[2]), sub::<S>(x[1], x[2]));
+    let (c, d) = (S::add(x[3], x[4]), sub::<S>(x[3], x[4]));
+    [S::add(S::add(x[0], a), c), scaled::<S>(d, 2.0, b), scaled::<S>(c, 4.0, a), S::add(scaled::<S>(d, 8.0, b), x[5])]
 }
 
 /// `B^T d B`, indexed `[row][column]`.
 #[inline(always)]
-fn winograd_input<S: Simd>(d: &[[S::V; 4]; 4]) -> [[S::V; 4]; 4] {
-    let mut t = [[S::zero(); 4]; 4]; // t[c] = column c of B^T d
-    for c in 0..4 {
-        t[c] = input_1d::<S>([d[0][c], d[1][c], d[2][c], d[3][c]]);
+fn winograd_input<S: Simd>(d: &[[S::V; 6]; 6]) -> [[S::V; 6]; 6] {
+    let mut t = [[S::zero(); 6]; 6]; // t[c] = column c of B^T d
+    for c in 0..6 {
+        t[c] = input_1d::<S>([d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]]);
     }
-    let mut v = [[S::zero(); 4]; 4];
-    for r in 0..4 {
-        v[r] = input_1d::<S>([t[0][r], t[1][r], t[2][r], t[3][r]]);
+    let mut v = [[S::zero(); 6]; 6];
+    for r in 0..6 {
+        v[r] = input_1d::<S>([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
     }
     v
 }
 
 /// `A^T m A`, indexed `[row][column]`.
 #[inline(always)]
-fn winograd_output<S: Simd>(m: &[[S::V; 4]; 4]) -> [[S::V; 2]; 2] {
-    let mut t = [[S::zero(); 2]; 4]; // t[c] = column c of A^T m
-    for c in 0..4 {
-        t[c] = output_1d::<S>([m[0][c], m[1][c], m[2][c], m[3][c]]);
+fn winograd_output<S: Simd>(m: &[[S::V; 6]; 6]) -> [[S::V; 4]; 4] {
+    let mut t = [[S::zero(); 4]; 6]; // t[c] = column c of A^T m
+    for c in 0..6 {
+        t[c] = output_1d::<S>([m[0][c], m[1][c], m[2][c], m[3][c], m[4][c], m[5][c]]);
     }
-    [output_1d::<S>([t[0][0], t[1][0], t[2][0], t[3][0]]), output_1d::<S>([t[0][1], t[1][1], t[2][1], t[3][1]])]
+    let mut y = [[S::zero(); 4]; 4];
+    for r in 0..4 {
+        y[r] = output_1d::<S>([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
+    }
+    y
 }
 
 /// Pixels a depthwise conv computes at once.

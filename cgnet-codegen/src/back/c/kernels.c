@@ -261,25 +261,35 @@ static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1
             for (cb = 0; cb < blocks; cb += 4) cg_conv_group(s, m, oy, ox, cb, tile);
 }
 
-/* ---- Winograd F(2x2, 3x3) for 3x3 stride-1 convs of at most CG_WG_MAXC channels.
- * For a strip of CG_WG_TILES tiles: the input tiles are transformed (B^T d B,
- * vectorised over input channels) into a stack buffer, 16 small GEMMs (the conv's
+/* ---- Winograd F(4x4, 3x3) for 3x3 stride-1 convs of at most CG_WG_MAXC channels.
+ * For a strip of CG_WG_TILES tiles: the 6x6 input tiles are transformed (B^T d B,
+ * vectorised over input channels) into a stack buffer, 36 small GEMMs (the conv's
  * register-tiled inner loop) multiply them with the pre-transformed weights
- * (U = G g G^T, packed [16][ci][co padded]), and the output transform (A^T M A)
- * adds the bias, applies the epilogue and stores the 2x2 outputs. */
+ * (U = G g G^T, packed [36][ci][co padded]), and the output transform (A^T M A)
+ * adds the bias, applies the epilogue and stores the 4x4 outputs. */
 #define CG_WG_MAXC 64
 #define CG_WG_TILES (3 * CG_TILE_SCALE)
+#define CG_WG_P 36 /* transformed positions per tile */
+#define CG_WG_T 4  /* output rows and columns per tile */
 
 CG_INLINE vf cg_sub(vf a, vf b) { return vf_madd(b, vf_splat(-1.0f), a); }
+CG_INLINE vf cg_scaled(vf a, float k, vf b) { return vf_madd(a, vf_splat(k), b); }
 
-/* B^T x for one column or row, B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]]. */
-CG_INLINE void cg_wg_in(const vf x[4], vf y[4]) {
-    y[0] = cg_sub(x[0], x[2]); y[1] = vf_add(x[1], x[2]); y[2] = cg_sub(x[2], x[1]); y[3] = cg_sub(x[1], x[3]);
+/* B^T x for one column or row, B^T = [[4,0,-5,0,1,0], [0,-4,-4,1,1,0], [0,4,-4,-1,1,0],
+ * [0,-2,-1,2,1,0], [0,2,-1,-2,1,0], [0,4,0,-5,0,1]]. */
+CG_INLINE void cg_wg_in(const vf x[6], vf y[6]) {
+    const vf a = cg_scaled(x[2], -4.0f, x[4]), b = cg_scaled(x[1], -4.0f, x[3]);
+    const vf c = cg_sub(x[4], x[2]), d = vf_mul(cg_sub(x[3], x[1]), vf_splat(2.0f));
+    y[0] = cg_scaled(x[0], 4.0f, cg_scaled(x[2], -5.0f, x[4]));
+    y[1] = vf_add(a, b); y[2] = cg_sub(a, b); y[3] = vf_add(c, d); y[4] = cg_sub(c, d);
+    y[5] = cg_scaled(x[1], 4.0f, cg_scaled(x[3], -5.0f, x[5]));
 }
 
-/* A^T x, A^T = [[1,1,1,0], [0,1,-1,-1]]. */
-CG_INLINE void cg_wg_out(const vf x[4], vf y[2]) {
-    y[0] = vf_add(vf_add(x[0], x[1]), x[2]); y[1] = cg_sub(cg_sub(x[1], x[2]), x[3]);
+/* A^T x, A^T = [[1,1,1,1,1,0], [0,1,-1,2,-2,0], [0,1,1,4,4,0], [0,1,-1,8,-8,1]]. */
+CG_INLINE void cg_wg_out(const vf x[6], vf y[4]) {
+    const vf a = vf_add(x[1], x[2]), b = cg_sub(x[1], x[2]), c = vf_add(x[3], x[4]), d = cg_sub(x[3], x[4]);
+    y[0] = vf_add(vf_add(x[0], a), c); y[1] = cg_scaled(d, 2.0f, b); y[2] = cg_scaled(c, 4.0f, a);
+    y[3] = vf_add(cg_scaled(d, 8.0f, b), x[5]);
 }
 
 CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, size_t last, const float *vbuf, const size_t *base, size_t ci,
@@ -292,7 +302,7 @@ CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, size_t last, const f
         for (v = 0; v < V; v++) acc[t * V + v] = vf_zero();
     cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, 1, ci, 0, CG_WG_TILES, V);
     for (t = 0; t < CG_WG_TILES; t++)
-        for (v = 0; v < V; v++) vf_store(out + t * 16 * CG_WG_MAXC + v * CG_LANES, acc[t * V + v]);
+        for (v = 0; v < V; v++) vf_store(out + t * CG_WG_P * CG_WG_MAXC + v * CG_LANES, acc[t * V + v]);
 }
 
 static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
@@ -302,41 +312,41 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
     const size_t ci = s->src.c, co = s->dst.c, blocks = (co + CG_LANES - 1) / CG_LANES;
     const size_t co_pad = (co + CG_BLOCK - 1) / CG_BLOCK * CG_BLOCK;
     const long h = (long)s->src.h, wd = (long)s->src.w;
-    float vbuf[CG_WG_TILES * 16 * CG_WG_MAXC], mbuf[CG_WG_TILES * 16 * CG_WG_MAXC];
+    float vbuf[CG_WG_TILES * CG_WG_P * CG_WG_MAXC], mbuf[CG_WG_TILES * CG_WG_P * CG_WG_MAXC];
     size_t oy, ox, t, cb, xi, r, c;
-    /* Tiles start at even rows whatever the row range, so that every output is
-     * computed from the same tile (and rounds the same) for any thread split. */
-    for (oy = y0 - y0 % 2; oy < y1; oy += 2) {
+    /* Tiles start at rows that are multiples of 4 whatever the row range, so that every
+     * output is computed from the same tile (and rounds the same) for any thread split. */
+    for (oy = y0 - y0 % CG_WG_T; oy < y1; oy += CG_WG_T) {
         for (ox = 0; ox < s->dst.w;) {
-            const size_t left = (s->dst.w - ox + 1) / 2, tiles = left < CG_WG_TILES ? left : CG_WG_TILES;
+            const size_t left = (s->dst.w - ox + CG_WG_T - 1) / CG_WG_T, tiles = left < CG_WG_TILES ? left : CG_WG_TILES;
             for (t = 0; t < tiles; t++) {
-                const long ty = (long)oy - 1, tx = (long)(ox + 2 * t) - 1;
+                const long ty = (long)oy - 1, tx = (long)(ox + CG_WG_T * t) - 1;
                 for (cb = 0; cb < ci; cb += CG_LANES) {
                     const size_t n = ci - cb < CG_LANES ? ci - cb : CG_LANES;
-                    vf d[4][4], col[4], tcol[4][4], row[4], v[4];
-                    for (r = 0; r < 4; r++) {
-                        for (c = 0; c < 4; c++) {
+                    vf d[6][6], col[6], tcol[6][6], row[6], v[6];
+                    for (r = 0; r < 6; r++) {
+                        for (c = 0; c < 6; c++) {
                             const long iy = ty + (long)r, ix = tx + (long)c;
                             d[r][c] = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
                                           ? cg_load_n(src + cg_at(&s->src, cb, (size_t)iy, (size_t)ix), n, s->src.channel_stride)
                                           : vf_zero();
                         }
                     }
-                    for (c = 0; c < 4; c++) {
-                        for (r = 0; r < 4; r++) col[r] = d[r][c];
+                    for (c = 0; c < 6; c++) {
+                        for (r = 0; r < 6; r++) col[r] = d[r][c];
                         cg_wg_in(col, tcol[c]);
                     }
-                    for (r = 0; r < 4; r++) {
-                        for (c = 0; c < 4; c++) row[c] = tcol[c][r];
+                    for (r = 0; r < 6; r++) {
+                        for (c = 0; c < 6; c++) row[c] = tcol[c][r];
                         cg_wg_in(row, v);
-                        for (c = 0; c < 4; c++) cg_store_n(vbuf + (t * 16 + r * 4 + c) * CG_WG_MAXC + cb, v[c], n, 1);
+                        for (c = 0; c < 6; c++) cg_store_n(vbuf + (t * CG_WG_P + r * 6 + c) * CG_WG_MAXC + cb, v[c], n, 1);
                     }
                 }
             }
-            for (xi = 0; xi < 16; xi++) {
+            for (xi = 0; xi < CG_WG_P; xi++) {
                 const float *wrow = w + s->weights + xi * ci * co_pad;
                 size_t base[CG_MAX_P];
-                for (t = 0; t < CG_WG_TILES; t++) base[t] = (t * 16 + xi) * CG_WG_MAXC;
+                for (t = 0; t < CG_WG_TILES; t++) base[t] = (t * CG_WG_P + xi) * CG_WG_MAXC;
                 for (cb = 0; cb < blocks; cb += 4) {
                     const size_t nv = blocks - cb < 4 ? blocks - cb : 4, rest = co - (cb + nv - 1) * CG_LANES;
                     const size_t last = rest < CG_LANES ? rest : CG_LANES;
@@ -352,19 +362,19 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                 for (cb = 0; cb < co; cb += CG_LANES) {
                     const size_t n = co - cb < CG_LANES ? co - cb : CG_LANES;
                     const vf bias = cg_packed(w + s->bias + cb, n);
-                    vf mcol[4], tm[4][2], y[2][2];
-                    for (c = 0; c < 4; c++) {
-                        for (r = 0; r < 4; r++) mcol[r] = vf_load(mbuf + (t * 16 + r * 4 + c) * CG_WG_MAXC + cb);
+                    vf mcol[6], tm[6][4], y[4][4];
+                    for (c = 0; c < 6; c++) {
+                        for (r = 0; r < 6; r++) mcol[r] = vf_load(mbuf + (t * CG_WG_P + r * 6 + c) * CG_WG_MAXC + cb);
                         cg_wg_out(mcol, tm[c]);
                     }
-                    for (r = 0; r < 2; r++) {
-                        vf trow[4];
-                        for (c = 0; c < 4; c++) trow[c] = tm[c][r];
+                    for (r = 0; r < 4; r++) {
+                        vf trow[6];
+                        for (c = 0; c < 6; c++) trow[c] = tm[c][r];
                         cg_wg_out(trow, y[r]);
                     }
-                    for (r = 0; r < 2; r++) {
-                        for (c = 0; c < 2; c++) {
-                            const size_t yy = oy + r, xx = ox + 2 * t + c;
+                    for (r = 0; r < 4; r++) {
+                        for (c = 0; c < 4; c++) {
+                            const size_t yy = oy + r, xx = ox + CG_WG_T * t + c;
                             if (yy >= y0 && yy < y1 && xx < s->dst.w)
                                 cg_store_n(dst + cg_at(&s->dst, cb, yy, xx), cg_epilogue_apply(&s->epilogue, w, cb, n, vf_add(y[r][c], bias)),
                                            n, s->dst.channel_stride);
@@ -372,7 +382,7 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
                     }
                 }
             }
-            ox += 2 * tiles;
+            ox += CG_WG_T * tiles;
         }
     }
 }

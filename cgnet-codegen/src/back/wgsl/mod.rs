@@ -318,56 +318,99 @@ fn conv(s: &Conv) -> ((String, usize), usize) {
     ((body, xgroups * s.dst.h), groups)
 }
 
-/// Winograd F(2x2, 3x3), as the CPU kernels: one invocation per 2x2 tile and
-/// four output channels transforms each input channel's 4x4 patch (`B^T d B`),
-/// accumulates the 16 products with the pre-transformed weights, and applies
-/// the output transform (`A^T m A`), the bias and the epilogue.
+/// `B^T` of Winograd F(4x4, 3x3) (rows), as in the CPU kernels.
+const WINOGRAD_BT: [[f32; 6]; 6] = [
+    [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+    [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+    [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+    [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+    [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+    [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+];
+
+/// `A^T` of Winograd F(4x4, 3x3).
+const WINOGRAD_AT: [[f32; 6]; 4] = [
+    [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+    [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+    [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+];
+
+/// `sum_k row[k] * x(k)` as a WGSL expression, zero terms left out.
+fn linear(row: &[f32], x: impl Fn(usize) -> String) -> String {
+    let mut out = String::new();
+    for (k, &coef) in row.iter().enumerate().filter(|(_, c)| **c != 0.0) {
+        let term = if coef.abs() == 1.0 { x(k) } else { format!("{:?} * {}", coef.abs(), x(k)) };
+        let sign = if coef < 0.0 {
+            "-"
+        } else if out.is_empty() {
+            ""
+        } else {
+            "+"
+        };
+        out = if out.is_empty() { format!("{sign}{term}") } else { format!("{out} {sign} {term}") };
+    }
+    out
+}
+
+/// Winograd F(4x4, 3x3), one 4x4 tile x 4 output channels per invocation: the
+/// 6x6 input tile of each input channel transformed (`B^T d B`), multiplied
+/// with the packed `U` (`[36][ci][co padded]`) into 36 accumulators, then
+/// `A^T M A`.
 fn winograd(s: &Conv) -> ((String, usize), usize) {
     let aligned = s.weights.is_multiple_of(4) && s.bias.is_multiple_of(4);
     let groups = s.dst.c.div_ceil(4);
     let co_pad = s.dst.c.next_multiple_of(8);
-    let (tiles_x, tiles_y) = (s.dst.w.div_ceil(2), s.dst.h.div_ceil(2));
+    let (tiles_x, tiles_y) = (s.dst.w.div_ceil(4), s.dst.h.div_ceil(4));
+    let join = |items: Vec<String>| items.join(", ");
+    // Columns of B^T d: t[k * 6 + q] from d[. * 6 + q]; rows of (B^T d) B from t[r * 6 + .].
+    let columns: String = (0..6)
+        .map(|k| {
+            format!("            t[{k}u * 6u + q] = {};\n", linear(&WINOGRAD_BT[k], |j| format!("d[{j}u * 6u + q]")))
+        })
+        .collect();
+    let row = join((0..6).map(|k| linear(&WINOGRAD_BT[k], |j| format!("t[r * 6u + {j}u]"))).collect());
+    let out_columns: String = (0..4)
+        .map(|k| format!("        o[{k}u * 6u + q] = {};\n", linear(&WINOGRAD_AT[k], |j| format!("m[{j}u * 6u + q]"))))
+        .collect();
+    let out_row = join((0..4).map(|k| linear(&WINOGRAD_AT[k], |j| format!("o[r * 6u + {j}u]"))).collect());
     let body = format!(
         "    let tx = i % {tiles_x}u;\n\
          \x20   let ty = i / {tiles_x}u;\n\
-         \x20   var m: array<vec4<f32>, 16>;\n\
+         \x20   var m: array<vec4<f32>, 36>;\n\
          \x20   for (var c = 0u; c < {ci}u; c++) {{\n\
-         \x20       var d: array<f32, 16>;\n\
-         \x20       for (var r = 0u; r < 4u; r++) {{\n\
-         \x20           for (var q = 0u; q < 4u; q++) {{\n\
-         \x20               let iy = i32(ty * 2u + r) - 1;\n\
-         \x20               let ix = i32(tx * 2u + q) - 1;\n\
-         \x20               if (iy >= 0 && iy < {h} && ix >= 0 && ix < {w}) {{ d[r * 4u + q] = {load}; }}\n\
+         \x20       var d: array<f32, 36>;\n\
+         \x20       for (var r = 0u; r < 6u; r++) {{\n\
+         \x20           for (var q = 0u; q < 6u; q++) {{\n\
+         \x20               let iy = i32(ty * 4u + r) - 1;\n\
+         \x20               let ix = i32(tx * 4u + q) - 1;\n\
+         \x20               if (iy >= 0 && iy < {h} && ix >= 0 && ix < {w}) {{ d[r * 6u + q] = {load}; }}\n\
          \x20           }}\n\
          \x20       }}\n\
          \x20       // B^T d (columns), then (B^T d) B (rows).\n\
-         \x20       var t: array<f32, 16>;\n\
-         \x20       for (var q = 0u; q < 4u; q++) {{\n\
-         \x20           t[q] = d[q] - d[8u + q];\n\
-         \x20           t[4u + q] = d[4u + q] + d[8u + q];\n\
-         \x20           t[8u + q] = d[8u + q] - d[4u + q];\n\
-         \x20           t[12u + q] = d[4u + q] - d[12u + q];\n\
+         \x20       var t: array<f32, 36>;\n\
+         \x20       for (var q = 0u; q < 6u; q++) {{\n\
+         {columns}\
          \x20       }}\n\
-         \x20       for (var r = 0u; r < 4u; r++) {{\n\
-         \x20           let v = array<f32, 4>(t[r * 4u] - t[r * 4u + 2u], t[r * 4u + 1u] + t[r * 4u + 2u], t[r * 4u + 2u] - t[r * 4u + 1u], t[r * 4u + 1u] - t[r * 4u + 3u]);\n\
-         \x20           for (var q = 0u; q < 4u; q++) {{\n\
-         \x20               let u = {weights}u + (r * 4u + q) * {plane}u + c * {co_pad}u + g * 4u;\n\
-         \x20               m[r * 4u + q] += v[q] * {u4};\n\
+         \x20       for (var r = 0u; r < 6u; r++) {{\n\
+         \x20           let v = array<f32, 6>({row});\n\
+         \x20           for (var q = 0u; q < 6u; q++) {{\n\
+         \x20               let u = {weights}u + (r * 6u + q) * {plane}u + c * {co_pad}u + g * 4u;\n\
+         \x20               m[r * 6u + q] += v[q] * {u4};\n\
          \x20           }}\n\
          \x20       }}\n\
          \x20   }}\n\
          \x20   // A^T m (columns), then (A^T m) A (rows).\n\
-         \x20   var o: array<vec4<f32>, 8>;\n\
-         \x20   for (var q = 0u; q < 4u; q++) {{\n\
-         \x20       o[q] = m[q] + m[4u + q] + m[8u + q];\n\
-         \x20       o[4u + q] = m[4u + q] - m[8u + q] - m[12u + q];\n\
+         \x20   var o: array<vec4<f32>, 24>;\n\
+         \x20   for (var q = 0u; q < 6u; q++) {{\n\
+         {out_columns}\
          \x20   }}\n\
          \x20   let b = {bias};\n\
-         \x20   for (var r = 0u; r < 2u; r++) {{\n\
-         \x20       let y = array<vec4<f32>, 2>(o[r * 4u] + o[r * 4u + 1u] + o[r * 4u + 2u], o[r * 4u + 1u] - o[r * 4u + 2u] - o[r * 4u + 3u]);\n\
-         \x20       for (var q = 0u; q < 2u; q++) {{\n\
-         \x20           let oy = ty * 2u + r;\n\
-         \x20           let ox = tx * 2u + q;\n\
+         \x20   for (var r = 0u; r < 4u; r++) {{\n\
+         \x20       let y = array<vec4<f32>, 4>({out_row});\n\
+         \x20       for (var q = 0u; q < 4u; q++) {{\n\
+         \x20           let oy = ty * 4u + r;\n\
+         \x20           let ox = tx * 4u + q;\n\
          \x20           if (oy >= {dh}u || ox >= {dw}u) {{ continue; }}\n\
          \x20           for (var j = 0u; j < 4u; j++) {{\n\
          \x20               let c = g * 4u + j;\n\

@@ -509,10 +509,17 @@ fn pool(threads: usize) -> Result<Option<ThreadPool>, Failure> {
     ThreadPool::new(threads).map(Some).map_err(|e| Failure::new(format!("cannot start {threads} threads: {e}")))
 }
 
-fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor) -> Result<Results, Failure> {
-    if !isa.is_supported() {
-        return Err(Failure::new(format!("this CPU does not support the {isa:?} kernels")));
+/// An error unless this CPU can run the kernels of `isa`.
+fn supported(isa: Isa) -> Result<(), Failure> {
+    if isa.is_supported() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!("this CPU does not support the {isa:?} kernels")))
     }
+}
+
+fn run_compiled(model: &CompiledModel, isa: Isa, threads: usize, input: &Tensor) -> Result<Results, Failure> {
+    supported(isa)?;
     let pool = pool(threads)?;
     let out = native::execute(model, isa, pool.as_ref().map(|p| p as &dyn ParallelFor), Input::Floats(&input.data))
         .map_err(|e| Failure::new(format!("internal error in the compiled program: {e}")))?;
@@ -534,6 +541,14 @@ fn run_c(
     input: &Tensor,
     iters: usize,
 ) -> Result<(Results, Option<f64>, f64), Failure> {
+    // x86 C runs natively: a missing extension would stop it with an illegal instruction.
+    match target {
+        CTarget::Avx2 => supported(Isa::Avx2)?,
+        CTarget::Avx512 => supported(Isa::Avx512).map_err(|_| {
+            Failure::new("this CPU has no AVX-512F: c-avx512 can be built here (`cgnetc build`) but not run")
+        })?,
+        CTarget::Scalar | CTarget::Neon | CTarget::WebGpu => {}
+    }
     let temp = |what: &str| {
         tempfile::Builder::new()
             .prefix("cgnetc-")
@@ -803,6 +818,7 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
             vec![vec![median.ok_or_else(|| Failure::new("the C harness printed no timing"))?]]
         }
         (Some(isa), _) => {
+            supported(isa)?;
             // Round-robin over the thread counts, so that a noisy machine slows
             // them alike and their ratios hold.
             let pools = args.threads.iter().map(|&t| pool(t)).collect::<Result<Vec<_>, _>>()?;
