@@ -797,41 +797,26 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                 };
                 let mut ox = 0;
                 while ox < wd {
-                    if let (Some(rows3), true) = (rows3, interior.contains(&ox) && ox + DW_PIXELS <= interior.end) {
-                        let mut acc = [b; DW_PIXELS];
-                        for (ky, iy) in rows3.into_iter().enumerate() {
-                            // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
-                            let row = unsafe { src.add(s.src.at(cb, iy, ox - dil)) };
-                            for kx in 0..3 {
-                                for (p, a) in acc.iter_mut().enumerate() {
-                                    // SAFETY: as above; `full`: the vector's channels are contiguous and all in the view.
-                                    let x = unsafe { S::load(row.add((p + kx * dil) * ps)) };
-                                    *a = S::madd(x, k[ky * 3 + kx], *a);
-                                }
-                            }
-                        }
-                        for (p, a) in acc.iter().enumerate() {
-                            let out = epilogue::<S>(&s.epilogue, w, half + cb, n, *a);
-                            // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                            unsafe {
-                                store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
-                            };
-                        }
-                        ox += DW_PIXELS;
-                        continue;
-                    }
                     if interior.contains(&ox) && ox + DW_PIXELS <= interior.end {
                         // DW_PIXELS independent accumulators hide the FMA latency.
                         let mut acc = [b; DW_PIXELS];
-                        for (ky, iy) in tap_rows.iter().enumerate() {
-                            let Some(iy) = *iy else { continue };
-                            // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
-                            let row = unsafe { src.add(s.src.at(cb, iy, ox - dil)) };
-                            for kx in 0..3 {
-                                for (p, a) in acc.iter_mut().enumerate() {
-                                    // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
-                                    let x = unsafe { load_n::<S>(row.add((p + kx * dil) * ps), n, cs) };
-                                    *a = S::madd(x, k[ky * 3 + kx], *a);
+                        if let Some(rows3) = rows3 {
+                            for (ky, iy) in rows3.into_iter().enumerate() {
+                                let taps = [k[ky * 3], k[ky * 3 + 1], k[ky * 3 + 2]];
+                                // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image; `full`: whole contiguous vectors.
+                                unsafe {
+                                    let row = src.add(s.src.at(cb, iy, ox - dil));
+                                    depthwise_row::<S, true>(&mut acc, row, taps, (dil * ps, ps), (n, cs));
+                                }
+                            }
+                        } else {
+                            for (ky, iy) in tap_rows.iter().enumerate() {
+                                let Some(iy) = *iy else { continue };
+                                let taps = [k[ky * 3], k[ky * 3 + 1], k[ky * 3 + 2]];
+                                // SAFETY: the interior range keeps `ox - dil` and every tap up to `ox + DW_PIXELS - 1 + dil` inside the row; `iy` is a row of the image.
+                                unsafe {
+                                    let row = src.add(s.src.at(cb, iy, ox - dil));
+                                    depthwise_row::<S, false>(&mut acc, row, taps, (dil * ps, ps), (n, cs));
                                 }
                             }
                         }
@@ -863,6 +848,37 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                     ox += 1;
                 }
             }
+        }
+    }
+}
+
+/// The three taps of one kernel row for `DW_PIXELS` neighbouring pixels from
+/// `row` (the first pixel's left tap): tap `kx` of pixel `p` is at
+/// `row + kx * tap + p * pixel`. `FULL`: whole contiguous vectors; else `n`
+/// channels `cs` apart.
+///
+/// # Safety
+/// Every element addressed is inside the checked source view.
+#[inline(always)]
+unsafe fn depthwise_row<S: Simd, const FULL: bool>(
+    acc: &mut [S::V; DW_PIXELS],
+    row: *const f32,
+    k: [S::V; 3],
+    (tap, pixel): (usize, usize),
+    (n, cs): (usize, usize),
+) {
+    for (kx, kt) in k.iter().enumerate() {
+        for (p, a) in acc.iter_mut().enumerate() {
+            let at = kx * tap + p * pixel;
+            // SAFETY: this function's contract.
+            let x = unsafe {
+                if FULL {
+                    S::load(row.add(at))
+                } else {
+                    load_n::<S>(row.add(at), n, cs)
+                }
+            };
+            *a = S::madd(x, *kt, *a);
         }
     }
 }
