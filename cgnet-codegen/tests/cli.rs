@@ -320,7 +320,7 @@ fn build_and_c_targets_fail_clearly() {
     let err = fails(&build_args(path(&model), path(&weights), "rust-avx2", path(&out)));
     assert!(
         err.contains("invalid value 'rust-avx2'")
-            && err.contains("[possible values: c-scalar, c-avx2, c-neon, c-webgpu, rust]"),
+            && err.contains("[possible values: c-scalar, c-avx2, c-avx512, c-neon, c-webgpu, rust]"),
         "{err}"
     );
     let err = fails(&[&build_args(path(&model), path(&weights), "c-avx2", path(&out))[..], &["--name", "9x"]].concat());
