@@ -33,13 +33,9 @@ pub unsafe trait Simd: Copy {
             // SAFETY: the caller guarantees `n` readable floats.
             return unsafe { Self::load(p) };
         }
-        // Element by element: a `copy_nonoverlapping` of a variable length is a call to `memcpy`.
-        let mut lanes = Self::Lanes::default();
-        for (i, lane) in lanes.as_mut().iter_mut().enumerate().take(n) {
-            // SAFETY: the caller guarantees `n` readable floats.
-            *lane = unsafe { *p.add(i) };
-        }
-        Self::from_array(lanes)
+        // Element by element (a `copy_nonoverlapping` of a variable length is a call to `memcpy`).
+        // SAFETY: the caller guarantees `n` readable floats.
+        unsafe { Self::gather(p, n, 1) }
     }
     /// `n <= LANES` floats at `p`, `p + stride`, `p + 2 * stride`, ...; the
     /// other lanes are zero.
