@@ -70,11 +70,17 @@ pub fn plan_svg(plan: &Plan, title: &str) -> String {
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#f6f6f6" stroke="#999"/>"##
     );
     for b in &plan.buffers {
-        let (x0, x1) = (x(b.first as f64), x((b.last + 1) as f64));
+        // A buffer stored in place of another takes over its storage halfway
+        // through the step that hands it over, so the two do not overlap.
+        let taken_over = plan.buffers.iter().any(|o| o.in_place_of.as_deref() == Some(b.node.as_str()));
+        let start = b.first as f64 + if b.in_place_of.is_some() { 0.5 } else { 0.0 };
+        let end = (b.last + 1) as f64 - if taken_over { 0.5 } else { 0.0 };
+        let (x0, x1) = (x(start), x(end));
         let (y0, y1) = (y(b.offset as f64), y((b.offset + b.bytes) as f64));
+        let reuse = b.in_place_of.as_ref().map(|of| format!(", stored in place of {of}")).unwrap_or_default();
         let _ = writeln!(
             svg,
-            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.5"><title>{} ({}): {} bytes at offset {}, live at steps {}..={}</title></rect>"##,
+            r##"<rect x="{x0:.1}" y="{y0:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.5"><title>{} ({}): {} bytes at offset {}, live at steps {}..={}{reuse}</title></rect>"##,
             (x1 - x0).max(0.5),
             (y1 - y0).max(0.5),
             colour(&b.name),

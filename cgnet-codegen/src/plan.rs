@@ -5,6 +5,13 @@
 //! writes it (its owner, a producer placed into it, or a tee) to the last step
 //! that reads it. Offsets are assigned greedily, largest buffer first, each
 //! into the best-fitting gap among the buffers live at the same time.
+//!
+//! A node whose last kernel is elementwise (F_glo's excitation with the
+//! residual add, an add) stores its result in place of an input that dies at
+//! that step, when the two have one shape: each output element is written
+//! after the same element of the input was read, by the same thread. Such
+//! buffers form one *slot*, planned as one interval; the stage's chain of
+//! blocks then takes one buffer instead of alternating two.
 //! The graph input and the outputs live outside the arena (the caller's memory).
 
 use serde::Serialize;
@@ -24,6 +31,9 @@ pub struct Buffer {
     /// First and last step (node index) at which the buffer is live.
     pub first: usize,
     pub last: usize,
+    /// The buffer (`%9`) whose storage this one takes over at its first step,
+    /// the step that reads that buffer for the last time.
+    pub in_place_of: Option<String>,
     #[serde(skip)]
     pub owner: NodeId,
 }
@@ -64,7 +74,8 @@ impl Plan {
         let _ = writeln!(out, "{:<6} {:>12} {:>12} {:>11}  name", "buffer", "offset", "bytes", "live");
         for b in &self.buffers {
             let live = format!("{}..={}", b.first, b.last);
-            let _ = writeln!(out, "{:<6} {:>12} {:>12} {:>11}  {}", b.node, b.offset, b.bytes, live, b.name);
+            let reuse = b.in_place_of.as_ref().map(|of| format!(" (in place of {of})")).unwrap_or_default();
+            let _ = writeln!(out, "{:<6} {:>12} {:>12} {:>11}  {}{reuse}", b.node, b.offset, b.bytes, live, b.name);
         }
         out
     }
@@ -116,6 +127,7 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
             }
         }
     }
+    let in_place = in_place_inputs(graph, &ranges, &external);
     let mut buffers: Vec<Buffer> = graph
         .nodes
         .iter()
@@ -129,20 +141,41 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
                 bytes: graph.buffer_bytes(id).next_multiple_of(ALIGN),
                 first,
                 last,
+                in_place_of: in_place[id.index()].map(|of| of.to_string()),
                 owner: id,
             })
         })
         .collect();
 
-    let mut order: Vec<usize> = (0..buffers.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].bytes), buffers[i].first));
+    // Slots: a buffer stored in place of another joins that one's slot.
+    let mut slot_of_node: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+    let mut slots: Vec<Slot> = Vec::new();
+    for b in &buffers {
+        let joined = in_place[b.owner.index()].and_then(|of| slot_of_node[of.index()]);
+        let slot = match joined {
+            Some(s) => {
+                let slot = &mut slots[s];
+                slot.last = slot.last.max(b.last);
+                slot.bytes = slot.bytes.max(b.bytes);
+                s
+            }
+            None => {
+                slots.push(Slot { first: b.first, last: b.last, bytes: b.bytes, offset: 0 });
+                slots.len() - 1
+            }
+        };
+        slot_of_node[b.owner.index()] = Some(slot);
+    }
+
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(slots[i].bytes), slots[i].first));
     let mut placed: Vec<usize> = Vec::new();
     let mut arena_bytes = 0;
     for i in order {
-        let b = &buffers[i];
+        let b = &slots[i];
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
-            .map(|&j| &buffers[j])
+            .map(|&j| &slots[j])
             .filter(|o| o.first <= b.last && b.first <= o.last)
             .map(|o| (o.offset, o.offset + o.bytes))
             .collect();
@@ -160,29 +193,67 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
             cursor = cursor.max(end);
         }
         let offset = best.map_or(cursor, |(_, o)| o);
-        buffers[i].offset = offset;
-        arena_bytes = arena_bytes.max(offset + buffers[i].bytes);
+        slots[i].offset = offset;
+        arena_bytes = arena_bytes.max(offset + slots[i].bytes);
         placed.push(i);
+    }
+    for b in &mut buffers {
+        b.offset = slots[slot_of_node[b.owner.index()].expect("every buffer has a slot")].offset;
     }
 
     let steps = graph.nodes.len();
     let arena_lower_bound_bytes = (0..steps)
-        .map(|s| buffers.iter().filter(|b| b.first <= s && s <= b.last).map(|b| b.bytes).sum::<usize>())
+        .map(|s| slots.iter().filter(|b| b.first <= s && s <= b.last).map(|b| b.bytes).sum::<usize>())
         .max()
         .unwrap_or(0);
     let unshared_bytes = buffers.iter().map(|b| b.bytes).sum();
     Plan { arena_bytes, arena_lower_bound_bytes, unshared_bytes, buffers }
 }
 
+/// One arena interval: a buffer, or a chain of buffers each stored in place
+/// of the one before.
+struct Slot {
+    first: usize,
+    last: usize,
+    bytes: usize,
+    offset: usize,
+}
+
+/// For each node, the input whose buffer it stores its result in (see the
+/// module docs): the node's last kernel is elementwise, it owns a buffer, and
+/// the input owns a buffer of the same shape that no later step reads.
+fn in_place_inputs(graph: &Graph, ranges: &[Option<(usize, usize)>], external: &[NodeId]) -> Vec<Option<NodeId>> {
+    graph
+        .nodes
+        .iter()
+        .map(|(id, node)| {
+            let elementwise_last = matches!(node.op, Op::GlobalContext(_) | Op::Add);
+            if !elementwise_last || graph.storage_owner(id) != id || external.contains(&id) {
+                return None;
+            }
+            node.inputs.iter().copied().find(|&input| {
+                graph.storage_owner(input) == input
+                    && !external.contains(&input)
+                    && graph.nodes[input].shape == node.shape
+                    && ranges[input.index()].is_some_and(|(_, last)| last == id.index())
+            })
+        })
+        .collect()
+}
+
 /// Pairs of buffers that are live at the same step and overlap in the arena
-/// (a correct plan has none).
+/// (a correct plan has none). A buffer stored in place of another shares its
+/// storage at the one step where the other is read for the last time.
 pub fn conflicts(plan: &Plan) -> Vec<(String, String)> {
+    let hand_over = |a: &Buffer, b: &Buffer| {
+        b.in_place_of.as_deref() == Some(a.node.as_str()) && a.last == b.first && a.offset == b.offset
+    };
     let mut out = Vec::new();
     for (i, a) in plan.buffers.iter().enumerate() {
         for b in &plan.buffers[i + 1..] {
             let in_time = a.first <= b.last && b.first <= a.last;
             let in_space = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
-            if in_time && in_space {
+            if in_time && in_space && !hand_over(a, b) && !hand_over(b, a) {
                 out.push((a.node.clone(), b.node.clone()));
             }
         }

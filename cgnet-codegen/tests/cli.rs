@@ -122,13 +122,21 @@ fn inspect_reports_the_default_model() {
     assert_eq!(report["macs"], 6_762_312_704u64);
     let arena = report["arena_bytes"].as_u64().unwrap();
     let bound = report["arena_lower_bound_bytes"].as_u64().unwrap();
-    assert!(arena <= 45_000_000 && arena as f64 <= 1.1 * bound as f64, "arena {arena}, bound {bound}");
+    assert!(arena <= 41_000_000 && arena as f64 <= 1.1 * bound as f64, "arena {arena}, bound {bound}");
     assert!(report["unshared_bytes"].as_u64().unwrap() > 200_000_000);
     let fusions: Vec<&str> =
         report["fusions"].as_array().unwrap().iter().map(|f| f["pass"].as_str().unwrap()).collect();
     assert_eq!(
         fusions,
-        ["depthwise-pair", "fold-batch-norm", "fuse-activation", "eliminate-concat", "global-context", "head"]
+        [
+            "common-subexpressions",
+            "depthwise-pair",
+            "fold-batch-norm",
+            "fuse-activation",
+            "eliminate-concat",
+            "global-context",
+            "head"
+        ]
     );
     let ir = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec), "--ir", "fused"]).stdout).unwrap();
     assert!(ir.contains("= depthwise_pair[d1 d4]") && ir.contains("global_context"), "{ir}");
@@ -166,7 +174,9 @@ fn inspect_draws_the_plan_and_the_graph_and_the_committed_plan_is_current() {
         drawn == committed,
         "docs/camvid_plan.svg is stale: cgnetc inspect models/camvid.cgnet --plan-svg docs/camvid_plan.svg"
     );
-    assert!(drawn.contains("CamVid 360x480: 79 buffers") && drawn.contains("lower bound 14.2 MB"), "{drawn}");
+    assert!(drawn.contains("CamVid 360x480: 79 buffers") && drawn.contains("lower bound 13.3 MB"), "{drawn}");
+    // The blocks' results stored in place of an input say so.
+    assert!(drawn.contains("stored in place of %"), "{drawn}");
     let graph = std::fs::read_to_string(&dot).unwrap();
     assert!(graph.starts_with("digraph \"CamVid 360x480\" {") && graph.contains("depthwise_pair"), "{graph}");
     // An unwritable destination is an error naming it, and leaves nothing behind.
@@ -250,7 +260,7 @@ fn bad_inputs_and_specs_are_clear_errors() {
 
     let base = run_args(path(&weights), path(&input), path(&out), path(&model));
     let err = fails(&[&base[..], &["--target", "interp-planned", "--stop-after-pass", "9"]].concat());
-    assert!(err.contains("--stop-after-pass takes 0..=6"), "{err}");
+    assert!(err.contains("--stop-after-pass takes 0..=7"), "{err}");
     let err = fails(&[&base[..], &["--target", "tpu"]].concat());
     assert!(err.contains("invalid value 'tpu'"), "{err}");
     for target in ["interp", "interp-planned", "gpu", "c-webgpu"] {

@@ -5,6 +5,7 @@
 //! per-slice affine maps) get values when their sources have values, and stay
 //! unbound otherwise, so `cgnetc inspect` can plan a model without weights.
 
+mod common_subexpressions;
 mod depthwise_pair;
 mod eliminate_concat;
 mod fold_batch_norm;
@@ -26,7 +27,13 @@ pub struct Pass {
 /// The pipeline, in order. The order matters: F_loc/F_sur are paired before
 /// their BatchNorm is folded into them; activations become epilogues before
 /// concats are eliminated (which appends the concat's BN + activation to them).
-pub const PIPELINE: [Pass; 6] = [
+/// Repeated work is merged first, so that no later pass fuses a copy of it.
+pub const PIPELINE: [Pass; 7] = [
+    Pass {
+        name: "common-subexpressions",
+        description: "a node that repeats an earlier one (the second input injection's first pool) reads its result instead",
+        run: common_subexpressions::run,
+    },
     Pass {
         name: "depthwise-pair",
         description: "F_loc and F_sur read their input once and write both halves of the joint feature",
