@@ -416,17 +416,24 @@ fn pool_copy_and_global_context_battery() {
                 };
                 world.run(engine, &Step::ChannelSums(p::ChannelSums { x: xv, sums: scratch }));
                 world.run(engine, &Step::Squeeze(squeeze));
+                // The result also teed, normalised, into a slice of a wider buffer.
+                let tee_epi = TestEpilogue::new(&mut world, &mut Rng::new(9), c);
+                let tee = world.nhwc(&Tensor::zeros(c, h, w), 3, (c + 3).next_multiple_of(8));
                 let copy = p::Elementwise {
-                    src: xv,
                     scale: Some(squeeze.scale_offset()),
                     add: Some(rv),
-                    dst,
-                    epilogue: Epilogue::NONE,
+                    tee: Some(tee),
+                    tee_epilogue: tee_epi.epilogue,
+                    ..p::Elementwise::copy(xv, dst, Epilogue::NONE)
                 };
                 world.run(engine, &Step::Elementwise(copy));
                 let scale = reference::global_context_scale(&x, (&w1, &b1), (&w2, &b2));
                 let want = reference::add(&r, &reference::channel_scale(&x, &scale));
-                battery.check(engine, world, dst, &want, format!("global context c{c} {h}x{w} {engine:?}"));
+                let mut want_teed = want.clone();
+                tee_epi.apply(&mut want_teed);
+                let what = format!("global context c{c} {h}x{w} {engine:?}");
+                battery.check(engine, world.clone(), dst, &want, what.clone());
+                battery.check(engine, world, tee, &want_teed, format!("{what}, teed"));
             }
         }
     }

@@ -39,8 +39,16 @@ fn samples() -> Vec<Step> {
             fc2_bias: 22,
             scratch: 23,
         }),
-        Step::Elementwise(Elementwise { src: a, scale: Some(24), add: Some(b), dst: b, epilogue }),
-        Step::Elementwise(Elementwise { src: a, scale: None, add: None, dst: b, epilogue: Epilogue::NONE }),
+        Step::Elementwise(Elementwise {
+            src: a,
+            scale: Some(24),
+            add: Some(b),
+            dst: b,
+            epilogue,
+            tee: Some(view(Mem::Arena, 25)),
+            tee_epilogue: epilogue,
+        }),
+        Step::Elementwise(Elementwise::copy(a, b, Epilogue::NONE)),
         Step::Upsample(Upsample { src: a, dst: view(Mem::Scores, 0) }),
         Step::UpsampleArgmax(UpsampleArgmax { src: a, dst: view(Mem::Labels, 0) }),
     ]

@@ -314,6 +314,8 @@ step_structs! {
     /// `dst = epilogue(src [* scale] [+ add])`: a tee, a concat part that is not
     /// in place, an elementwise add (the local residual), F_glo's channel scale
     /// with the global residual, or the logits copied out (NHWC -> NCHW).
+    /// With `tee`, the same pass also stores `tee_epilogue(dst value)` there
+    /// (a down block's result, normalised into its concat slice).
     struct Elementwise as "cg_elementwise" {
         src: View,
         /// Arena offset of per-channel multipliers (from a [`Squeeze`]).
@@ -321,6 +323,9 @@ step_structs! {
         add: OptionalView,
         dst: View,
         epilogue: Epilogue,
+        /// A second destination of `dst`'s shape.
+        tee: OptionalView,
+        tee_epilogue: Epilogue,
     }
 
     /// Bilinear resize (align_corners = False, as PyTorch) of `src` to `dst`'s
@@ -336,6 +341,13 @@ step_structs! {
     struct UpsampleArgmax as "cg_argmax" {
         src: View,
         dst: View,
+    }
+}
+
+impl Elementwise {
+    /// `dst = epilogue(src)`: a copy with no scale, addend or tee.
+    pub const fn copy(src: View, dst: View, epilogue: Epilogue) -> Self {
+        Self { src, scale: None, add: None, dst, epilogue, tee: None, tee_epilogue: Epilogue::NONE }
     }
 }
 

@@ -128,13 +128,11 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
         channel_stride: h * w,
     };
     let tails = Tails {
-        run: Step::Elementwise(p::Elementwise {
-            src: logits,
-            scale: None,
-            add: None,
-            dst: nchw(Mem::Logits, logits.c, logits.h, logits.w),
-            epilogue: Epilogue::NONE,
-        }),
+        run: Step::Elementwise(p::Elementwise::copy(
+            logits,
+            nchw(Mem::Logits, logits.c, logits.h, logits.w),
+            Epilogue::NONE,
+        )),
         scores: Step::Upsample(p::Upsample { src: logits, dst: nchw(Mem::Scores, logits.c, h, w) }),
         segment: Step::UpsampleArgmax(p::UpsampleArgmax { src: logits, dst: nchw(Mem::Labels, 1, h, w) }),
     };
@@ -282,13 +280,7 @@ impl Lowering<'_> {
                         let offset: usize = node.inputs[..index].iter().map(|q| g.nodes[*q].shape.c).sum();
                         let (src, c) = (self.view(*part), g.nodes[*part].shape.c);
                         let dst = self.buffer_view(id, offset, c);
-                        self.steps.push(Step::Elementwise(p::Elementwise {
-                            src,
-                            scale: None,
-                            add: None,
-                            dst,
-                            epilogue: Epilogue::NONE,
-                        }));
+                        self.steps.push(Step::Elementwise(p::Elementwise::copy(src, dst, Epilogue::NONE)));
                     }
                 }
                 None
@@ -328,11 +320,8 @@ impl Lowering<'_> {
                 }))
             }
             Op::Add => Some(Step::Elementwise(p::Elementwise {
-                src: self.view(node.inputs[0]),
-                scale: None,
                 add: Some(self.view(node.inputs[1])),
-                dst: self.view(id),
-                epilogue,
+                ..p::Elementwise::copy(self.view(node.inputs[0]), self.view(id), epilogue)
             })),
             Op::AvgPool => {
                 Some(Step::AvgPool(p::AvgPool { src: self.view(node.inputs[0]), dst: self.view(id), epilogue }))
@@ -353,26 +342,27 @@ impl Lowering<'_> {
                 self.steps.push(Step::Squeeze(squeeze));
                 // The excitation and the residual add, row-parallel.
                 Some(Step::Elementwise(p::Elementwise {
-                    src: x,
                     scale: Some(squeeze.scale_offset()),
                     add: node.inputs.get(1).map(|r| self.view(*r)),
-                    dst: self.view(id),
-                    epilogue,
+                    ..p::Elementwise::copy(x, self.view(id), epilogue)
                 }))
             }
             other => return Err(self.unsupported(id, format!("op `{}`", other.mnemonic()))),
         };
+        let produced = step.is_some();
         self.steps.extend(step);
         for tee in &node.tees {
             let epilogue = self.epilogue(id, &tee.epilogue)?;
             let dst = self.buffer_view(tee.owner, tee.channel_offset, node.shape.c);
-            self.steps.push(Step::Elementwise(p::Elementwise {
-                src: self.view(id),
-                scale: None,
-                add: None,
-                dst,
-                epilogue,
-            }));
+            // An elementwise producer stores the tee in the same pass (one per
+            // step); any other is followed by a copy that reads its result back.
+            match self.steps.last_mut() {
+                Some(Step::Elementwise(last)) if produced && last.tee.is_none() => {
+                    last.tee = Some(dst);
+                    last.tee_epilogue = epilogue;
+                }
+                _ => self.steps.push(Step::Elementwise(p::Elementwise::copy(self.view(id), dst, epilogue))),
+            }
         }
         Ok(())
     }

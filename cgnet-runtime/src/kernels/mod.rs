@@ -264,7 +264,8 @@ pub trait ParallelFor: Sync {
 /// the weights; that the step does not write the input; that the rows of its
 /// output are disjoint (threads write different rows); and that the output
 /// shares no element with what the step reads, except an elementwise copy
-/// reading the very view it writes (each thread then reads only its own rows).
+/// reading the very view it writes (each thread then reads only its own rows);
+/// an elementwise step's tee overlaps nothing else the step touches.
 /// A step that fails a check is an error, not undefined behaviour.
 pub struct Exec<'a> {
     memory: Memory<'a>,
@@ -283,19 +284,19 @@ impl<'a> Exec<'a> {
         if !self.isa.is_supported() {
             return Err(KernelError::Unsupported(self.isa));
         }
-        let (reads, write) = accesses(step);
-        for view in reads.iter().flatten().chain([&write]) {
+        let (reads, write, tee) = accesses(step);
+        for view in reads.iter().flatten().chain([&write]).chain(&tee) {
             self.memory.check(view)?;
         }
         check_shapes(step)?;
         // Only an argmax addresses the byte-wide labels, and only as its output.
-        let bytes_misused = reads.iter().flatten().any(|v| v.mem == Mem::Labels)
+        let bytes_misused = reads.iter().flatten().chain(&tee).any(|v| v.mem == Mem::Labels)
             || ((write.mem == Mem::Labels) != matches!(step, Step::UpsampleArgmax(_)));
         if bytes_misused {
             return Err(KernelError::Shapes("only an argmax step addresses the labels, as its output"));
         }
-        if write.mem == Mem::Input || write.mem == Mem::Rgb8 {
-            return Err(KernelError::WritesInput(write));
+        if let Some(w) = [&write].into_iter().chain(&tee).find(|w| w.mem == Mem::Input || w.mem == Mem::Rgb8) {
+            return Err(KernelError::WritesInput(*w));
         }
         // A picture is read by the kernels that normalise as they read (its
         // channels index the normalisation's three values).
@@ -308,13 +309,18 @@ impl<'a> Exec<'a> {
         if reads_picture && !picture_reader {
             return Err(KernelError::Picture);
         }
-        if !write.rows_disjoint() {
-            return Err(KernelError::OverlappingRows(write));
+        if let Some(w) = [&write].into_iter().chain(&tee).find(|w| !w.rows_disjoint()) {
+            return Err(KernelError::OverlappingRows(*w));
         }
         let elementwise = matches!(step, Step::Elementwise(_));
         for read in reads.iter().flatten() {
             if read.may_overlap(&write) && !(elementwise && *read == write) {
                 return Err(KernelError::Aliasing { read: Box::new(*read), write: Box::new(write) });
+            }
+        }
+        if let Some(tee) = tee {
+            if let Some(other) = reads.iter().flatten().chain([&write]).find(|v| v.may_overlap(&tee)) {
+                return Err(KernelError::Aliasing { read: Box::new(*other), write: Box::new(tee) });
             }
         }
         if let Step::Winograd(s) = step {
@@ -380,13 +386,16 @@ impl<'a> Exec<'a> {
     }
 }
 
-/// The views a step reads and the one it writes (no allocation: this runs per inference).
-fn accesses(step: &Step) -> ([Option<View>; 3], View) {
-    match step {
+/// The views a step reads, the one it writes, and an elementwise step's tee
+/// (no allocation: this runs per inference).
+fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
+    let (reads, write) = match step {
         Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
         Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
         Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
-        Step::Elementwise(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
+        Step::Elementwise(s) => {
+            return ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst, s.tee);
+        }
         // Row `y` of `x` sums into `sums + y * c`.
         Step::ChannelSums(s) => {
             let sums = View {
@@ -405,7 +414,8 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View) {
         Step::Squeeze(s) => ([None, None, None], scratch_view(s.scratch, s.scratch_len())),
         Step::Upsample(s) => ([Some(s.src), None, None], s.dst),
         Step::UpsampleArgmax(s) => ([Some(s.src), None, None], s.dst),
-    }
+    };
+    (reads, write, None)
 }
 
 /// The shape relations the kernels index by (e.g. a copy reads its source at
@@ -418,7 +428,9 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
         // A label is a byte; only labels views are written as bytes.
         Step::UpsampleArgmax(s) => (1..=256).contains(&s.src.c) && s.dst.c == 1 && s.dst.mem == Mem::Labels,
         Step::AvgPool(s) => s.dst.c == s.src.c,
-        Step::Elementwise(s) => same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)),
+        Step::Elementwise(s) => {
+            same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)) && s.tee.is_none_or(|t| same(&t, &s.dst))
+        }
         Step::Conv(_) | Step::Winograd(_) | Step::ChannelSums(_) | Step::Squeeze(_) => true,
     };
     if fits {
@@ -429,7 +441,7 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
             Step::AvgPool(_) => "a pool keeps its channel count",
             Step::Upsample(_) => "an upsample keeps its channel count and writes floats",
             Step::UpsampleArgmax(_) => "an argmax of 1..=256 channels writes one-channel labels",
-            _ => "a copy's source, addend and destination have one shape",
+            _ => "a copy's source, addend, destination and tee have one shape",
         }))
     }
 }
@@ -450,7 +462,7 @@ mod tests {
     }
 
     fn copy(src: View, dst: View) -> Step {
-        Step::Elementwise(Elementwise { src, scale: None, add: None, dst, epilogue: Epilogue::NONE })
+        Step::Elementwise(Elementwise::copy(src, dst, Epilogue::NONE))
     }
 
     fn run(step: &Step) -> Result<(), KernelError> {
@@ -490,6 +502,18 @@ mod tests {
 
         let too_long = nhwc(Mem::Arena, 1000, 8, 4, 4, 8);
         assert!(matches!(run(&copy(a, too_long)), Err(KernelError::OutOfBounds { .. })));
+
+        // A tee is a second output: it may overlap nothing else the step touches.
+        let b = nhwc(Mem::Arena, 256, 8, 4, 4, 8);
+        let teeing =
+            |tee: View| Step::Elementwise(Elementwise { tee: Some(tee), ..Elementwise::copy(a, a, Epilogue::NONE) });
+        assert_eq!(run(&teeing(b)), Ok(()));
+        assert_eq!(run(&teeing(a)), Err(KernelError::Aliasing { read: Box::new(a), write: Box::new(a) }));
+        let a3 = nhwc(Mem::Arena, 0, 3, 4, 4, 8);
+        let into_input = Elementwise { tee: Some(input), ..Elementwise::copy(a3, a3, Epilogue::NONE) };
+        assert_eq!(run(&Step::Elementwise(into_input)), Err(KernelError::WritesInput(input)));
+        assert!(matches!(run(&teeing(nhwc(Mem::Arena, 256, 8, 4, 3, 8))), Err(KernelError::Shapes(_))));
+        assert!(matches!(run(&teeing(too_long)), Err(KernelError::OutOfBounds { .. })));
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
         }
         Step::AvgPool(s) => epi(&s.epilogue, s.dst.c),
         Step::ChannelSums(_) | Step::Upsample(_) | Step::UpsampleArgmax(_) => 0,
-        Step::Elementwise(s) => epi(&s.epilogue, s.dst.c),
+        Step::Elementwise(s) => epi(&s.epilogue, s.dst.c).max(epi(&s.tee_epilogue, s.dst.c)),
         Step::Squeeze(s) => {
             let c = s.x.c;
             (s.fc1_weight.saturating_add(prod(&[s.hidden, c])))
@@ -921,6 +921,7 @@ unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPo
 #[inline(always)]
 unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
+    let tee = s.tee.as_ref().map(|t| (ptr(m, t), t));
     for y in rows {
         for x in 0..s.dst.w {
             for cb in (0..s.dst.c).step_by(S::LANES) {
@@ -939,6 +940,11 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<
                 let out = epilogue::<S>(&s.epilogue, w, cb, n, v);
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
+                if let Some((base, t)) = tee {
+                    let teed = epilogue::<S>(&s.tee_epilogue, w, cb, n, out);
+                    // SAFETY: the tee has the destination's shape and overlaps nothing else of the step (checked by `Exec::step`); this thread owns the row.
+                    unsafe { store_n::<S>(base.add(t.at(cb, y, x)), teed, n, t.channel_stride) };
+                }
             }
         }
     }

@@ -506,6 +506,7 @@ static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t
     const float *src = cg_base(m, s->src.mem);
     const float *add = cg_base(m, s->add.mem);
     float *dst = cg_base(m, s->dst.mem);
+    float *tee = cg_base(m, s->tee.mem);
     size_t y, x, cb;
     for (y = y0; y < y1; y++) {
         for (x = 0; x < s->dst.w; x++) {
@@ -514,7 +515,9 @@ static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t
                 vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
                 if (s->has_scale) v = vf_mul(v, cg_load_n(m->arena + s->scale + cb, n, 1));
                 if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
-                cg_store_n(dst + cg_at(&s->dst, cb, y, x), cg_epilogue_apply(&s->epilogue, w, cb, n, v), n, s->dst.channel_stride);
+                v = cg_epilogue_apply(&s->epilogue, w, cb, n, v);
+                cg_store_n(dst + cg_at(&s->dst, cb, y, x), v, n, s->dst.channel_stride);
+                if (s->has_tee) cg_store_n(tee + cg_at(&s->tee, cb, y, x), cg_epilogue_apply(&s->tee_epilogue, w, cb, n, v), n, s->tee.channel_stride);
             }
         }
     }

@@ -82,7 +82,10 @@ fn kernel_reading(label: &str, step: &Step, picture: Option<&Normalisation>) -> 
         Step::Winograd(s) => (winograd(s), String::new()),
         Step::DepthwisePair(s) => ((depthwise_pair(s), 1), String::new()),
         Step::AvgPool(s) => ((avg_pool(s), 1), String::new()),
-        Step::Elementwise(s) => ((elementwise(s), 1), String::new()),
+        Step::Elementwise(s) => {
+            let tee = s.tee.map(|_| epilogue_function("tee_epilogue", &s.tee_epilogue).trim_start().to_owned() + "\n");
+            ((elementwise(s), 1), tee.unwrap_or_default())
+        }
         Step::ChannelSums(s) => ((channel_sums(s), 1), String::new()),
         Step::Squeeze(s) => {
             let wgsl = format!("{}{}", prelude(None, None), squeeze(s));
@@ -151,22 +154,27 @@ fn prelude(epilogue: Option<&Epilogue>, picture: Option<&Normalisation>) -> Stri
         );
     }
     if let Some(e) = epilogue {
-        let act = |a: Act| match a {
-            Act::None => String::new(),
-            Act::Relu => "    v = max(v, 0.0);\n".into(),
-            Act::Prelu(o) => format!("    v = select(v, v * weights[{o}u + c], v < 0.0);\n"),
-        };
-        let affine = e
-            .affine
-            .map(|(scale, shift)| format!("    v = v * weights[{scale}u + c] + weights[{shift}u + c];\n"))
-            .unwrap_or_default();
-        s += &format!(
-            "\nfn epilogue(c: u32, x: f32) -> f32 {{\n    var v = x;\n{}{affine}{}    return v;\n}}\n",
-            act(e.act),
-            act(e.act2)
-        );
+        s += &epilogue_function("epilogue", e);
     }
     s + "\n"
+}
+
+/// `fn NAME(c, x)`: the epilogue `e` applied to `x` in channel `c`.
+fn epilogue_function(name: &str, e: &Epilogue) -> String {
+    let act = |a: Act| match a {
+        Act::None => String::new(),
+        Act::Relu => "    v = max(v, 0.0);\n".into(),
+        Act::Prelu(o) => format!("    v = select(v, v * weights[{o}u + c], v < 0.0);\n"),
+    };
+    let affine = e
+        .affine
+        .map(|(scale, shift)| format!("    v = v * weights[{scale}u + c] + weights[{shift}u + c];\n"))
+        .unwrap_or_default();
+    format!(
+        "\nfn {name}(c: u32, x: f32) -> f32 {{\n    var v = x;\n{}{affine}{}    return v;\n}}\n",
+        act(e.act),
+        act(e.act2)
+    )
 }
 
 fn mem(m: Mem) -> &'static str {
@@ -500,8 +508,12 @@ fn avg_pool(s: &AvgPool) -> (String, usize) {
 fn elementwise(s: &Elementwise) -> (String, usize) {
     let scale = s.scale.map(|o| format!("    v = v * arena[{o}u + c];\n")).unwrap_or_default();
     let add = s.add.map(|a| format!("    v = v + {};\n", load(&a, "c", "y", "x"))).unwrap_or_default();
+    let tee = s
+        .tee
+        .map(|t| format!("    {}[{}] = tee_epilogue(c, stored);\n", mem(t.mem), at(&t, "c", "y", "x")))
+        .unwrap_or_default();
     let body = format!(
-        "{split}    var v = {src};\n{scale}{add}    {dst}[{at}] = epilogue(c, v);\n",
+        "{split}    var v = {src};\n{scale}{add}    let stored = epilogue(c, v);\n    {dst}[{at}] = stored;\n{tee}",
         split = split(s.dst.c, s.dst.w, ["c", "x", "y"]),
         src = load(&s.src, "c", "y", "x"),
         dst = mem(s.dst.mem),
