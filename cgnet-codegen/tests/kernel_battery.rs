@@ -390,10 +390,22 @@ fn pool_copy_and_global_context_battery() {
                 let src = world.nchw_input(&x);
                 let pooled = reference::avg_pool_3s2(&x);
                 let dst = world.nhwc(&Tensor::zeros(c, pooled.h, pooled.w), 5, (c + 5).next_multiple_of(8));
-                world.run(engine, &Step::AvgPool(p::AvgPool { src, dst, epilogue: epi.epilogue }));
+                // Its result also teed, normalised, into a slice of another buffer.
+                let tee_epi = TestEpilogue::new(&mut world, &mut Rng::new(8), c);
+                let tee = world.nhwc(&Tensor::zeros(c, pooled.h, pooled.w), 2, (c + 2).next_multiple_of(8));
+                let pool = p::AvgPool {
+                    tee: Some(tee),
+                    tee_epilogue: tee_epi.epilogue,
+                    ..p::AvgPool::new(src, dst, epi.epilogue)
+                };
+                world.run(engine, &Step::AvgPool(pool));
                 let mut want = pooled.clone();
                 epi.apply(&mut want);
-                battery.check(engine, world, dst, &want, format!("avg pool c{c} {h}x{w} {engine:?}"));
+                let mut want_teed = want.clone();
+                tee_epi.apply(&mut want_teed);
+                let what = format!("avg pool c{c} {h}x{w} {engine:?}");
+                battery.check(engine, world.clone(), dst, &want, what.clone());
+                battery.check(engine, world, tee, &want_teed, format!("{what}, teed"));
 
                 // F_glo: squeeze, then scale + residual add.
                 let hidden = 4;

@@ -28,7 +28,7 @@ fn samples() -> Vec<Step> {
             sur_bias: 16,
             epilogue,
         }),
-        Step::AvgPool(AvgPool { src: a, dst: b, epilogue }),
+        Step::AvgPool(AvgPool { src: a, dst: b, epilogue, tee: Some(view(Mem::Arena, 26)), tee_epilogue: epilogue }),
         Step::ChannelSums(ChannelSums { x: a, sums: 17 }),
         Step::Squeeze(Squeeze {
             x: a,

@@ -281,11 +281,14 @@ step_structs! {
         epilogue: Epilogue,
     }
 
-    /// `AvgPool2d(3, stride 2, padding 1)`, padding counted.
+    /// `AvgPool2d(3, stride 2, padding 1)`, padding counted. With `tee`, as
+    /// [`Elementwise`]: `tee_epilogue(dst value)` stored there in the same pass.
     struct AvgPool as "cg_pool" {
         src: View,
         dst: View,
         epilogue: Epilogue,
+        tee: OptionalView,
+        tee_epilogue: Epilogue,
     }
 
     /// The first half of F_glo's global average, row-parallel: the channel sums
@@ -348,6 +351,13 @@ impl Elementwise {
     /// `dst = epilogue(src)`: a copy with no scale, addend or tee.
     pub const fn copy(src: View, dst: View, epilogue: Epilogue) -> Self {
         Self { src, scale: None, add: None, dst, epilogue, tee: None, tee_epilogue: Epilogue::NONE }
+    }
+}
+
+impl AvgPool {
+    /// The pool with no tee.
+    pub const fn new(src: View, dst: View, epilogue: Epilogue) -> Self {
+        Self { src, dst, epilogue, tee: None, tee_epilogue: Epilogue::NONE }
     }
 }
 

@@ -323,9 +323,7 @@ impl Lowering<'_> {
                 add: Some(self.view(node.inputs[1])),
                 ..p::Elementwise::copy(self.view(node.inputs[0]), self.view(id), epilogue)
             })),
-            Op::AvgPool => {
-                Some(Step::AvgPool(p::AvgPool { src: self.view(node.inputs[0]), dst: self.view(id), epilogue }))
-            }
+            Op::AvgPool => Some(Step::AvgPool(p::AvgPool::new(self.view(node.inputs[0]), self.view(id), epilogue))),
             Op::GlobalContext(gc) => {
                 let x = self.view(node.inputs[0]);
                 let squeeze = p::Squeeze {
@@ -354,13 +352,16 @@ impl Lowering<'_> {
         for tee in &node.tees {
             let epilogue = self.epilogue(id, &tee.epilogue)?;
             let dst = self.buffer_view(tee.owner, tee.channel_offset, node.shape.c);
-            // An elementwise producer stores the tee in the same pass (one per
-            // step); any other is followed by a copy that reads its result back.
-            match self.steps.last_mut() {
-                Some(Step::Elementwise(last)) if produced && last.tee.is_none() => {
-                    last.tee = Some(dst);
-                    last.tee_epilogue = epilogue;
-                }
+            // An elementwise or pool producer stores the tee in the same pass
+            // (one per step); any other is followed by a copy that reads its
+            // result back.
+            let own_tee = match self.steps.last_mut() {
+                Some(Step::Elementwise(last)) if produced => Some((&mut last.tee, &mut last.tee_epilogue)),
+                Some(Step::AvgPool(last)) if produced => Some((&mut last.tee, &mut last.tee_epilogue)),
+                _ => None,
+            };
+            match own_tee {
+                Some((tee @ None, tee_epilogue)) => (*tee, *tee_epilogue) = (Some(dst), epilogue),
                 _ => self.steps.push(Step::Elementwise(p::Elementwise::copy(self.view(id), dst, epilogue))),
             }
         }

@@ -265,7 +265,7 @@ pub trait ParallelFor: Sync {
 /// output are disjoint (threads write different rows); and that the output
 /// shares no element with what the step reads, except an elementwise copy
 /// reading the very view it writes (each thread then reads only its own rows);
-/// an elementwise step's tee overlaps nothing else the step touches.
+/// a tee (of an elementwise step or a pool) overlaps nothing else the step touches.
 /// A step that fails a check is an error, not undefined behaviour.
 pub struct Exec<'a> {
     memory: Memory<'a>,
@@ -386,13 +386,13 @@ impl<'a> Exec<'a> {
     }
 }
 
-/// The views a step reads, the one it writes, and an elementwise step's tee
+/// The views a step reads, the one it writes, and its tee (elementwise steps and pools)
 /// (no allocation: this runs per inference).
 fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
     let (reads, write) = match step {
         Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
         Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
-        Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
+        Step::AvgPool(s) => return ([Some(s.src), None, None], s.dst, s.tee),
         Step::Elementwise(s) => {
             return ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst, s.tee);
         }
@@ -427,7 +427,7 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
         Step::Upsample(s) => s.dst.c == s.src.c && s.dst.mem != Mem::Labels,
         // A label is a byte; only labels views are written as bytes.
         Step::UpsampleArgmax(s) => (1..=256).contains(&s.src.c) && s.dst.c == 1 && s.dst.mem == Mem::Labels,
-        Step::AvgPool(s) => s.dst.c == s.src.c,
+        Step::AvgPool(s) => s.dst.c == s.src.c && s.tee.is_none_or(|t| same(&t, &s.dst)),
         Step::Elementwise(s) => {
             same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)) && s.tee.is_none_or(|t| same(&t, &s.dst))
         }
@@ -438,7 +438,7 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
     } else {
         Err(KernelError::Shapes(match step {
             Step::DepthwisePair(_) => "a depthwise pair writes 2c channels of its input's size",
-            Step::AvgPool(_) => "a pool keeps its channel count",
+            Step::AvgPool(_) => "a pool keeps its channel count, and its tee has its output's shape",
             Step::Upsample(_) => "an upsample keeps its channel count and writes floats",
             Step::UpsampleArgmax(_) => "an argmax of 1..=256 channels writes one-channel labels",
             _ => "a copy's source, addend, destination and tee have one shape",
@@ -554,11 +554,7 @@ mod tests {
             Exec::new(memory, &[], Isa::Scalar, None).step(step).map(|()| arena[0])
         };
         let pool = |src: View| {
-            Step::AvgPool(crate::program::AvgPool {
-                src,
-                dst: nhwc(Mem::Arena, 0, 3, 2, 2, 3),
-                epilogue: Epilogue::NONE,
-            })
+            Step::AvgPool(crate::program::AvgPool::new(src, nhwc(Mem::Arena, 0, 3, 2, 2, 3), Epilogue::NONE))
         };
         // The middle of a 3x3 window of (7 - 1) * 1 = 6: padding counts as zero, 4 of 9 taps inside.
         assert_eq!(run(&pool(picture)), Ok(6.0 * 4.0 / 9.0));

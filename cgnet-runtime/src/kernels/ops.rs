@@ -169,7 +169,7 @@ pub(super) fn max_weight_offset(step: &Step) -> usize {
             let weights = s.loc_weights.max(s.sur_weights).saturating_add(prod(&[9, pad(c)]));
             weights.max(s.loc_bias.max(s.sur_bias).saturating_add(pad(c))).max(epi(&s.epilogue, c.saturating_mul(2)))
         }
-        Step::AvgPool(s) => epi(&s.epilogue, s.dst.c),
+        Step::AvgPool(s) => epi(&s.epilogue, s.dst.c).max(epi(&s.tee_epilogue, s.dst.c)),
         Step::ChannelSums(_) | Step::Upsample(_) | Step::UpsampleArgmax(_) => 0,
         Step::Elementwise(s) => epi(&s.epilogue, s.dst.c).max(epi(&s.tee_epilogue, s.dst.c)),
         Step::Squeeze(s) => {
@@ -892,6 +892,7 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
 #[inline(always)]
 unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPool, src: X, rows: Range<usize>) {
     let dst = ptr(m, &s.dst);
+    let tee = s.tee.as_ref().map(|t| (ptr(m, t), t));
     let ninth = S::splat(1.0 / 9.0);
     // The views in locals, and each window clipped to the image once: the
     // taps then need no test (and add in the same order as a tested 3x3 loop).
@@ -913,6 +914,8 @@ unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPo
                 let out = epilogue::<S>(&s.epilogue, w, cb, n, S::mul(sum, ninth));
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(to.at(cb, oy, ox)), out, n, to.channel_stride) };
+                // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
+                unsafe { store_tee::<S>(tee, w, &s.tee_epilogue, (cb, oy, ox), n, out) };
             }
         }
     }
@@ -940,13 +943,31 @@ unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<
                 let out = epilogue::<S>(&s.epilogue, w, cb, n, v);
                 // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                 unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
-                if let Some((base, t)) = tee {
-                    let teed = epilogue::<S>(&s.tee_epilogue, w, cb, n, out);
-                    // SAFETY: the tee has the destination's shape and overlaps nothing else of the step (checked by `Exec::step`); this thread owns the row.
-                    unsafe { store_n::<S>(base.add(t.at(cb, y, x)), teed, n, t.channel_stride) };
-                }
+                // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
+                unsafe { store_tee::<S>(tee, w, &s.tee_epilogue, (cb, y, x), n, out) };
             }
         }
+    }
+}
+
+/// Stores `tee_epilogue(out)` at `(cb.., y, x)` of a step's tee, if it has one.
+///
+/// # Safety
+/// The coordinates are inside the tee (it has the step's output shape), the tee
+/// overlaps nothing else of the step, and this thread owns row `y`.
+#[inline(always)]
+unsafe fn store_tee<S: Simd>(
+    tee: Option<(*mut f32, &View)>,
+    w: *const f32,
+    tee_epilogue: &Epilogue,
+    (cb, y, x): (usize, usize, usize),
+    n: usize,
+    out: S::V,
+) {
+    if let Some((base, t)) = tee {
+        let teed = epilogue::<S>(tee_epilogue, w, cb, n, out);
+        // SAFETY: this function's contract.
+        unsafe { store_n::<S>(base.add(t.at(cb, y, x)), teed, n, t.channel_stride) };
     }
 }
 

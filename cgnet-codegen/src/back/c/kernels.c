@@ -468,10 +468,17 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
     }
 }
 
+/* A step's tee (elementwise steps and pools): tee_epilogue(out) at (cb.., y, x). */
+CG_INLINE void cg_store_tee(float *tee, const cg_view *t, const cg_epilogue *e, const float *w, size_t cb, size_t y, size_t x,
+                            size_t n, vf out) {
+    cg_store_n(tee + cg_at(t, cb, y, x), cg_epilogue_apply(e, w, cb, n, out), n, t->channel_stride);
+}
+
 CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1, int rgb8) {
     const float *w = m->w;
     const cg_src src = cg_source(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
+    float *tee = cg_base(m, s->tee.mem);
     const vf ninth = vf_splat(1.0f / 9.0f);
     size_t oy, ox, cb;
     for (oy = y0; oy < y1; oy++) {
@@ -489,8 +496,9 @@ CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, s
                         sum = vf_add(sum, cg_get_n(&src, cg_at(&s->src, cb, (size_t)iy, (size_t)ix), cb, n, s->src.channel_stride, rgb8));
                     }
                 }
-                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), cg_epilogue_apply(&s->epilogue, w, cb, n, vf_mul(sum, ninth)), n,
-                           s->dst.channel_stride);
+                sum = cg_epilogue_apply(&s->epilogue, w, cb, n, vf_mul(sum, ninth));
+                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), sum, n, s->dst.channel_stride);
+                if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, oy, ox, n, sum);
             }
         }
     }
@@ -517,7 +525,7 @@ static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t
                 if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
                 v = cg_epilogue_apply(&s->epilogue, w, cb, n, v);
                 cg_store_n(dst + cg_at(&s->dst, cb, y, x), v, n, s->dst.channel_stride);
-                if (s->has_tee) cg_store_n(tee + cg_at(&s->tee, cb, y, x), cg_epilogue_apply(&s->tee_epilogue, w, cb, n, v), n, s->tee.channel_stride);
+                if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, y, x, n, v);
             }
         }
     }

@@ -81,11 +81,8 @@ fn kernel_reading(label: &str, step: &Step, picture: Option<&Normalisation>) -> 
         Step::Conv(s) => (conv(s), String::new()),
         Step::Winograd(s) => (winograd(s), String::new()),
         Step::DepthwisePair(s) => ((depthwise_pair(s), 1), String::new()),
-        Step::AvgPool(s) => ((avg_pool(s), 1), String::new()),
-        Step::Elementwise(s) => {
-            let tee = s.tee.map(|_| epilogue_function("tee_epilogue", &s.tee_epilogue).trim_start().to_owned() + "\n");
-            ((elementwise(s), 1), tee.unwrap_or_default())
-        }
+        Step::AvgPool(s) => ((avg_pool(s), 1), tee_function(s.tee, &s.tee_epilogue)),
+        Step::Elementwise(s) => ((elementwise(s), 1), tee_function(s.tee, &s.tee_epilogue)),
         Step::ChannelSums(s) => ((channel_sums(s), 1), String::new()),
         Step::Squeeze(s) => {
             let wgsl = format!("{}{}", prelude(None, None), squeeze(s));
@@ -157,6 +154,16 @@ fn prelude(epilogue: Option<&Epilogue>, picture: Option<&Normalisation>) -> Stri
         s += &epilogue_function("epilogue", e);
     }
     s + "\n"
+}
+
+/// `fn tee_epilogue(c, x)` for a step with a tee; nothing without one.
+fn tee_function(tee: Option<View>, e: &Epilogue) -> String {
+    tee.map(|_| epilogue_function("tee_epilogue", e).trim_start().to_owned() + "\n").unwrap_or_default()
+}
+
+/// The statement storing `tee_epilogue(c, VALUE)` at `(c, y, x)` of the tee, if any.
+fn tee_store(tee: Option<View>, value: &str, y: &str, x: &str) -> String {
+    tee.map(|t| format!("    {}[{}] = tee_epilogue(c, {value});\n", mem(t.mem), at(&t, "c", y, x))).unwrap_or_default()
 }
 
 /// `fn NAME(c, x)`: the epilogue `e` applied to `x` in channel `c`.
@@ -493,8 +500,10 @@ fn avg_pool(s: &AvgPool) -> (String, usize) {
          \x20           sum += {load};\n\
          \x20       }}\n\
          \x20   }}\n\
-         \x20   {dst}[{at}] = epilogue(c, sum * (1.0 / 9.0));\n",
+         \x20   let stored = epilogue(c, sum * (1.0 / 9.0));\n\
+         \x20   {dst}[{at}] = stored;\n{tee}",
         split = split(s.dst.c, s.dst.w, ["c", "ox", "oy"]),
+        tee = tee_store(s.tee, "stored", "oy", "ox"),
         h = s.src.h,
         w = s.src.w,
         load = load(&s.src, "c", "u32(iy)", "u32(ix)"),
@@ -508,10 +517,7 @@ fn avg_pool(s: &AvgPool) -> (String, usize) {
 fn elementwise(s: &Elementwise) -> (String, usize) {
     let scale = s.scale.map(|o| format!("    v = v * arena[{o}u + c];\n")).unwrap_or_default();
     let add = s.add.map(|a| format!("    v = v + {};\n", load(&a, "c", "y", "x"))).unwrap_or_default();
-    let tee = s
-        .tee
-        .map(|t| format!("    {}[{}] = tee_epilogue(c, stored);\n", mem(t.mem), at(&t, "c", "y", "x")))
-        .unwrap_or_default();
+    let tee = tee_store(s.tee, "stored", "y", "x");
     let body = format!(
         "{split}    var v = {src};\n{scale}{add}    let stored = epilogue(c, v);\n    {dst}[{at}] = stored;\n{tee}",
         split = split(s.dst.c, s.dst.w, ["c", "x", "y"]),
