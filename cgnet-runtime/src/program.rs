@@ -416,6 +416,25 @@ impl Step {
         }
     }
 
+    /// The step's tee and its epilogue, for the kinds that can store one
+    /// (elementwise steps and pools); `None` for the others.
+    pub fn tee_mut(&mut self) -> Option<(&mut Option<View>, &mut Epilogue)> {
+        match self {
+            Step::Elementwise(s) => Some((&mut s.tee, &mut s.tee_epilogue)),
+            Step::AvgPool(s) => Some((&mut s.tee, &mut s.tee_epilogue)),
+            _ => None,
+        }
+    }
+
+    /// The step's tee, if it stores one.
+    pub fn tee(&self) -> Option<View> {
+        match self {
+            Step::Elementwise(s) => s.tee,
+            Step::AvgPool(s) => s.tee,
+            _ => None,
+        }
+    }
+
     /// The variant's name, its C kind constant, its struct's schema and the
     /// field values: what every printed form of the step is made from.
     pub fn parts(&self) -> (&'static str, &'static str, StepSchema, Vec<FieldValue>) {

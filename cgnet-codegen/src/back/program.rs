@@ -355,11 +355,7 @@ impl Lowering<'_> {
             // An elementwise or pool producer stores the tee in the same pass
             // (one per step); any other is followed by a copy that reads its
             // result back.
-            let own_tee = match self.steps.last_mut() {
-                Some(Step::Elementwise(last)) if produced => Some((&mut last.tee, &mut last.tee_epilogue)),
-                Some(Step::AvgPool(last)) if produced => Some((&mut last.tee, &mut last.tee_epilogue)),
-                _ => None,
-            };
+            let own_tee = self.steps.last_mut().filter(|_| produced).and_then(Step::tee_mut);
             match own_tee {
                 Some((tee @ None, tee_epilogue)) => (*tee, *tee_epilogue) = (Some(dst), epilogue),
                 _ => self.steps.push(Step::Elementwise(p::Elementwise::copy(self.view(id), dst, epilogue))),

@@ -4,14 +4,18 @@
 //! twice, and its first pool is `sample1`'s pool, the costliest pool of the
 //! network (it reads the full-resolution image).
 
-use crate::ir::{Graph, Op, Placement};
+use crate::ir::{Graph, Node, Op, Placement};
+
+/// A node as the lowering made it: no epilogue, tee or placement to compare.
+fn plain(n: &Node) -> bool {
+    n.epilogue.is_empty() && n.tees.is_empty() && n.placement == Placement::Own
+}
 
 pub fn run(graph: &mut Graph) -> usize {
     let mut rewrites = 0;
     let handles = graph.nodes.handles().collect::<Vec<_>>();
     for (i, &later) in handles.iter().enumerate() {
         let node = &graph.nodes[later];
-        let plain = |n: &crate::ir::Node| n.epilogue.is_empty() && n.tees.is_empty() && n.placement == Placement::Own;
         if matches!(node.op, Op::Input) || !plain(node) || graph.is_output(later) {
             continue;
         }

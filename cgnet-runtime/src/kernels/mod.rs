@@ -392,10 +392,8 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
     let (reads, write) = match step {
         Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
         Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
-        Step::AvgPool(s) => return ([Some(s.src), None, None], s.dst, s.tee),
-        Step::Elementwise(s) => {
-            return ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst, s.tee);
-        }
+        Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
+        Step::Elementwise(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
         // Row `y` of `x` sums into `sums + y * c`.
         Step::ChannelSums(s) => {
             let sums = View {
@@ -415,7 +413,7 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
         Step::Upsample(s) => ([Some(s.src), None, None], s.dst),
         Step::UpsampleArgmax(s) => ([Some(s.src), None, None], s.dst),
     };
-    (reads, write, None)
+    (reads, write, step.tee())
 }
 
 /// The shape relations the kernels index by (e.g. a copy reads its source at
