@@ -203,6 +203,12 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
             assert!(err <= 1e-4, "{what} on {spec:?}: relative logit error {err:e}");
         };
         assert!(model.steps.iter().filter(|s| s.chunks() > 1).count() > 3, "the threads have work to share");
+        // Groups of steps are shared too, chunk by chunk.
+        let shared_groups = model
+            .grouped_steps()
+            .filter(|g| g.len() > 1 && cgnet::runtime::program::group_chunk_rows(g) < g[0].rows().unwrap_or(1));
+        let shared_groups = shared_groups.count();
+        assert!(shared_groups > 0, "the threads share groups of steps: {shared_groups}");
         for isa in [cgnet::runtime::kernels::Isa::Scalar, cgnet::runtime::kernels::Isa::Avx2] {
             if isa.is_supported() {
                 let execute = cgnet_codegen::back::native::execute;

@@ -51,6 +51,14 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
                 _ => {}
             }
 
+            if isa == Isa::Neon && !own_image {
+                // Under qemu (slow) NEON checks the picture path where it costs one run:
+                // the cases whose picture is the golden's own image (as c-neon does).
+                eprintln!(
+                    "SKIPPED {name} {isa:?} from the 8-bit picture: checked on the CamVid cases (their own image)"
+                );
+                continue;
+            }
             let input = Input::Rgb8 { pixels: &picture, normalisation: model.normalisation() };
             let from_picture = native::execute(&model, isa, None, input).unwrap();
             let from_floats =

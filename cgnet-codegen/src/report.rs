@@ -42,7 +42,22 @@ pub struct InspectReport {
     pub layers: Vec<Layer>,
     /// Nodes of the fused program.
     pub fused_nodes: usize,
+    /// Kernel steps of the body.
+    pub steps: usize,
+    /// The groups of more than one step that the CPU backends run chunk by chunk.
+    pub step_groups: Vec<StepGroup>,
     pub plan: Plan,
+}
+
+/// Consecutive kernel steps that the CPU backends run chunk by chunk: each
+/// chunk of rows through all of them on one thread (`back::program::groups`).
+#[derive(Debug, Serialize)]
+pub struct StepGroup {
+    /// The steps' indices, `first..end`.
+    pub first: usize,
+    pub end: usize,
+    /// Each step's kind, as `cgnetc bench --profile` names it.
+    pub kinds: Vec<String>,
 }
 
 impl InspectReport {
@@ -79,6 +94,17 @@ impl InspectReport {
             fusions,
             layers,
             fused_nodes: fused.nodes.len(),
+            steps: model.steps.len(),
+            step_groups: model
+                .groups
+                .iter()
+                .filter(|g| g.len() > 1)
+                .map(|g| StepGroup {
+                    first: g.start,
+                    end: g.end,
+                    kinds: model.steps[g.clone()].iter().map(|s| s.kind()).collect(),
+                })
+                .collect(),
             plan,
         }
     }
@@ -110,6 +136,26 @@ impl InspectReport {
         let _ = writeln!(out, "\nfusions ({} unfused nodes -> {} fused):", self.layers.len(), self.fused_nodes);
         for f in &self.fusions {
             let _ = writeln!(out, "  {:<18} {:>4} rewrites  {}", f.pass, f.rewrites, f.description);
+        }
+        let grouped: usize = self.step_groups.iter().map(|g| g.end - g.first).sum();
+        let _ = writeln!(
+            out,
+            "\nkernel steps: {}, run as {} groups on the CPU; {grouped} of them in these {} groups of several, \
+             run chunk by chunk (each chunk of rows through all of the group's steps on one thread):",
+            self.steps,
+            self.steps - grouped + self.step_groups.len(),
+            self.step_groups.len()
+        );
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for group in &self.step_groups {
+            let kind = group.kinds.join(" + ");
+            match kinds.iter_mut().find(|k| k.0 == kind) {
+                Some(k) => k.1 += 1,
+                None => kinds.push((kind, 1)),
+            }
+        }
+        for (kind, count) in kinds {
+            let _ = writeln!(out, "  {count:>4} x {kind}");
         }
         let _ = writeln!(
             out,

@@ -159,6 +159,11 @@ fn inspect_reports_the_default_model() {
     let text = String::from_utf8(cgnetc(&["inspect", "--model", path(&spec)]).stdout).unwrap();
     assert!(text.contains("parameters: 496306") && text.contains("6.762 GMAC"), "{text}");
     assert!(text.contains("level3.19.F_glo.fc.0"), "per-layer lines are listed");
+    // The groups of steps the CPU backends run chunk by chunk.
+    assert!(text.contains("kernel steps: 128, run as 80 groups"), "{text}");
+    assert!(
+        text.contains("  22 x Elementwise + Conv 1x1/1\n") && text.contains("  22 x DepthwisePair + ChannelSums\n")
+    );
 }
 
 #[test]
@@ -726,23 +731,35 @@ fn bench_sweeps_thread_counts_under_load() {
 #[test]
 fn bench_profile_times_every_kind_of_step_against_the_fma_peak() {
     let model = repo_root().join("bench/cityscapes_64x128.cgnet");
-    let o = cgnetc(&["bench", path(&model), "--target", "rust-scalar", "--iters", "2", "--profile"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    // The kinds of CGNet's steps, each with its count; arithmetic kinds with a rate.
-    for kind in ["Conv 3x3/2", "Conv 1x1/1", "DepthwisePair", "AvgPool", "ChannelSums", "Squeeze", "Elementwise"] {
-        let line =
-            stdout.lines().find(|l| l.trim_start().starts_with(kind)).unwrap_or_else(|| panic!("{kind}: {stdout}"));
-        let rate = line.split_whitespace().last().unwrap();
-        assert_eq!(rate == "-", !(kind.starts_with("Conv") || kind == "DepthwisePair"), "{line}");
+    // The kinds of CGNet's steps, or of its groups of steps, each with its count.
+    let grouped = ["Conv 3x3/2", "Elementwise + Conv 1x1/1", "DepthwisePair + ChannelSums", "AvgPool", "Squeeze"];
+    let alone = ["Conv 3x3/2", "Conv 1x1/1", "DepthwisePair", "AvgPool", "ChannelSums", "Squeeze", "Elementwise"];
+    for (extra, kinds) in [(None, &grouped[..]), (Some("--ungrouped"), &alone[..])] {
+        let args = ["bench", path(&model), "--target", "rust-scalar", "--iters", "2", "--profile"];
+        let o = cgnetc(&args.into_iter().chain(extra).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        for kind in kinds {
+            // The kind, then its count (not a longer kind that starts with it).
+            let line = stdout
+                .lines()
+                .find(|l| {
+                    let rest = l.trim_start().strip_prefix(kind).unwrap_or("");
+                    rest.starts_with(' ') && rest.trim_start().starts_with(|c: char| c.is_ascii_digit())
+                })
+                .unwrap_or_else(|| panic!("{kind}: {stdout}"));
+            // Kinds that do arithmetic have a rate.
+            let rate = line.split_whitespace().last().unwrap();
+            assert_eq!(rate == "-", !(kind.contains("Conv") || kind.contains("DepthwisePair")), "{line}");
+        }
+        let shares: f64 = stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%'))?.trim_end_matches('%').parse::<f64>().ok())
+            .sum();
+        assert!((shares - 100.0).abs() < 1.0, "the shares add up to 100 %: {shares}\n{stdout}");
+        let peak = stdout.lines().find(|l| l.starts_with("FMA peak of the Scalar kernels")).expect("the peak line");
+        assert!(peak.contains("GFLOP/s") && peak.contains("% of 1 x that"), "{peak}");
     }
-    let shares: f64 = stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%'))?.trim_end_matches('%').parse::<f64>().ok())
-        .sum();
-    assert!((shares - 100.0).abs() < 1.0, "the shares add up to 100 %: {shares}\n{stdout}");
-    let peak = stdout.lines().find(|l| l.starts_with("FMA peak of the Scalar kernels")).expect("the peak line");
-    assert!(peak.contains("GFLOP/s") && peak.contains("% of 1 x that"), "{peak}");
     let stderr = fails(&["bench", path(&model), "--target", "c-scalar", "--profile"]);
     assert!(stderr.contains("--profile applies to the rust-* targets"), "{stderr}");
 }

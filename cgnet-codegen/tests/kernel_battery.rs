@@ -11,7 +11,7 @@ use cgnet_codegen::back::c::CTarget;
 use cgnet_codegen::back::program::{pack_conv, pack_winograd};
 use cgnet_codegen::interp::kernels::{self as reference, ConvGeometry, Tensor};
 use cgnet_codegen::testing::Rng;
-use cgnet_runtime::kernels::{Exec, Isa, Memory};
+use cgnet_runtime::kernels::{check_group, Exec, Isa, Memory};
 use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
 use cgnet_runtime::ThreadPool;
 
@@ -86,7 +86,7 @@ impl Battery {
             let cases: Vec<BatteryCase> = checks
                 .iter()
                 .map(|(_, w, ..)| BatteryCase {
-                    steps: w.steps.clone(),
+                    groups: w.groups.clone(),
                     arena: w.arena.clone(),
                     input: w.input.clone(),
                     weights: w.weights.clone(),
@@ -113,13 +113,13 @@ fn random(rng: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
 }
 
 /// A test world: packed weights, an arena, the caller's input, and the steps
-/// run on them so far (kept for the C engines, which run them later).
+/// run on them so far, in their groups (kept for the C engines, which run them later).
 #[derive(Clone, Default)]
 struct World {
     weights: Vec<f32>,
     arena: Vec<f32>,
     input: Vec<f32>,
-    steps: Vec<Step>,
+    groups: Vec<Vec<Step>>,
 }
 
 impl World {
@@ -129,6 +129,18 @@ impl World {
         self.weights.extend_from_slice(values);
         self.weights.extend_from_slice(&[0.0; 16]);
         at
+    }
+
+    /// Depthwise 3x3 weights `[c][9]`, packed `[9][c padded]`.
+    fn depthwise(&mut self, k: &[f32], c: usize) -> usize {
+        let c_pad = c.next_multiple_of(8) + 8;
+        let mut out = vec![0.0; 9 * c_pad];
+        for ch in 0..c {
+            for t in 0..9 {
+                out[t * c_pad + ch] = k[ch * 9 + t];
+            }
+        }
+        self.push_weights(&out)
     }
 
     /// A per-channel vector, zero-padded as the packer does.
@@ -190,16 +202,21 @@ impl World {
     }
 
     fn run(&mut self, engine: Engine, step: &Step) {
-        self.steps.push(*step);
+        self.run_group(engine, std::slice::from_ref(step));
+    }
+
+    /// Runs steps as one group (chunk by chunk; `Exec::steps`, `cg_exec_group`).
+    fn run_group(&mut self, engine: Engine, group: &[Step]) {
+        self.groups.push(group.to_vec());
         if let Engine::Rust(isa) = engine {
             // Serially, and on `C_THREADS` threads from the same start: bit for bit the same.
             static POOL: std::sync::OnceLock<ThreadPool> = std::sync::OnceLock::new();
             let pool = POOL.get_or_init(|| ThreadPool::new(C_THREADS).unwrap());
             let mut parallel = self.arena.clone();
-            Exec::new(Memory::new(&mut parallel, &self.input), &self.weights, isa, Some(pool)).step(step).unwrap();
-            Exec::new(Memory::new(&mut self.arena, &self.input), &self.weights, isa, None).step(step).unwrap();
+            Exec::new(Memory::new(&mut parallel, &self.input), &self.weights, isa, Some(pool)).steps(group).unwrap();
+            Exec::new(Memory::new(&mut self.arena, &self.input), &self.weights, isa, None).steps(group).unwrap();
             let same = self.arena.iter().zip(&parallel).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{step:?} on {engine:?}: {C_THREADS} threads differ from one");
+            assert!(same, "{group:?} on {engine:?}: {C_THREADS} threads differ from one");
         }
     }
 }
@@ -334,17 +351,7 @@ fn depthwise_pair_battery() {
                 for engine in engines() {
                     let mut world = World::default();
                     let epi = TestEpilogue::new(&mut world, &mut Rng::new(c as u64 + dilation as u64), 2 * c);
-                    let pack = |world: &mut World, k: &[f32]| {
-                        let c_pad = c.next_multiple_of(8) + 8;
-                        let mut out = vec![0.0; 9 * c_pad];
-                        for ch in 0..c {
-                            for t in 0..9 {
-                                out[t * c_pad + ch] = k[ch * 9 + t];
-                            }
-                        }
-                        world.push_weights(&out)
-                    };
-                    let (loc_weights, sur_weights) = (pack(&mut world, &wl), pack(&mut world, &ws));
+                    let (loc_weights, sur_weights) = (world.depthwise(&wl, c), world.depthwise(&ws, c));
                     let (loc_bias, sur_bias) = (world.per_channel(&bl), world.per_channel(&bs));
                     let src = world.nhwc(&x, 0, c.next_multiple_of(8));
                     let dst = world.nhwc(&Tensor::zeros(2 * c, h, w), 0, (2 * c).next_multiple_of(8));
@@ -446,6 +453,91 @@ fn pool_copy_and_global_context_battery() {
                 let what = format!("global context c{c} {h}x{w} {engine:?}");
                 battery.check(engine, world.clone(), dst, &want, what.clone());
                 battery.check(engine, world, tee, &want_teed, format!("{what}, teed"));
+            }
+        }
+    }
+    battery.finish();
+}
+
+/// Steps that run as groups, chunk by chunk (`Exec::steps`, `cg_exec_group`), as
+/// the compiler groups a CG block's: F_glo's excitation (in place) with the 1x1
+/// convolution that reads it, then a depthwise pair with a 1x1 reduction of
+/// its output and that result's channel sums. Each engine must give, serially
+/// and on 3 threads, what the portable kernels give running the steps one by
+/// one; the Rust engines the very bits they give one by one.
+#[test]
+fn group_battery() {
+    let mut battery = Battery::default();
+    let mut rng = Rng::new(4);
+    for &(c, h, w) in &[(16, 9, 13), (35, 8, 31), (64, 33, 5)] {
+        let mut world = World::default();
+        let tensor = |rng: &mut Rng, c: usize| Tensor { c, h, w, data: random(rng, c * h * w, -2.0, 2.0) };
+        let (x, r) = (tensor(&mut rng, c), tensor(&mut rng, c));
+        let stride = c.next_multiple_of(8);
+        let (xv, rv) = (world.nhwc(&x, 0, stride), world.nhwc(&r, 0, stride));
+        let scale = world.arena.len();
+        world.arena.extend(random(&mut rng, c, 0.0, 1.0));
+        let excitation = Step::Elementwise(p::Elementwise {
+            scale: Some(scale),
+            add: Some(rv),
+            ..p::Elementwise::copy(xv, xv, TestEpilogue::new(&mut world, &mut rng, c).epilogue)
+        });
+        let conv1x1 = |world: &mut World, rng: &mut Rng, src: View, co: usize| {
+            let weights = world.push_weights(&pack_conv(&random(rng, co * src.c, -0.3, 0.3), co, src.c, 1));
+            let bias = world.per_channel(&random(rng, co, -0.5, 0.5));
+            let dst = world.nhwc(&Tensor::zeros(co, h, w), 0, co.next_multiple_of(8));
+            let epilogue = TestEpilogue::new(world, rng, co).epilogue;
+            p::Conv { src, dst, kernel: 1, stride: 1, dilation: 1, weights, bias, epilogue }
+        };
+        let reduce = conv1x1(&mut world, &mut rng, xv, c / 2 + 1);
+        let c1 = reduce.dst;
+        let joint = world.nhwc(&Tensor::zeros(2 * c1.c, h, w), 0, (2 * c1.c).next_multiple_of(8));
+        let pair = p::DepthwisePair {
+            src: c1,
+            dst: joint,
+            dilation: 2,
+            loc_weights: world.depthwise(&random(&mut rng, c1.c * 9, -0.5, 0.5), c1.c),
+            sur_weights: world.depthwise(&random(&mut rng, c1.c * 9, -0.5, 0.5), c1.c),
+            loc_bias: world.per_channel(&random(&mut rng, c1.c, -0.5, 0.5)),
+            sur_bias: world.per_channel(&random(&mut rng, c1.c, -0.5, 0.5)),
+            epilogue: TestEpilogue::new(&mut world, &mut rng, 2 * c1.c).epilogue,
+        };
+        let second = conv1x1(&mut world, &mut rng, joint, c);
+        let sums_at = world.arena.len();
+        world.arena.resize(sums_at + h * c + 16, f32::NAN);
+        let sums =
+            View { mem: Mem::Arena, offset: sums_at, c, h, w: 1, row_stride: c, pixel_stride: 0, channel_stride: 1 };
+        let steps = [
+            excitation,
+            Step::Conv(reduce),
+            Step::DepthwisePair(pair),
+            Step::Conv(second),
+            Step::ChannelSums(p::ChannelSums { x: second.dst, sums: sums_at }),
+        ];
+        // What the compiler makes of these steps, and why it cannot make more.
+        assert_eq!(cgnet_codegen::back::program::groups(&steps), [0..2, 2..5]);
+        assert!(check_group(&steps[1..3]).is_err(), "the pair reads rows around its own");
+        let outputs = [xv, c1, joint, second.dst, sums];
+
+        let mut reference_world = world.clone();
+        for step in &steps {
+            reference_world.run(Engine::Rust(Isa::Scalar), step);
+        }
+        for engine in engines() {
+            let mut grouped = world.clone();
+            grouped.run_group(engine, &steps[..2]);
+            grouped.run_group(engine, &steps[2..]);
+            if let Engine::Rust(_) = engine {
+                let mut alone = world.clone();
+                for step in &steps {
+                    alone.run(engine, step);
+                }
+                let same = alone.arena.iter().zip(&grouped.arena).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "groups of c{c} {h}x{w} on {engine:?} differ from the steps one by one");
+            }
+            for (i, view) in outputs.into_iter().enumerate() {
+                let what = format!("groups of c{c} {h}x{w} {engine:?}, output {i}");
+                battery.check(engine, grouped.clone(), view, &reference_world.read(view), what);
             }
         }
     }

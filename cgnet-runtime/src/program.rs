@@ -490,25 +490,27 @@ impl Step {
         }
     }
 
-    /// Rows per chunk when the step is split across threads: enough rows for
-    /// about [`CHUNK_WORK`] operations (so a hand-off pays for itself, and tiny
-    /// steps stay whole on one thread), a multiple of the rows a kernel computes
-    /// together (Winograd's two-row tiles), and at most [`Step::rows`]. The same
-    /// for every thread count; chunks are claimed dynamically, and every output
-    /// element is computed by the same code whatever the chunking.
+    /// Rows per chunk when the step is split across threads: [`group_chunk_rows`]
+    /// of the step alone.
     pub fn chunk_rows(&self) -> usize {
-        let rows = self.rows().unwrap_or(1).max(1);
-        let granule = if matches!(self, Step::Winograd(_)) { WINOGRAD_TILE } else { 1 };
-        let per_row = self.work_per_row().max(1);
-        // Enough rows for the work, and few enough chunks that each thread's rows
-        // stay mostly contiguous (what it reads was mostly written by itself).
-        let chunk = CHUNK_WORK.div_ceil(per_row).max(rows.div_ceil(MAX_CHUNKS)).next_multiple_of(granule);
-        chunk.min(rows)
+        group_chunk_rows(std::slice::from_ref(self))
     }
 
     /// Chunks the step is cut into: `rows().div_ceil(chunk_rows())`.
     pub fn chunks(&self) -> usize {
         self.rows().unwrap_or(1).max(1).div_ceil(self.chunk_rows())
+    }
+
+    /// Whether output row `y` reads only row `y` of every view the step reads
+    /// (elementwise steps, channel sums, 1x1 stride-1 convolutions), so that it
+    /// can follow the step writing those rows chunk by chunk in a group
+    /// (`kernels::check_group`).
+    pub fn row_local(&self) -> bool {
+        match self {
+            Step::Conv(s) => s.kernel == 1 && s.stride == 1,
+            Step::Elementwise(_) | Step::ChannelSums(_) => true,
+            _ => false,
+        }
     }
 
     /// Rough operations (multiply-adds, or floats moved) per output row.
@@ -529,7 +531,30 @@ impl Step {
     }
 }
 
-/// Operations (see [`Step::chunk_rows`]) worth one chunk of a step: a few
+/// Rows per chunk when a step, or a group of steps that run chunk by chunk
+/// (each chunk's rows through every step of the group, see
+/// `kernels::Exec::steps`), is split across threads: enough rows for about
+/// [`CHUNK_WORK`] operations of the whole group (so a hand-off pays for itself,
+/// and tiny steps stay whole on one thread), a multiple of the rows a kernel
+/// computes together (Winograd's two-row tiles), and at most the group's
+/// [`Step::rows`]. The same for every thread count; chunks are claimed
+/// dynamically, and every output element is computed by the same code whatever
+/// the chunking.
+pub fn group_chunk_rows(group: &[Step]) -> usize {
+    let rows = group.iter().map(|s| s.rows().unwrap_or(1)).max().unwrap_or(1).max(1);
+    let granule = if group.iter().any(|s| matches!(s, Step::Winograd(_))) { WINOGRAD_TILE } else { 1 };
+    let per_row = group.iter().map(|s| s.work_per_row()).fold(0usize, usize::saturating_add).max(1);
+    // Enough rows for the work, and few enough chunks that each thread's rows
+    // stay mostly contiguous (what it reads was mostly written by itself).
+    let chunk = CHUNK_WORK.div_ceil(per_row).max(rows.div_ceil(MAX_CHUNKS)).next_multiple_of(granule);
+    chunk.min(rows)
+}
+
+/// Most steps in a group that runs chunk by chunk (the compiler's groups; a
+/// runner can map a group into a stack array of this size).
+pub const MAX_GROUP: usize = 4;
+
+/// Operations (see [`group_chunk_rows`]) worth one chunk of a step: a few
 /// microseconds of work, well above the cost of claiming it.
 pub const CHUNK_WORK: usize = 1 << 16;
 

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
-use cgnet_runtime::program::Step;
+use cgnet_runtime::program::{Step, MAX_GROUP};
 use cgnet_runtime::Arena;
 
 use super::CompiledModel;
@@ -47,8 +47,8 @@ impl Runner {
         Ok(&self.logits)
     }
 
-    /// [`Runner::run`] with each step timed: `seconds[i]` gets step `i`'s wall
-    /// time, `seconds[steps]` the tail's (for `cgnetc bench --profile`).
+    /// [`Runner::run`] with each group of steps timed: `seconds[i]` gets group
+    /// `i`'s wall time, `seconds[groups]` the tail's (for `cgnetc bench --profile`).
     pub fn run_profiled(
         &mut self,
         model: &CompiledModel,
@@ -57,11 +57,11 @@ impl Runner {
         input: Input<'_>,
         seconds: &mut [f64],
     ) -> Result<(), KernelError> {
-        assert_eq!(seconds.len(), model.steps.len() + 1, "one time per step and one for the tail");
+        assert_eq!(seconds.len(), model.groups.len() + 1, "one time per group and one for the tail");
         self.run_timing(model, isa, parallel, input, Some(seconds))
     }
 
-    /// The body and the logits tail; with `seconds`, each step's wall time (the tail's last).
+    /// The body and the logits tail; with `seconds`, each group's wall time (the tail's last).
     fn run_timing(
         &mut self,
         model: &CompiledModel,
@@ -73,8 +73,8 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        let steps = model.steps.iter().chain([&model.tails.run]);
-        run_steps(&exec, steps, picture, seconds)
+        let groups = model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]);
+        run_groups(&exec, groups, picture, seconds)
     }
 
     /// The body and the labels tail, as `segment` in emitted code does:
@@ -90,24 +90,36 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        run_steps(&exec, model.steps.iter().chain([&model.tails.segment]), picture, None)
+        run_groups(&exec, model.grouped_steps().chain([std::slice::from_ref(&model.tails.segment)]), picture, None)
     }
 }
 
-/// Runs `steps`; with `picture`, the readers of the input in the form that
-/// reads an 8-bit picture (`Step::reading_rgb8`), as emitted code does. With
-/// `seconds`, each step's wall time.
-fn run_steps<'s>(
+/// Runs the groups of steps; with `picture`, the readers of the input in the
+/// form that reads an 8-bit picture (`Step::reading_rgb8`), as emitted code
+/// does. With `seconds`, each group's wall time.
+fn run_groups<'s>(
     exec: &Exec<'_>,
-    steps: impl Iterator<Item = &'s Step>,
+    groups: impl Iterator<Item = &'s [Step]>,
     picture: bool,
     mut seconds: Option<&mut [f64]>,
 ) -> Result<(), KernelError> {
-    for (i, step) in steps.enumerate() {
+    for (i, group) in groups.enumerate() {
         let start = seconds.is_some().then(Instant::now);
-        match if picture { step.reading_rgb8() } else { None } {
-            Some(picture_step) => exec.step(&picture_step)?,
-            None => exec.step(step)?,
+        let form = |step: &Step| step.reading_rgb8().unwrap_or(*step);
+        if !picture || group.iter().all(|s| s.reading_rgb8().is_none()) {
+            exec.steps(group)?;
+        } else if group.len() <= MAX_GROUP {
+            // The picture forms, on the stack (an inference allocates nothing).
+            let mut forms = [group[0]; MAX_GROUP];
+            for (f, step) in forms.iter_mut().zip(group) {
+                *f = form(step);
+            }
+            exec.steps(&forms[..group.len()])?;
+        } else {
+            // Longer than the compiler's groups: the same steps one by one.
+            for step in group {
+                exec.step(&form(step))?;
+            }
         }
         if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
             seconds[i] = start.elapsed().as_secs_f64();
@@ -135,6 +147,7 @@ pub fn execute(
         .with_labels(&mut labels);
     let exec = Exec::new(memory, &model.weights, isa, parallel);
     let tails = &model.tails;
-    run_steps(&exec, model.steps.iter().chain([&tails.run, &tails.scores, &tails.segment]), picture, None)?;
+    let tails = [&tails.run, &tails.scores, &tails.segment].map(std::slice::from_ref);
+    run_groups(&exec, model.grouped_steps().chain(tails), picture, None)?;
     Ok(Outputs { logits, scores, labels })
 }

@@ -8,9 +8,11 @@
 //! points share one body and one arena.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
-use cgnet_runtime::program::{self as p, Act, Epilogue, FieldValue, Mem, Normalisation, Step, View};
+use cgnet_runtime::kernels::check_group;
+use cgnet_runtime::program::{self as p, Act, Epilogue, FieldValue, Mem, Normalisation, Step, View, MAX_GROUP};
 use cgnet_runtime::recipe::{FileTensor, Layout, Placement, Recipe};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +27,10 @@ pub struct CompiledModel {
     pub spec: ModelSpec,
     pub weights_sha256: String,
     pub steps: Vec<Step>,
+    /// How the CPU backends run `steps`: consecutive ranges that cover them,
+    /// each run chunk by chunk as one group (`Exec::steps`, `cg_exec`); see
+    /// [`groups`]. The GPU runs the steps one by one.
+    pub groups: Vec<Range<usize>>,
     pub weights: Vec<f32>,
     /// How `weights` is made from a weight file, for loading weights at run time.
     pub recipe: PackingRecipe,
@@ -47,6 +53,34 @@ impl CompiledModel {
         let (mean, std) = self.spec.normalisation();
         Normalisation::new(mean, std)
     }
+
+    /// The steps of each group, in order.
+    pub fn grouped_steps(&self) -> impl Iterator<Item = &[Step]> {
+        self.groups.iter().map(|range| &self.steps[range.clone()])
+    }
+}
+
+/// Consecutive steps that can run chunk by chunk as one group
+/// ([`check_group`], for the float input and for a picture), taken greedily:
+/// a group grows while the next step can join it, up to [`MAX_GROUP`] steps. In CGNet these are a
+/// block's excitation with the next 1x1 convolution that reads its result, and a
+/// depthwise pair with what reads its output row by row (the channel sums of
+/// F_glo, or the 1x1 reduction of a down block and its channel sums): one
+/// hand-off between threads instead of two or three, and each chunk read back
+/// from the cache of the core that wrote it.
+pub fn groups(steps: &[Step]) -> Vec<Range<usize>> {
+    let joins = |group: &[Step]| {
+        let picture: Vec<Step> = group.iter().map(|s| s.reading_rgb8().unwrap_or(*s)).collect();
+        group.len() <= MAX_GROUP && check_group(group).is_ok() && check_group(&picture).is_ok()
+    };
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    for i in 0..steps.len() {
+        match groups.last_mut() {
+            Some(last) if joins(&steps[last.start..=i]) => last.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    groups
 }
 
 /// The last step of each entry point: the body leaves the logits in the arena;
@@ -165,6 +199,7 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
         name: spec.model_name().to_lowercase(),
         spec: spec.clone(),
         weights_sha256: weights_sha256.to_string(),
+        groups: groups(&lower.steps),
         steps: lower.steps,
         weights: lower.packer.data,
         arena_bytes,

@@ -311,12 +311,24 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
         .enumerate()
         .filter_map(|(i, step)| Some((format_ident!("S{i}_RGB8"), step_literal(&step.reading_rgb8()?))))
         .unzip();
-    let body_calls = model.steps.iter().zip(&names).map(|(step, name)| {
-        if step.reading_rgb8().is_some() {
+    // One call per group: `step` for a step alone, `steps` for a group (its
+    // steps copied into an array on the stack).
+    let operand = |i: usize| {
+        let name = &names[i];
+        if model.steps[i].reading_rgb8().is_some() {
             let picture_name = format_ident!("{name}_RGB8");
-            quote!(exec.step(if picture { &#steps_mod::#picture_name } else { &#steps_mod::#name })?;)
+            quote!(if picture { #steps_mod::#picture_name } else { #steps_mod::#name })
         } else {
-            quote!(exec.step(&#steps_mod::#name)?;)
+            quote!(#steps_mod::#name)
+        }
+    };
+    let body_calls = model.groups.iter().map(|group| {
+        if group.len() == 1 {
+            let step = operand(group.start);
+            quote!(exec.step(&#step)?;)
+        } else {
+            let steps = group.clone().map(operand);
+            quote!(exec.steps(&[#(#steps),*])?;)
         }
     });
     let [run_tail, scores_tail, segment_tail] =

@@ -237,6 +237,8 @@ pub enum KernelError {
     Picture,
     #[error("a step may not write the input (view {0:?})")]
     WritesInput(View),
+    #[error("these steps cannot run as one group: {0}")]
+    Group(&'static str),
     #[error("the output view {0:?} has rows that overlap each other")]
     OverlappingRows(View),
     #[error("the output view {write:?} overlaps the input view {read:?} of the same step")]
@@ -281,6 +283,60 @@ impl<'a> Exec<'a> {
 
     /// Runs one step, split by output rows across the workers if any.
     pub fn step(&self, step: &Step) -> Result<(), KernelError> {
+        self.steps(std::slice::from_ref(step))
+    }
+
+    /// Runs a group of steps chunk by chunk: each chunk of output rows goes
+    /// through every step of the group in order, on one thread, while what the
+    /// first steps wrote is still in that core's cache, and the group ends
+    /// with one hand-off between threads instead of one per step. The result is
+    /// that of the steps run one after the other, bit for bit: [`check_group`]
+    /// admits only steps whose chunks read nothing another chunk writes. A
+    /// group of one step is that step.
+    pub fn steps(&self, group: &[Step]) -> Result<(), KernelError> {
+        for step in group {
+            self.check(step)?;
+        }
+        if group.len() > 1 {
+            check_group(group)?;
+        }
+        let rows = group.first().and_then(|s| s.rows()).unwrap_or(1);
+        let chunk = crate::program::group_chunk_rows(group);
+        let chunks = rows.max(1).div_ceil(chunk);
+        let run = |range: Range<usize>| {
+            for step in group {
+                // SAFETY: every step's views and weights were checked by `check`,
+                // and `check_group` makes the chunks of a group independent; each
+                // chunk is run once (below) and writes its own rows of outputs
+                // that no other chunk reads (beyond its own rows of an
+                // elementwise copy).
+                unsafe { self.rows(step, range.clone()) }
+            }
+        };
+        match self.parallel {
+            Some(pool) if pool.threads() > 1 && chunks > 1 => {
+                // Chunks are claimed from a counter, so each runs exactly once
+                // whatever the pool does: calls of `job` on any number of
+                // threads claim nothing twice, and the caller finishes any
+                // chunk the pool left.
+                let next = AtomicUsize::new(0);
+                let work = |_: usize| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chunks {
+                        break;
+                    }
+                    run(i * chunk..((i + 1) * chunk).min(rows));
+                };
+                pool.run(&work);
+                work(0);
+            }
+            _ => run(0..rows),
+        }
+        Ok(())
+    }
+
+    /// Everything [`Exec::rows`] relies on for one step: see the type's safety contract.
+    fn check(&self, step: &Step) -> Result<(), KernelError> {
         if !self.isa.is_supported() {
             return Err(KernelError::Unsupported(self.isa));
         }
@@ -332,33 +388,6 @@ impl<'a> Exec<'a> {
         let max_weight = ops::max_weight_offset(step);
         if max_weight > self.weights.len() {
             return Err(KernelError::Weights(max_weight));
-        }
-        let rows = step.rows().unwrap_or(1);
-        let (chunk, chunks) = (step.chunk_rows(), step.chunks());
-        match self.parallel {
-            Some(pool) if pool.threads() > 1 && chunks > 1 => {
-                // Chunks are claimed from a counter, so each runs exactly once
-                // whatever the pool does: calls of `job` on any number of
-                // threads claim nothing twice, and the caller finishes any
-                // chunk the pool left.
-                let next = AtomicUsize::new(0);
-                let work = |_: usize| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= chunks {
-                        break;
-                    }
-                    // SAFETY: views and weights were checked above; each chunk is
-                    // claimed once and writes its own rows of an output that no
-                    // chunk reads (beyond its own rows of an elementwise copy).
-                    unsafe { self.rows(step, i * chunk..((i + 1) * chunk).min(rows)) }
-                };
-                pool.run(&work);
-                work(0);
-            }
-            _ => {
-                // SAFETY: as above, on one thread.
-                unsafe { self.rows(step, 0..rows) }
-            }
         }
         Ok(())
     }
@@ -414,6 +443,65 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
         Step::UpsampleArgmax(s) => ([Some(s.src), None, None], s.dst),
     };
     (reads, write, step.tee())
+}
+
+/// Whether `steps` may run as one group ([`Exec::steps`]): chunk by chunk, each
+/// chunk's rows through every step in order. They must split into the same
+/// output rows (so no Winograd step, whose tiles span rows, and no squeeze), and
+/// whenever a later step touches what an earlier one touches and one of them
+/// writes it, both must do so row by row on the same rows: row `y` of a step's
+/// output, or of what a row-local step ([`Step::row_local`]) reads, is row `y`
+/// of the other view. Then no chunk reads or writes a row that another chunk
+/// writes, and each row sees the steps in their order. The compiler forms its
+/// groups with this function; `Exec` checks every group with it again.
+pub fn check_group(group: &[Step]) -> Result<(), KernelError> {
+    let rows = group.first().and_then(|s| s.rows());
+    if rows.is_none() || group.iter().any(|s| s.rows() != rows || matches!(s, Step::Winograd(_))) {
+        return Err(KernelError::Group("its steps split into the same output rows (no Winograd step or squeeze)"));
+    }
+    // Each access: the view, whether it is written, and whether its row `y` is
+    // all that the step's output row `y` touches of it.
+    let touched = |step: &Step| {
+        let (reads, write, tee) = accesses(step);
+        let local = step.row_local();
+        let reads = reads.into_iter().flatten().map(move |v| (v, false, local));
+        reads.chain([Some(write), tee].into_iter().flatten().map(|v| (v, true, true)))
+    };
+    for (i, earlier) in group.iter().enumerate() {
+        for later in &group[i + 1..] {
+            for (a, a_writes, a_local) in touched(earlier) {
+                for (b, b_writes, b_local) in touched(later) {
+                    let dependent = (a_writes || b_writes) && a.may_overlap(&b);
+                    if dependent && !(a_local && b_local && rows_aligned(&a, &b)) {
+                        return Err(KernelError::Group(
+                            "a later step touches rows of what an earlier step writes (or writes what it reads) \
+                             other than its own",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether row `y` of `a` can share elements only with row `y` of `b`: both
+/// have `h` rows at one row stride, each row fits in it, and their first rows
+/// start less than a row apart.
+fn rows_aligned(a: &View, b: &View) -> bool {
+    let span = |v: &View| {
+        v.w.saturating_sub(1)
+            .saturating_mul(v.pixel_stride)
+            .saturating_add(v.c.saturating_sub(1).saturating_mul(v.channel_stride))
+    };
+    let stride = a.row_stride;
+    a.mem == b.mem
+        && a.h == b.h
+        && b.row_stride == stride
+        && span(a) < stride
+        && span(b) < stride
+        && a.offset.saturating_add(span(a)) < b.offset.saturating_add(stride)
+        && b.offset.saturating_add(span(b)) < a.offset.saturating_add(stride)
 }
 
 /// The shape relations the kernels index by (e.g. a copy reads its source at
@@ -512,6 +600,38 @@ mod tests {
         assert_eq!(run(&Step::Elementwise(into_input)), Err(KernelError::WritesInput(input)));
         assert!(matches!(run(&teeing(nhwc(Mem::Arena, 256, 8, 4, 3, 8))), Err(KernelError::Shapes(_))));
         assert!(matches!(run(&teeing(too_long)), Err(KernelError::OutOfBounds { .. })));
+    }
+
+    #[test]
+    fn groups_admit_only_steps_whose_chunks_are_independent() {
+        // Three 8-channel 4x4 buffers (rows of 32 floats).
+        let [a, b, c] = [0, 256, 512].map(|at| nhwc(Mem::Arena, at, 8, 4, 4, 8));
+        let conv = |src: View, dst: View, kernel: usize| {
+            let (stride, dilation, weights, bias, epilogue) = (1, 1, 0, 0, Epilogue::NONE);
+            Conv { src, dst, kernel, stride, dilation, weights, bias, epilogue }
+        };
+        // Row y of each later step reads row y of what the earlier ones wrote.
+        let chain = [copy(a, b), Step::Conv(conv(b, c, 1)), copy(c, c)];
+        assert_eq!(check_group(&chain), Ok(()));
+        // Independent steps group too.
+        assert_eq!(check_group(&[copy(a, b), copy(a, c)]), Ok(()));
+        let refused = |group: &[Step]| matches!(check_group(group), Err(KernelError::Group(_)));
+        // A 3x3 convolution reads the rows around its own.
+        assert!(refused(&[copy(a, b), Step::Conv(conv(b, c, 3))]));
+        // ... and must not have its input overwritten by a later step either.
+        assert!(refused(&[Step::Conv(conv(a, b, 3)), copy(c, a)]));
+        // A copy into the previous step's output, one row down.
+        let down = View { offset: b.offset + 32, h: 3, ..b };
+        assert!(refused(&[copy(a, b), copy(View { h: 3, ..c }, down)]));
+        // Different row counts, a squeeze, a Winograd step.
+        assert!(refused(&[copy(a, b), copy(View { h: 2, ..a }, View { h: 2, ..c })]));
+        assert!(refused(&[Step::Winograd(conv(a, b, 3)), copy(b, c)]));
+        // `Exec` checks every group it runs.
+        let mut arena = vec![1.0f32; 1024];
+        let weights = vec![0.0f32; 1024];
+        let exec = Exec::new(Memory::new(&mut arena, &[]), &weights, Isa::Scalar, None);
+        assert!(matches!(exec.steps(&[copy(a, b), Step::Conv(conv(b, c, 3))]), Err(KernelError::Group(_))));
+        assert_eq!(exec.steps(&chain), Ok(()));
     }
 
     #[test]

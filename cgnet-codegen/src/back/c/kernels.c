@@ -634,10 +634,11 @@ static void cg_argmax_rows(const cg_argmax *s, const cg_mem *m, size_t y0, size_
     });
 }
 
-/* ---- Threads: each step is cut into chunks of output rows (the same chunks for
- * every thread count), which the host's parallel_for runs in any order. */
+/* ---- Threads: each step, or group of steps, is cut into chunks of output rows
+ * (the same chunks for every thread count), which the host's parallel_for runs
+ * in any order; a group's chunk goes through each of its steps in turn. */
 enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_ELEMENTWISE = 3, CG_SUMS = 4, CG_SQUEEZE = 5, CG_WINOGRAD = 6, CG_UPSAMPLE = 7, CG_ARGMAX = 8 };
-typedef struct { int kind; const void *step; const cg_mem *m; size_t rows, chunk; } cg_task;
+typedef struct { size_t count; const int *kinds; const void *const *steps; const cg_mem *m; size_t rows, chunk; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
     switch (kind) {
@@ -656,5 +657,6 @@ static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size
 static void cg_task_run(void *arg, size_t i) {
     const cg_task *t = (const cg_task *)arg;
     const size_t y0 = i * t->chunk, y1 = y0 + t->chunk < t->rows ? y0 + t->chunk : t->rows;
-    cg_rows(t->kind, t->step, t->m, y0, y1);
+    size_t k;
+    for (k = 0; k < t->count; k++) cg_rows(t->kinds[k], t->steps[k], t->m, y0, y1);
 }

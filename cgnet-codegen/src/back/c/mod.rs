@@ -298,24 +298,34 @@ fn parallel_for_type(w: &mut Writer, n: &str) {
     });
 }
 
-/// `cg_exec`: one step, cut into chunks of `chunk` rows that the host's
-/// `parallel_for` runs when it has threads and there is more than one chunk.
+/// `cg_exec_group`: a group of `count` steps that run chunk by chunk (see
+/// `Exec::steps`), cut into chunks of `chunk` rows that the host's
+/// `parallel_for` runs when it has threads and there is more than one chunk;
+/// `cg_exec`: one step, a group of one.
 fn exec_function(w: &mut Writer, n: &str) {
+    let pf = format!("const {n}_parallel_for *pf");
     w.block(
         format!(
-            "static void cg_exec(int kind, const void *step, size_t rows, size_t chunk, const cg_mem *m, const {n}_parallel_for *pf) {{"
+            "static void cg_exec_group(size_t count, const int *kinds, const void *const *steps, size_t rows, size_t chunk, const cg_mem *m, {pf}) {{"
         ),
         "}",
         |w| {
             w.line("const size_t chunks = (rows + chunk - 1) / chunk;");
-            w.block("if (pf && pf->threads > 1 && chunks > 1 && kind != CG_SQUEEZE) {", "}", |w| {
+            w.line("size_t k;");
+            w.block("if (pf && pf->threads > 1 && chunks > 1 && kinds[0] != CG_SQUEEZE) {", "}", |w| {
                 w.line("cg_task t;");
-                w.line("t.kind = kind; t.step = step; t.m = m; t.rows = rows; t.chunk = chunk;");
+                w.line("t.count = count; t.kinds = kinds; t.steps = steps; t.m = m; t.rows = rows; t.chunk = chunk;");
                 w.line("pf->run(pf->ctx, chunks, cg_task_run, &t);");
                 w.line("return;");
             });
-            w.line("cg_rows(kind, step, m, 0, rows);");
+            w.line("for (k = 0; k < count; k++) cg_rows(kinds[k], steps[k], m, 0, rows);");
         },
+    );
+    w.block(
+        // `inline`: a test program that runs only groups leaves it unused, without a warning.
+        format!("static inline void cg_exec(int kind, const void *step, size_t rows, size_t chunk, const cg_mem *m, {pf}) {{"),
+        "}",
+        |w| w.line("cg_exec_group(1, &kind, &step, rows, chunk, m, pf);"),
     );
 }
 
@@ -324,7 +334,7 @@ fn exec_function(w: &mut Writer, n: &str) {
 /// kernel battery. It reads `cases.bin` (per case: u64 arena, input and weights
 /// lengths, then those floats) and writes, per case, the arena after the serial
 /// run and after the parallel run. Usage: `battery IN OUT THREADS`.
-pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
+pub fn battery_source(target: CTarget, cases: &[Vec<Vec<Step>>]) -> String {
     let mut w = Writer::default();
     w.line("#define _POSIX_C_SOURCE 200112L");
     w.line("#include <math.h>");
@@ -341,8 +351,8 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     w.blank();
     exec_function(&mut w, "battery");
     w.blank();
-    for (i, steps) in cases.iter().enumerate() {
-        for (j, step) in steps.iter().enumerate() {
+    for (i, groups) in cases.iter().enumerate() {
+        for (j, step) in groups.iter().flatten().enumerate() {
             let (ty, _, init) = step_literal(step);
             w.line(format!("static const {ty} c{i}_s{j} = {init};"));
         }
@@ -350,9 +360,16 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Step>]) -> String {
     w.blank();
     w.block("static void run_case(size_t i, const cg_mem *m, const battery_parallel_for *pf) {", "}", |w| {
         w.line("switch (i) {");
-        for (i, steps) in cases.iter().enumerate() {
-            let calls: Vec<String> =
-                steps.iter().enumerate().map(|(j, step)| exec_call(step, &format!("&c{i}_s{j}"), "m")).collect();
+        for (i, groups) in cases.iter().enumerate() {
+            let mut first = 0;
+            let calls: Vec<String> = groups
+                .iter()
+                .map(|group| {
+                    let call = exec_group_call(group, |j| format!("&c{i}_s{}", first + j), "m");
+                    first += group.len();
+                    call
+                })
+                .collect();
             w.line(format!("case {i}: {} break;", calls.join(" ")));
         }
         w.line("default: break;");
@@ -464,6 +481,26 @@ pub fn exec_call(step: &Step, step_ptr: &str, m: &str) -> String {
     format!("cg_exec({kind}, {step_ptr}, {rows}, {chunk}, {m}, pf);")
 }
 
+/// The C call that runs a group of steps (`cg_exec` for a step alone); `step_ptr(i)`
+/// is the expression for a pointer to the group's step `i`.
+pub fn exec_group_call(group: &[Step], step_ptr: impl Fn(usize) -> String, m: &str) -> String {
+    match group {
+        [step] => exec_call(step, &step_ptr(0), m),
+        _ => {
+            let kinds: Vec<&str> = group.iter().map(|s| s.parts().1).collect();
+            let ptrs: Vec<String> = (0..group.len()).map(step_ptr).collect();
+            let rows = group[0].rows().unwrap_or(1);
+            let chunk = cgnet_runtime::program::group_chunk_rows(group);
+            format!(
+                "{{ static const int kinds[] = {{{}}}; const void *const steps[] = {{{}}}; cg_exec_group({}, kinds, steps, {rows}, {chunk}, {m}, pf); }}",
+                kinds.join(", "),
+                ptrs.join(", "),
+                group.len()
+            )
+        }
+    }
+}
+
 pub fn source(model: &CompiledModel, options: &Options) -> String {
     let (n, u) = (&model.name, upper(model));
     let wp = weights_param(options);
@@ -484,7 +521,7 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
     if !options.weights_blob {
         w.line(format!("extern const float {n}_packed_weights[{}];", model.weights.len()));
     }
-    let mut calls = Vec::new();
+    let mut pointers = Vec::new();
     for (i, step) in model.steps.iter().enumerate() {
         let (ty, _, init) = step_literal(step);
         w.line(format!("static const {ty} s{i} = {init};"));
@@ -493,11 +530,16 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
             Some(picture_step) => {
                 let (_, _, init) = step_literal(&picture_step);
                 w.line(format!("static const {ty} s{i}_rgb8 = {init};"));
-                calls.push(exec_call(step, &format!("m->rgb8 ? &s{i}_rgb8 : &s{i}"), "m"));
+                pointers.push(format!("m->rgb8 ? &s{i}_rgb8 : &s{i}"));
             }
-            None => calls.push(exec_call(step, &format!("&s{i}"), "m")),
+            None => pointers.push(format!("&s{i}")),
         }
     }
+    let calls: Vec<String> = model
+        .groups
+        .iter()
+        .map(|g| exec_group_call(&model.steps[g.clone()], |i| pointers[g.start + i].clone(), "m"))
+        .collect();
     let inv_std = model.normalisation().inv_std;
     w.line(format!("static const float cg_mean[3] = {u}_MEAN;"));
     w.line(format!(

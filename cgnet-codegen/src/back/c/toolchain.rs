@@ -389,7 +389,8 @@ fn run_harness(
 
 /// One case of the C kernel battery: steps and the memories they run on.
 pub struct BatteryCase {
-    pub steps: Vec<cgnet_runtime::program::Step>,
+    /// The steps, in the groups they run in (`cg_exec_group`; a group of one is a step alone).
+    pub groups: Vec<Vec<cgnet_runtime::program::Step>>,
     pub arena: Vec<f32>,
     pub input: Vec<f32>,
     pub weights: Vec<f32>,
@@ -413,8 +414,8 @@ pub fn run_battery(
         return Err(ToolchainError::NoKernels { target: target.name() });
     }
     let toolchain = Toolchain::find(target)?;
-    let steps: Vec<Vec<_>> = cases.iter().map(|c| c.steps.clone()).collect();
-    std::fs::write(dir.join("battery.c"), super::battery_source(target, &steps))?;
+    let groups: Vec<Vec<Vec<_>>> = cases.iter().map(|c| c.groups.clone()).collect();
+    std::fs::write(dir.join("battery.c"), super::battery_source(target, &groups))?;
     std::fs::write(dir.join("cgnet_pthread_pool.h"), include_str!("pthread_pool.h"))?;
     let exe = toolchain.compile(dir, &["battery.c".to_string()], "battery", &[])?;
     let mut data = Vec::new();

@@ -219,10 +219,14 @@ struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// Also time every step (rust-* targets, the first thread count): time and
-    /// GFLOP/s per kind of step, and the measured FMA ceiling of the kernels'
+    /// GFLOP/s per kind of step or group of steps, and the measured FMA ceiling of the kernels'
     /// instruction set (a register-only loop), so that the run reads as a share of it.
     #[arg(long)]
     profile: bool,
+    /// Run every step on its own, not in the compiler's groups of steps that
+    /// share one pass over each chunk of rows: what the groups gain.
+    #[arg(long)]
+    ungrouped: bool,
 }
 
 /// `--threads`: a count, or `auto` / 0 for the available cores.
@@ -796,7 +800,10 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
         bind_random_weights(&mut graph, 1);
         (spec, graph, "random weights (seed 1)".to_string())
     };
-    let model = back::compile(&spec, &graph, &sha)?;
+    let mut model = back::compile(&spec, &graph, &sha)?;
+    if args.ungrouped {
+        model.groups = (0..model.steps.len()).map(|i| i..i + 1).collect();
+    }
     let input = image_like_input(spec.height, spec.width, 2);
     if args.profile && args.target.isa().is_none() {
         return Err(Failure::new(format!("--profile applies to the rust-* targets, not {}", args.target.name())));
@@ -886,8 +893,8 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `bench --profile`: every step timed (the median of `iters` runs per step),
-/// summed per kind of step, with GFLOP/s where the step does arithmetic; then
+/// `bench --profile`: every group of steps timed (the median of `iters` runs
+/// per group), summed per kind of group (the kinds of its steps), with GFLOP/s where the step does arithmetic; then
 /// the FMA ceiling of the kernels' instruction set, and the whole run (median
 /// `whole_ms`) as a share of it.
 fn print_profile(
@@ -900,9 +907,9 @@ fn print_profile(
 ) -> Result<(), Failure> {
     let pool = pool(threads)?;
     let mut runner = native::Runner::new(model);
-    let steps = model.steps.len() + 1;
-    let mut runs = vec![Vec::with_capacity(iters); steps];
-    let mut seconds = vec![0.0; steps];
+    let groups = model.groups.len() + 1;
+    let mut runs = vec![Vec::with_capacity(iters); groups];
+    let mut seconds = vec![0.0; groups];
     for i in 0..iters + 1 {
         runner
             .run_profiled(
@@ -917,30 +924,33 @@ fn print_profile(
             runs.iter_mut().zip(&seconds).for_each(|(run, s)| run.push(*s));
         }
     }
-    // (kind, steps, seconds, multiply-adds), in order of first appearance.
+    // (kind, groups, seconds, multiply-adds), in order of first appearance; a
+    // group's kind names its steps' kinds.
     let mut kinds: Vec<(String, usize, f64, u64)> = Vec::new();
-    for (step, mut run) in model.steps.iter().chain([&model.tails.run]).zip(runs) {
+    for (group, mut run) in model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]).zip(runs) {
         run.sort_by(f64::total_cmp);
-        let (kind, median) = (step.kind(), run[run.len() / 2]);
+        let kind = group.iter().map(|s| s.kind()).collect::<Vec<_>>().join(" + ");
+        let (median, macs) = (run[run.len() / 2], group.iter().map(|s| s.macs()).sum::<u64>());
         match kinds.iter_mut().find(|k| k.0 == kind) {
             Some(k) => {
                 k.1 += 1;
                 k.2 += median;
-                k.3 += step.macs();
+                k.3 += macs;
             }
-            None => kinds.push((kind, 1, median, step.macs())),
+            None => kinds.push((kind, 1, median, macs)),
         }
     }
     kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
     let total: f64 = kinds.iter().map(|k| k.2).sum();
     println!(
-        "per kind of step ({threads} thread{}, median of {iters} runs per step):",
+        "per kind of step or group of steps ({threads} thread{}, median of {iters} runs each):",
         if threads == 1 { "" } else { "s" }
     );
-    println!("  {:<22} {:>5} {:>9} {:>7} {:>9}", "kind", "steps", "ms", "share", "GFLOP/s");
+    let width = kinds.iter().map(|k| k.0.len()).max().unwrap_or(0).max(4);
+    println!("  {:<width$} {:>5} {:>9} {:>7} {:>9}", "kind", "count", "ms", "share", "GFLOP/s");
     for (kind, count, sec, macs) in &kinds {
         let gflops = if *macs > 0 { format!("{:.1}", 2.0 * *macs as f64 / sec / 1e9) } else { "-".into() };
-        println!("  {kind:<22} {count:>5} {:>9.2} {:>6.1}% {gflops:>9}", sec * 1e3, 100.0 * sec / total);
+        println!("  {kind:<width$} {count:>5} {:>9.2} {:>6.1}% {gflops:>9}", sec * 1e3, 100.0 * sec / total);
     }
     let peak = cgnet_runtime::kernels::fma_peak_gflops(isa, 20)
         .map_err(|e| Failure::new(format!("cannot measure the FMA peak: {e}")))?;
