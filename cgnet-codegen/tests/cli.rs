@@ -762,6 +762,10 @@ fn bench_profile_times_every_kind_of_step_against_the_fma_peak() {
     }
     let stderr = fails(&["bench", path(&model), "--target", "c-scalar", "--profile"]);
     assert!(stderr.contains("--profile applies to the rust-* targets"), "{stderr}");
+    for gpu in ["gpu", "c-webgpu"] {
+        let stderr = fails(&["bench", path(&model), "--target", gpu, "--ungrouped"]);
+        assert!(stderr.contains("--ungrouped applies to the CPU targets"), "{gpu}: {stderr}");
+    }
 }
 
 #[cfg(feature = "gpu")]

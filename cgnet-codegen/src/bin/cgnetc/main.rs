@@ -802,6 +802,13 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
     };
     let mut model = back::compile(&spec, &graph, &sha)?;
     if args.ungrouped {
+        // The CPU targets are the ones that take threads.
+        if !args.target.takes_threads() {
+            let target = args.target.name();
+            return Err(Failure::new(format!(
+                "--ungrouped applies to the CPU targets (rust-*, c-*), not {target}: the GPU runs every step alone"
+            )));
+        }
         model.groups = (0..model.steps.len()).map(|i| i..i + 1).collect();
     }
     let input = image_like_input(spec.height, spec.width, 2);
