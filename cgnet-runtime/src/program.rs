@@ -416,6 +416,12 @@ impl Step {
         }
     }
 
+    /// The step as it runs when the model's input is an 8-bit picture: its
+    /// [`Step::reading_rgb8`] form, or the step itself when it does not read the input.
+    pub fn picture_form(&self) -> Step {
+        self.reading_rgb8().unwrap_or(*self)
+    }
+
     /// The step's tee and its epilogue, for the kinds that can store one
     /// (elementwise steps and pools); `None` for the others.
     pub fn tee_mut(&mut self) -> Option<(&mut Option<View>, &mut Epilogue)> {

@@ -105,20 +105,18 @@ fn run_groups<'s>(
 ) -> Result<(), KernelError> {
     for (i, group) in groups.enumerate() {
         let start = seconds.is_some().then(Instant::now);
-        let form = |step: &Step| step.reading_rgb8().unwrap_or(*step);
-        if !picture || group.iter().all(|s| s.reading_rgb8().is_none()) {
-            exec.steps(group)?;
-        } else if group.len() <= MAX_GROUP {
-            // The picture forms, on the stack (an inference allocates nothing).
-            let mut forms = [group[0]; MAX_GROUP];
-            for (f, step) in forms.iter_mut().zip(group) {
-                *f = form(step);
-            }
-            exec.steps(&forms[..group.len()])?;
-        } else {
-            // Longer than the compiler's groups: the same steps one by one.
-            for step in group {
-                exec.step(&form(step))?;
+        // Any split of a group runs the same computation: one longer than the
+        // compiler makes runs in parts that fit the stack array below.
+        for part in group.chunks(MAX_GROUP) {
+            if picture && part.iter().any(|s| s.reading_rgb8().is_some()) {
+                // The picture forms, on the stack (an inference allocates nothing).
+                let mut forms = [part[0]; MAX_GROUP];
+                for (form, step) in forms.iter_mut().zip(part) {
+                    *form = step.picture_form();
+                }
+                exec.steps(&forms[..part.len()])?;
+            } else {
+                exec.steps(part)?;
             }
         }
         if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {

@@ -28,7 +28,7 @@ pub struct CompiledModel {
     pub weights_sha256: String,
     pub steps: Vec<Step>,
     /// How the CPU backends run `steps`: consecutive ranges that cover them,
-    /// each run chunk by chunk as one group (`Exec::steps`, `cg_exec`); see
+    /// each run chunk by chunk as one group (`Exec::steps`, `cg_exec_group`); see
     /// [`groups`]. The GPU runs the steps one by one.
     pub groups: Vec<Range<usize>>,
     pub weights: Vec<f32>,
@@ -62,15 +62,16 @@ impl CompiledModel {
 
 /// Consecutive steps that can run chunk by chunk as one group
 /// ([`check_group`], for the float input and for a picture), taken greedily:
-/// a group grows while the next step can join it, up to [`MAX_GROUP`] steps. In CGNet these are a
-/// block's excitation with the next 1x1 convolution that reads its result, and a
+/// a group grows while the next step can join it, up to [`MAX_GROUP`] steps.
+/// In CGNet these are a block's excitation with the next 1x1 convolution that
+/// reads its result, and a
 /// depthwise pair with what reads its output row by row (the channel sums of
 /// F_glo, or the 1x1 reduction of a down block and its channel sums): one
 /// hand-off between threads instead of two or three, and each chunk read back
 /// from the cache of the core that wrote it.
 pub fn groups(steps: &[Step]) -> Vec<Range<usize>> {
     let joins = |group: &[Step]| {
-        let picture: Vec<Step> = group.iter().map(|s| s.reading_rgb8().unwrap_or(*s)).collect();
+        let picture: Vec<Step> = group.iter().map(Step::picture_form).collect();
         group.len() <= MAX_GROUP && check_group(group).is_ok() && check_group(&picture).is_ok()
     };
     let mut groups: Vec<Range<usize>> = Vec::new();

@@ -219,8 +219,9 @@ struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     iters: usize,
     /// Also time every step (rust-* targets, the first thread count): time and
-    /// GFLOP/s per kind of step or group of steps, and the measured FMA ceiling of the kernels'
-    /// instruction set (a register-only loop), so that the run reads as a share of it.
+    /// GFLOP/s per kind of step or group of steps, and the measured FMA ceiling
+    /// of the kernels' instruction set (a register-only loop), so that the run
+    /// reads as a share of it.
     #[arg(long)]
     profile: bool,
     /// Run every step on its own, not in the compiler's groups of steps that
@@ -901,7 +902,8 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
 }
 
 /// `bench --profile`: every group of steps timed (the median of `iters` runs
-/// per group), summed per kind of group (the kinds of its steps), with GFLOP/s where the step does arithmetic; then
+/// per group), summed per kind of group (the kinds of its steps), with GFLOP/s
+/// where the steps do arithmetic; then
 /// the FMA ceiling of the kernels' instruction set, and the whole run (median
 /// `whole_ms`) as a share of it.
 fn print_profile(
