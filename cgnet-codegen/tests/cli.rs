@@ -760,6 +760,31 @@ fn bench_profile_times_every_kind_of_step_against_the_fma_peak() {
         let peak = stdout.lines().find(|l| l.starts_with("FMA peak of the Scalar kernels")).expect("the peak line");
         assert!(peak.contains("GFLOP/s") && peak.contains("% of 1 x that"), "{peak}");
     }
+    // Every group once, in program order: the step ranges tile the program, then the tail.
+    let o =
+        cgnetc(&["bench", path(&model), "--target", "rust-scalar", "--iters", "2", "--profile", "--profile-groups"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("every group of steps in program order"))
+        .skip(2)
+        .take_while(|l| l.starts_with("  S") || l.starts_with("  tail"))
+        .collect();
+    let mut next = 0;
+    for line in &listed[..listed.len() - 1] {
+        let steps = line.split_whitespace().next().unwrap();
+        let (first, last) = steps.split_once("..").unwrap_or((steps, steps));
+        let index = |s: &str| s.trim_start_matches('S').parse::<usize>().unwrap();
+        assert_eq!(index(first), next, "{line}\n{stdout}");
+        assert!(index(last) >= index(first), "{line}");
+        next = index(last) + 1;
+        assert!(line.split_whitespace().nth(1).unwrap().parse::<f64>().is_ok(), "{line}");
+    }
+    assert!(listed.len() > 10 && listed.last().unwrap().trim_start().starts_with("tail"), "{stdout}");
+    assert!(listed.iter().any(|l| l.contains("Elementwise + Conv 1x1/1")), "{stdout}");
+    let stderr = fails(&["bench", path(&model), "--target", "rust-scalar", "--profile-groups"]);
+    assert!(stderr.contains("--profile"), "{stderr}");
     let stderr = fails(&["bench", path(&model), "--target", "c-scalar", "--profile"]);
     assert!(stderr.contains("--profile applies to the rust-* targets"), "{stderr}");
     for gpu in ["gpu", "c-webgpu"] {

@@ -239,6 +239,19 @@ unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
     unsafe { S::gather(p, n, stride) }
 }
 
+/// [`load_n`], or with `WHOLE` (`n == S::LANES`, `stride == 1`) one plain load.
+#[inline(always)]
+unsafe fn load_v<S: Simd, const WHOLE: bool>(p: *const f32, n: usize, stride: usize) -> S::V {
+    // SAFETY: this function's contract is `load_n`'s.
+    unsafe {
+        if WHOLE {
+            S::load(p)
+        } else {
+            load_n::<S>(p, n, stride)
+        }
+    }
+}
+
 /// Stores the first `n <= S::LANES` lanes at `p` spaced `stride` apart.
 #[inline(always)]
 unsafe fn store_n<S: Simd>(p: *mut f32, v: S::V, n: usize, stride: usize) {
@@ -925,26 +938,53 @@ unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPo
 unsafe fn copy<S: Simd>(m: &Memory, w: *const f32, s: &Elementwise, rows: Range<usize>) {
     let (src, dst) = (ptr(m, &s.src), ptr(m, &s.dst));
     let tee = s.tee.as_ref().map(|t| (ptr(m, t), t));
+    let add = s.add.as_ref().map(|a| (ptr(m, a), a));
+    // Where every view is NHWC, whole vectors of channels take plain loads and
+    // stores, with no per-vector test of the lanes used or the spacing.
+    let nhwc = [Some(&s.src), Some(&s.dst), s.add.as_ref(), s.tee.as_ref()].into_iter().flatten().all(View::is_nhwc);
+    let whole = if nhwc { s.dst.c / S::LANES * S::LANES } else { 0 };
+    // A plain function, not a closure: closures do not inherit target features.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn vector<S: Simd, const WHOLE: bool>(
+        m: &Memory,
+        w: *const f32,
+        s: &Elementwise,
+        (src, dst): (*const f32, *mut f32),
+        add: Option<(*mut f32, &View)>,
+        tee: Option<(*mut f32, &View)>,
+        (cb, y, x): (usize, usize, usize),
+    ) {
+        let n = if WHOLE { S::LANES } else { (s.dst.c - cb).min(S::LANES) };
+        // SAFETY: the source, addend and tee have the destination's shape (checked by `Exec::step`), so (cb.., y, x) is inside each; `scale..scale + c` is the F_glo scale scratch, checked as a read view of the step; this thread owns row `y`. With `WHOLE`, the views are NHWC and `n` lanes are whole vectors.
+        unsafe {
+            let mut v = load_v::<S, WHOLE>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride);
+            if let Some(scale) = s.scale {
+                v = S::mul(v, load_v::<S, WHOLE>(m.arena.0.add(scale + cb), n, 1));
+            }
+            if let Some((base, a)) = add {
+                v = S::add(v, load_v::<S, WHOLE>(base.add(a.at(cb, y, x)), n, a.channel_stride));
+            }
+            let out = epilogue::<S>(&s.epilogue, w, cb, n, v);
+            let at = dst.add(s.dst.at(cb, y, x));
+            if WHOLE {
+                S::store(at, out)
+            } else {
+                store_n::<S>(at, out, n, s.dst.channel_stride)
+            }
+            store_tee::<S>(tee, w, &s.tee_epilogue, (cb, y, x), n, out);
+        }
+    }
     for y in rows {
         for x in 0..s.dst.w {
-            for cb in (0..s.dst.c).step_by(S::LANES) {
-                let n = (s.dst.c - cb).min(S::LANES);
-                // SAFETY: the source has the destination's shape (checked by `Exec::step`), so (cb.., y, x) is inside it.
-                let mut v = unsafe { load_n::<S>(src.add(s.src.at(cb, y, x)), n, s.src.channel_stride) };
-                if let Some(scale) = s.scale {
-                    // SAFETY: `scale..scale + c` is the F_glo scale scratch, checked as a read view of the step.
-                    v = S::mul(v, unsafe { load_n::<S>(m.arena.0.add(scale + cb), n, 1) });
+            // SAFETY: forwarded from this function's contract (see `vector`).
+            unsafe {
+                for cb in (0..whole).step_by(S::LANES) {
+                    vector::<S, true>(m, w, s, (src, dst), add, tee, (cb, y, x));
                 }
-                if let Some(a) = &s.add {
-                    // SAFETY: the addend has the destination's shape (checked by `Exec::step`).
-                    let av = unsafe { load_n::<S>(ptr(m, a).add(a.at(cb, y, x)), n, a.channel_stride) };
-                    v = S::add(v, av);
+                for cb in (whole..s.dst.c).step_by(S::LANES) {
+                    vector::<S, false>(m, w, s, (src, dst), add, tee, (cb, y, x));
                 }
-                let out = epilogue::<S>(&s.epilogue, w, cb, n, v);
-                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                unsafe { store_n::<S>(dst.add(s.dst.at(cb, y, x)), out, n, s.dst.channel_stride) };
-                // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
-                unsafe { store_tee::<S>(tee, w, &s.tee_epilogue, (cb, y, x), n, out) };
             }
         }
     }

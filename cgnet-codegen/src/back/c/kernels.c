@@ -509,24 +509,38 @@ static void cg_pool_rows(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1
     else cg_pool_rows_from(s, m, y0, y1, 0);
 }
 
-static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t y0, size_t y1) {
+/* One vector of an elementwise step at (cb.., y, x); with `whole`, the views are
+ * NHWC and n == CG_LANES, so plain loads and stores do. */
+CG_INLINE void cg_elementwise_vector(const cg_elementwise *s, const cg_mem *m, const float *src, const float *add, float *dst,
+                                     float *tee, size_t cb, size_t y, size_t x, int whole) {
     const float *w = m->w;
+    const size_t n = whole ? CG_LANES : s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
+    vf v = whole ? vf_load(src + cg_at(&s->src, cb, y, x)) : cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
+    if (s->has_scale) v = vf_mul(v, whole ? vf_load(m->arena + s->scale + cb) : cg_load_n(m->arena + s->scale + cb, n, 1));
+    if (s->has_add) {
+        const float *a = add + cg_at(&s->add, cb, y, x);
+        v = vf_add(v, whole ? vf_load(a) : cg_load_n(a, n, s->add.channel_stride));
+    }
+    v = cg_epilogue_apply(&s->epilogue, w, cb, n, v);
+    if (whole) vf_store(dst + cg_at(&s->dst, cb, y, x), v);
+    else cg_store_n(dst + cg_at(&s->dst, cb, y, x), v, n, s->dst.channel_stride);
+    if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, y, x, n, v);
+}
+
+static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *src = cg_base(m, s->src.mem);
     const float *add = cg_base(m, s->add.mem);
     float *dst = cg_base(m, s->dst.mem);
     float *tee = cg_base(m, s->tee.mem);
+    /* Where every view is NHWC, whole vectors of channels need no test of the lanes used or their spacing. */
+    const int nhwc = s->src.channel_stride == 1 && s->dst.channel_stride == 1 && (!s->has_add || s->add.channel_stride == 1) &&
+                     (!s->has_tee || s->tee.channel_stride == 1);
+    const size_t whole = nhwc ? s->dst.c / CG_LANES * CG_LANES : 0;
     size_t y, x, cb;
     for (y = y0; y < y1; y++) {
         for (x = 0; x < s->dst.w; x++) {
-            for (cb = 0; cb < s->dst.c; cb += CG_LANES) {
-                const size_t n = s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
-                vf v = cg_load_n(src + cg_at(&s->src, cb, y, x), n, s->src.channel_stride);
-                if (s->has_scale) v = vf_mul(v, cg_load_n(m->arena + s->scale + cb, n, 1));
-                if (s->has_add) v = vf_add(v, cg_load_n(add + cg_at(&s->add, cb, y, x), n, s->add.channel_stride));
-                v = cg_epilogue_apply(&s->epilogue, w, cb, n, v);
-                cg_store_n(dst + cg_at(&s->dst, cb, y, x), v, n, s->dst.channel_stride);
-                if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, y, x, n, v);
-            }
+            for (cb = 0; cb < whole; cb += CG_LANES) cg_elementwise_vector(s, m, src, add, dst, tee, cb, y, x, 1);
+            for (cb = whole; cb < s->dst.c; cb += CG_LANES) cg_elementwise_vector(s, m, src, add, dst, tee, cb, y, x, 0);
         }
     }
 }

@@ -224,6 +224,10 @@ struct BenchArgs {
     /// reads as a share of it.
     #[arg(long)]
     profile: bool,
+    /// With --profile, also list every group of steps in program order: its
+    /// steps (`S4..S6` as in the generated code), median time and GFLOP/s.
+    #[arg(long, requires = "profile")]
+    profile_groups: bool,
     /// Run every step on its own, not in the compiler's groups of steps that
     /// share one pass over each chunk of rows: what the groups gain.
     #[arg(long)]
@@ -895,7 +899,7 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
         );
     }
     if let (true, Some(isa), Some((threads, median))) = (args.profile, args.target.isa(), first) {
-        print_profile(&model, isa, threads, &input, args.iters, median)?;
+        print_profile(&model, isa, threads, &input, (args.iters, args.profile_groups), median)?;
     }
     drop(busy);
     Ok(())
@@ -905,13 +909,14 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
 /// per group), summed per kind of group (the kinds of its steps), with GFLOP/s
 /// where the steps do arithmetic; then
 /// the FMA ceiling of the kernels' instruction set, and the whole run (median
-/// `whole_ms`) as a share of it.
+/// `whole_ms`) as a share of it. With `each_group`, first every group in
+/// program order.
 fn print_profile(
     model: &CompiledModel,
     isa: Isa,
     threads: usize,
     input: &Tensor,
-    iters: usize,
+    (iters, each_group): (usize, bool),
     whole_ms: f64,
 ) -> Result<(), Failure> {
     let pool = pool(threads)?;
@@ -936,10 +941,28 @@ fn print_profile(
     // (kind, groups, seconds, multiply-adds), in order of first appearance; a
     // group's kind names its steps' kinds.
     let mut kinds: Vec<(String, usize, f64, u64)> = Vec::new();
-    for (group, mut run) in model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]).zip(runs) {
+    let gflops =
+        |macs: u64, sec: f64| if macs > 0 { format!("{:.1}", 2.0 * macs as f64 / sec / 1e9) } else { "-".into() };
+    if each_group {
+        println!("every group of steps in program order (median of {iters} runs each):");
+        println!("  {:<12} {:>9} {:>9}  kinds", "steps", "ms", "GFLOP/s");
+    }
+    let ranges = model.groups.iter().cloned().chain([model.steps.len()..model.steps.len() + 1]);
+    for ((group, mut run), range) in
+        model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]).zip(runs).zip(ranges)
+    {
         run.sort_by(f64::total_cmp);
         let kind = group.iter().map(|s| s.kind()).collect::<Vec<_>>().join(" + ");
         let (median, macs) = (run[run.len() / 2], group.iter().map(|s| s.macs()).sum::<u64>());
+        if each_group {
+            let steps = if range.len() == 1 {
+                format!("S{}", range.start)
+            } else {
+                format!("S{}..S{}", range.start, range.end - 1)
+            };
+            let steps = if range.start == model.steps.len() { "tail".to_string() } else { steps };
+            println!("  {steps:<12} {:>9.3} {:>9}  {kind}", median * 1e3, gflops(macs, median));
+        }
         match kinds.iter_mut().find(|k| k.0 == kind) {
             Some(k) => {
                 k.1 += 1;
@@ -958,8 +981,12 @@ fn print_profile(
     let width = kinds.iter().map(|k| k.0.len()).max().unwrap_or(0).max(4);
     println!("  {:<width$} {:>5} {:>9} {:>7} {:>9}", "kind", "count", "ms", "share", "GFLOP/s");
     for (kind, count, sec, macs) in &kinds {
-        let gflops = if *macs > 0 { format!("{:.1}", 2.0 * *macs as f64 / sec / 1e9) } else { "-".into() };
-        println!("  {kind:<width$} {count:>5} {:>9.2} {:>6.1}% {gflops:>9}", sec * 1e3, 100.0 * sec / total);
+        println!(
+            "  {kind:<width$} {count:>5} {:>9.2} {:>6.1}% {:>9}",
+            sec * 1e3,
+            100.0 * sec / total,
+            gflops(*macs, *sec)
+        );
     }
     let peak = cgnet_runtime::kernels::fma_peak_gflops(isa, 20)
         .map_err(|e| Failure::new(format!("cannot measure the FMA peak: {e}")))?;
