@@ -242,10 +242,22 @@ impl TestEpilogue {
         Self { epilogue, slope, scale, shift, slope2 }
     }
 
+    /// A PReLU alone (a conv's folded BatchNorm and activation), which some
+    /// kernels specialise.
+    fn prelu_only(world: &mut World, rng: &mut Rng, c: usize) -> Self {
+        let slope = random(rng, c, 0.0, 0.5);
+        let epilogue = Epilogue { act: Act::Prelu(world.per_channel(&slope)), affine: None, act2: Act::None };
+        Self { epilogue, slope, scale: vec![1.0; c], shift: vec![0.0; c], slope2: vec![1.0; c] }
+    }
+
     fn apply(&self, t: &mut Tensor) {
         reference::prelu(t, &self.slope);
-        reference::affine(t, &self.scale, &self.shift);
-        reference::prelu(t, &self.slope2);
+        if self.epilogue.affine.is_some() {
+            reference::affine(t, &self.scale, &self.shift);
+        }
+        if self.epilogue.act2 != Act::None {
+            reference::prelu(t, &self.slope2);
+        }
     }
 }
 
@@ -348,9 +360,14 @@ fn depthwise_pair_battery() {
                     ConvGeometry { kernel: 3, stride: 1, dilation, groups: c },
                 );
                 let joint = Tensor { c: 2 * c, h, w, data: [loc.data, sur.data].concat() };
-                for engine in engines() {
+                for (engine, prelu_only) in engines().into_iter().flat_map(|e| [(e, false), (e, true)]) {
                     let mut world = World::default();
-                    let epi = TestEpilogue::new(&mut world, &mut Rng::new(c as u64 + dilation as u64), 2 * c);
+                    let rng = &mut Rng::new(c as u64 + dilation as u64);
+                    let epi = if prelu_only {
+                        TestEpilogue::prelu_only(&mut world, rng, 2 * c)
+                    } else {
+                        TestEpilogue::new(&mut world, rng, 2 * c)
+                    };
                     let (loc_weights, sur_weights) = (world.depthwise(&wl, c), world.depthwise(&ws, c));
                     let (loc_bias, sur_bias) = (world.per_channel(&bl), world.per_channel(&bs));
                     let src = world.nhwc(&x, 0, c.next_multiple_of(8));
@@ -373,7 +390,10 @@ fn depthwise_pair_battery() {
                         world,
                         dst,
                         &want,
-                        format!("depthwise pair c{c} d{dilation} {h}x{w} {engine:?}"),
+                        format!(
+                            "depthwise pair c{c} d{dilation} {h}x{w}{} {engine:?}",
+                            if prelu_only { " PReLU only" } else { "" }
+                        ),
                     );
                 }
             }

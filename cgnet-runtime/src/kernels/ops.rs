@@ -228,6 +228,64 @@ fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, n: usize, v: S::V) -
     activate::<S>(e.act2, w, c, n, v)
 }
 
+/// An activation with its slopes loaded: [`Act`] for one vector of channels.
+#[derive(Clone, Copy)]
+enum Slopes<V> {
+    None,
+    Relu,
+    Prelu(V),
+}
+
+/// An [`Epilogue`] for one vector of channels with its parameters loaded once,
+/// for kernels that apply it to many pixels of the same channels: `apply`
+/// then loads nothing and tests no lane count. Same operations, same bits as
+/// [`epilogue`].
+#[derive(Clone, Copy)]
+struct Prepared<V> {
+    act: Slopes<V>,
+    affine: Option<(V, V)>,
+    act2: Slopes<V>,
+}
+
+impl<V: Copy> Prepared<V> {
+    /// The epilogue `e` of channels `c..c + n`.
+    #[inline(always)]
+    fn new<S: Simd<V = V>>(e: &Epilogue, w: *const f32, c: usize, n: usize) -> Self {
+        // Plain functions, not closures: closures do not inherit target features.
+        #[inline(always)]
+        fn slopes<S: Simd>(a: Act, w: *const f32, c: usize, n: usize) -> Slopes<S::V> {
+            match a {
+                Act::None => Slopes::None,
+                Act::Relu => Slopes::Relu,
+                // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
+                Act::Prelu(o) => Slopes::Prelu(unsafe { packed::<S>(w.add(o + c), n) }),
+            }
+        }
+        // SAFETY: as for the slopes.
+        let affine = e
+            .affine
+            .map(|(scale, shift)| unsafe { (packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) });
+        Prepared { act: slopes::<S>(e.act, w, c, n), affine, act2: slopes::<S>(e.act2, w, c, n) }
+    }
+
+    #[inline(always)]
+    fn apply<S: Simd<V = V>>(&self, v: V) -> V {
+        #[inline(always)]
+        fn activate<S: Simd>(a: Slopes<S::V>, v: S::V) -> S::V {
+            match a {
+                Slopes::None => v,
+                Slopes::Relu => S::max(v, S::zero()),
+                Slopes::Prelu(slope) => S::madd(S::min(v, S::zero()), slope, S::max(v, S::zero())),
+            }
+        }
+        let mut v = activate::<S>(self.act, v);
+        if let Some((scale, shift)) = self.affine {
+            v = S::madd(v, scale, shift);
+        }
+        activate::<S>(self.act2, v)
+    }
+}
+
 /// Loads `n <= S::LANES` channels at `p` spaced `stride` apart; other lanes are zero.
 #[inline(always)]
 unsafe fn load_n<S: Simd>(p: *const f32, n: usize, stride: usize) -> S::V {
@@ -794,6 +852,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                 }
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let b = unsafe { packed::<S>(w.add(bias + cb), n) };
+                let epi = Prepared::new::<S>(&s.epilogue, w, half + cb, n);
                 // The input rows of the three taps, when inside the image.
                 let tap_rows: [Option<usize>; 3] = std::array::from_fn(|ky| {
                     let iy = oy as isize + (ky as isize - 1) * dil as isize;
@@ -811,6 +870,24 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                 let mut ox = 0;
                 while ox < wd {
                     if interior.contains(&ox) && ox + DW_PIXELS <= interior.end {
+                        if let (Some(rows3), true) = (rows3, s.dst.is_nhwc()) {
+                            // The common case, all tiles of the interior in one
+                            // tight loop, specialised on the epilogue's shape.
+                            let end = ox + (interior.end - ox) / DW_PIXELS * DW_PIXELS;
+                            let run =
+                                DwRun { src, dst, s, oy, ch: (cb, half + cb), dil, taps: k, bias: b, rows: rows3 };
+                            // SAFETY: the interior range keeps `ox - dil` and every tap up to `end - 1 + dil` inside the row; the rows are rows of the image; `full`: whole contiguous vectors; the destination is NHWC.
+                            unsafe {
+                                match epi {
+                                    Prepared { act: Slopes::Prelu(slope), affine: None, act2: Slopes::None } => {
+                                        run.tiles::<S, _>(ox..end, PreluOnly(slope))
+                                    }
+                                    _ => run.tiles::<S, _>(ox..end, epi),
+                                }
+                            }
+                            ox = end;
+                            continue;
+                        }
                         // DW_PIXELS independent accumulators hide the FMA latency.
                         let mut acc = [b; DW_PIXELS];
                         if let Some(rows3) = rows3 {
@@ -834,7 +911,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                             }
                         }
                         for (p, a) in acc.iter().enumerate() {
-                            let out = epilogue::<S>(&s.epilogue, w, half + cb, n, *a);
+                            let out = epi.apply::<S>(*a);
                             // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                             unsafe {
                                 store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox + p)), out, n, s.dst.channel_stride)
@@ -855,13 +932,85 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                             }
                         }
                     }
-                    let out = epilogue::<S>(&s.epilogue, w, half + cb, n, acc);
+                    let out = epi.apply::<S>(acc);
                     // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
                     unsafe { store_n::<S>(dst.add(s.dst.at(half + cb, oy, ox)), out, n, s.dst.channel_stride) };
                     ox += 1;
                 }
             }
         }
+    }
+}
+
+/// The interior of one row of one half of a depthwise pair for one vector of
+/// channels (`ch`: source and destination channel), with all three tap rows
+/// inside the image, whole contiguous vectors and an NHWC destination.
+struct DwRun<'a, V> {
+    src: *const f32,
+    dst: *mut f32,
+    s: &'a DepthwisePair,
+    oy: usize,
+    ch: (usize, usize),
+    dil: usize,
+    taps: [V; 9],
+    bias: V,
+    rows: [usize; 3],
+}
+
+impl<V: Copy> DwRun<'_, V> {
+    /// Tiles of `DW_PIXELS` pixels from `pixels.start` (a multiple of it long).
+    ///
+    /// # Safety
+    /// Every tap of every pixel is inside the row and the checked source view;
+    /// the outputs are inside the checked destination view, on a row this thread owns.
+    #[inline(always)]
+    unsafe fn tiles<S: Simd<V = V>, F: Finish<V>>(&self, pixels: Range<usize>, finish: F) {
+        let (src, dst, (cs, cd)) = (&self.s.src, &self.s.dst, self.ch);
+        for ox in pixels.step_by(DW_PIXELS) {
+            let mut acc = [self.bias; DW_PIXELS];
+            for (ky, iy) in self.rows.into_iter().enumerate() {
+                let taps = [self.taps[ky * 3], self.taps[ky * 3 + 1], self.taps[ky * 3 + 2]];
+                // SAFETY: this function's contract.
+                unsafe {
+                    let row = self.src.add(src.at(cs, iy, ox - self.dil));
+                    depthwise_row::<S, true>(
+                        &mut acc,
+                        row,
+                        taps,
+                        (self.dil * src.pixel_stride, src.pixel_stride),
+                        (S::LANES, 1),
+                    );
+                }
+            }
+            for (p, a) in acc.iter().enumerate() {
+                // SAFETY: this function's contract: a whole vector of the NHWC destination.
+                unsafe { S::store(self.dst.add(dst.at(cd, self.oy, ox + p)), finish.apply::<S>(*a)) };
+            }
+        }
+    }
+}
+
+/// How a kernel finishes an output vector: its epilogue, prepared.
+trait Finish<V>: Copy {
+    fn apply<S: Simd<V = V>>(&self, v: V) -> V;
+}
+
+impl<V: Copy> Finish<V> for Prepared<V> {
+    #[inline(always)]
+    fn apply<S: Simd<V = V>>(&self, v: V) -> V {
+        Prepared::apply::<S>(self, v)
+    }
+}
+
+/// The commonest epilogue, a PReLU alone (a conv's folded BatchNorm and
+/// activation), without the tests of a [`Prepared`]: the same operations.
+#[derive(Clone, Copy)]
+struct PreluOnly<V>(V);
+
+impl<V: Copy> Finish<V> for PreluOnly<V> {
+    #[inline(always)]
+    fn apply<S: Simd<V = V>>(&self, v: V) -> V {
+        S::madd(S::min(v, S::zero()), self.0, S::max(v, S::zero()))
     }
 }
 

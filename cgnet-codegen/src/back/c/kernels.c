@@ -391,6 +391,43 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
 
 /* F_loc and F_sur: per row and channel block, the 9 weights of each half stay in
  * registers while the row streams by; interior pixels skip bounds checks. */
+/* Interior tiles ox0..end of one row of one half of a depthwise pair for a whole
+ * vector of channels (source channel cs, destination channel cd), all three tap
+ * rows inside the image, contiguous channels and an NHWC destination. With
+ * `prelu_only` (a constant where it is inlined), the epilogue is a PReLU with
+ * `slope`: the same operations as cg_epilogue_apply, without its tests. */
+CG_INLINE void cg_dw_tiles(const cg_dwpair *s, const cg_mem *m, const float *src, float *dst, size_t oy, size_t cs, size_t cd, size_t dil,
+                           const size_t row[3], const vf k[9], vf b, size_t ox0, size_t end, int prelu_only, vf slope) {
+    const size_t ps = s->src.pixel_stride, pd = s->dst.pixel_stride;
+    size_t ox, ky, kx;
+    for (ox = ox0; ox < end; ox += CG_DW_PIXELS) {
+        vf a0 = b, a1 = b, a2 = b, a3 = b;
+        float *out = dst + cg_at(&s->dst, cd, oy, ox);
+        for (ky = 0; ky < 3; ky++) {
+            const float *r = src + cg_at(&s->src, cs, row[ky], ox - dil);
+            for (kx = 0; kx < 3; kx++) {
+                const float *q = r + kx * dil * ps;
+                const vf kk = k[ky * 3 + kx];
+                a0 = vf_madd(vf_load(q), kk, a0);
+                a1 = vf_madd(vf_load(q + ps), kk, a1);
+                a2 = vf_madd(vf_load(q + 2 * ps), kk, a2);
+                a3 = vf_madd(vf_load(q + 3 * ps), kk, a3);
+            }
+        }
+        if (prelu_only) {
+            vf_store(out, vf_madd(vf_min(a0, vf_zero()), slope, vf_max(a0, vf_zero())));
+            vf_store(out + pd, vf_madd(vf_min(a1, vf_zero()), slope, vf_max(a1, vf_zero())));
+            vf_store(out + 2 * pd, vf_madd(vf_min(a2, vf_zero()), slope, vf_max(a2, vf_zero())));
+            vf_store(out + 3 * pd, vf_madd(vf_min(a3, vf_zero()), slope, vf_max(a3, vf_zero())));
+        } else {
+            vf_store(out, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a0));
+            vf_store(out + pd, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a1));
+            vf_store(out + 2 * pd, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a2));
+            vf_store(out + 3 * pd, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a3));
+        }
+    }
+}
+
 static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
@@ -416,6 +453,17 @@ static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_
                     row[ky] = row_ok[ky] ? (size_t)iy : 0;
                 }
                 for (ox = 0; ox < wd;) {
+                    if (ox >= lo && ox + CG_DW_PIXELS <= hi && n == CG_LANES && cs == 1 && s->dst.channel_stride == 1 && row_ok[0] &&
+                        row_ok[1] && row_ok[2]) {
+                        /* The common case: all tiles of the interior in one tight loop, specialised on the epilogue's shape. */
+                        const size_t end = ox + (hi - ox) / CG_DW_PIXELS * CG_DW_PIXELS;
+                        const cg_epilogue *e = &s->epilogue;
+                        if (e->act.kind == CG_ACT_PRELU && !e->has_affine && e->act2.kind == CG_ACT_NONE)
+                            cg_dw_tiles(s, m, src, dst, oy, cb, half * c + cb, dil, row, k, b, ox, end, 1, cg_packed(w + e->act.off + half * c + cb, n));
+                        else cg_dw_tiles(s, m, src, dst, oy, cb, half * c + cb, dil, row, k, b, ox, end, 0, b);
+                        ox = end;
+                        continue;
+                    }
                     if (ox >= lo && ox + CG_DW_PIXELS <= hi) {
                         /* Four independent accumulators (named, so they stay in registers) hide the FMA latency. */
                         vf a0 = b, a1 = b, a2 = b, a3 = b;
