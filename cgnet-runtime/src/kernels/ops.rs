@@ -268,6 +268,29 @@ impl<V: Copy> Prepared<V> {
         Prepared { act: slopes::<S>(e.act, w, c, n), affine, act2: slopes::<S>(e.act2, w, c, n) }
     }
 
+    /// The epilogue `e` of channel `c` in every lane (lanes that are pixels).
+    #[inline(always)]
+    fn channel<S: Simd<V = V>>(e: &Epilogue, w: *const f32, c: usize) -> Self {
+        #[inline(always)]
+        fn param<S: Simd>(w: *const f32, at: usize) -> S::V {
+            // SAFETY: epilogue parameters are per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`), and `c` is a channel of the step's output.
+            S::splat(unsafe { *w.add(at) })
+        }
+        #[inline(always)]
+        fn slopes<S: Simd>(a: Act, w: *const f32, c: usize) -> Slopes<S::V> {
+            match a {
+                Act::None => Slopes::None,
+                Act::Relu => Slopes::Relu,
+                Act::Prelu(o) => Slopes::Prelu(param::<S>(w, o + c)),
+            }
+        }
+        let mut affine = None;
+        if let Some((scale, shift)) = e.affine {
+            affine = Some((param::<S>(w, scale + c), param::<S>(w, shift + c)));
+        }
+        Prepared { act: slopes::<S>(e.act, w, c), affine, act2: slopes::<S>(e.act2, w, c) }
+    }
+
     #[inline(always)]
     fn apply<S: Simd<V = V>>(&self, v: V) -> V {
         #[inline(always)]
@@ -1051,34 +1074,97 @@ unsafe fn avg_pool<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, rows: Range<
     with_source!(m, s.src, |src| unsafe { avg_pool_from::<S, _>(m, w, s, src, rows) })
 }
 
+/// Columns clipped to the image: the taps `2 * o - 1 ..= 2 * o + 1` of output
+/// column (or row) `o` inside `0..len`.
+fn pool_taps(o: usize, len: usize) -> Range<usize> {
+    (2 * o).saturating_sub(1)..(2 * o + 2).min(len)
+}
+
 #[inline(always)]
 unsafe fn avg_pool_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPool, src: X, rows: Range<usize>) {
+    // A planar float source (the model's input) with a few channels: a vector
+    // holds `S::LANES` output pixels of one channel, not the channels of one
+    // pixel (which would take a gather per tap).
+    let planar = s.src.mem != Mem::Rgb8 && s.src.pixel_stride == 1 && s.src.channel_stride > 1 && s.src.c < S::LANES;
+    // Output columns whose taps are all inside the row and which fill whole
+    // vectors: `first..first + runs * S::LANES`.
+    let first = 1.min(s.dst.w);
+    let inside = s.dst.w.min(s.src.w / 2).saturating_sub(first);
+    let runs = if planar { inside / S::LANES } else { 0 };
+    let vectors = first..first + runs * S::LANES;
+    for oy in rows {
+        for ox in (0..s.dst.w).filter(|ox| !vectors.contains(ox)) {
+            // SAFETY: forwarded from this function's contract.
+            unsafe { pool_pixel::<S, X>(m, w, s, src, oy, ox) };
+        }
+        for ox in vectors.clone().step_by(S::LANES) {
+            for c in 0..s.dst.c {
+                // SAFETY: `vectors` keeps every tap `2 * ox - 1 ..= 2 * (ox + S::LANES - 1) + 1` inside the row of the checked planar source.
+                unsafe { pool_lanes::<S>(m, w, s, (c, oy, ox)) };
+            }
+        }
+    }
+}
+
+/// One output pixel of a pool, a vector of channels at a time.
+///
+/// # Safety
+/// As for the kernel: the views checked, `(oy, ox)` inside the destination, row `oy` this thread's.
+#[inline(always)]
+unsafe fn pool_pixel<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &AvgPool, src: X, oy: usize, ox: usize) {
     let dst = ptr(m, &s.dst);
     let tee = s.tee.as_ref().map(|t| (ptr(m, t), t));
     let ninth = S::splat(1.0 / 9.0);
     // The views in locals, and each window clipped to the image once: the
     // taps then need no test (and add in the same order as a tested 3x3 loop).
     let (from, to) = (s.src, s.dst);
-    let clip = |start: usize, len: usize| (start.saturating_sub(1))..(start + 2).min(len);
-    for oy in rows {
-        let ys = clip(oy * 2, from.h);
-        for ox in 0..to.w {
-            let xs = clip(ox * 2, from.w);
-            for cb in (0..to.c).step_by(S::LANES) {
-                let n = (to.c - cb).min(S::LANES);
-                let mut sum = S::zero();
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
-                        // SAFETY: (iy, ix) is inside the source (clipped above), and channels `cb..cb + n` are in the checked source view.
-                        sum = S::add(sum, unsafe { src.lanes::<S>(from.at(cb, iy, ix), cb, n, from.channel_stride) });
-                    }
-                }
-                let out = epilogue::<S>(&s.epilogue, w, cb, n, S::mul(sum, ninth));
-                // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
-                unsafe { store_n::<S>(dst.add(to.at(cb, oy, ox)), out, n, to.channel_stride) };
-                // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
-                unsafe { store_tee::<S>(tee, w, &s.tee_epilogue, (cb, oy, ox), n, out) };
+    let (ys, xs) = (pool_taps(oy, from.h), pool_taps(ox, from.w));
+    for cb in (0..to.c).step_by(S::LANES) {
+        let n = (to.c - cb).min(S::LANES);
+        let mut sum = S::zero();
+        for iy in ys.clone() {
+            for ix in xs.clone() {
+                // SAFETY: (iy, ix) is inside the source (clipped above), and channels `cb..cb + n` are in the checked source view.
+                sum = S::add(sum, unsafe { src.lanes::<S>(from.at(cb, iy, ix), cb, n, from.channel_stride) });
             }
+        }
+        let out = epilogue::<S>(&s.epilogue, w, cb, n, S::mul(sum, ninth));
+        // SAFETY: the coordinates are inside the destination view (its shape was checked against the loop bounds by `Exec::step`), and this thread owns the row.
+        unsafe { store_n::<S>(dst.add(to.at(cb, oy, ox)), out, n, to.channel_stride) };
+        // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
+        unsafe { store_tee::<S>(tee, w, &s.tee_epilogue, (cb, oy, ox), n, out) };
+    }
+}
+
+/// `S::LANES` output pixels `ox..` of channel `c` of a pool from a planar float
+/// source: the same additions per output as [`pool_pixel`], in the same order,
+/// and the same epilogue with the channel's parameters in every lane.
+///
+/// # Safety
+/// As for [`pool_pixel`], and every tap of the pixels is inside the source row.
+#[inline(always)]
+unsafe fn pool_lanes<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, (c, oy, ox): (usize, usize, usize)) {
+    let (from, to) = (s.src, s.dst);
+    let src = ptr(m, &from);
+    let mut sum = S::zero();
+    for iy in pool_taps(oy, from.h) {
+        // SAFETY: this function's contract: taps `2 * ox - 1 ..` of row `iy` of channel `c`.
+        let row = unsafe { src.add(from.at(c, iy, 2 * ox - 1)) };
+        for kx in 0..3 {
+            // SAFETY: as above; the last float read is tap `2 * (ox + S::LANES - 1) + 1`, inside the row.
+            sum = S::add(sum, unsafe { S::load_even(row.add(kx)) });
+        }
+    }
+    let out = Prepared::channel::<S>(&s.epilogue, w, c).apply::<S>(S::mul(sum, S::splat(1.0 / 9.0)));
+    let tee = s.tee.map(|t| (t, Prepared::channel::<S>(&s.tee_epilogue, w, c).apply::<S>(out)));
+    for (p, value) in S::to_array(out).as_ref().iter().enumerate() {
+        // SAFETY: the coordinates are inside the destination view (checked by `Exec::step`), and this thread owns the row.
+        unsafe { *ptr(m, &to).add(to.at(c, oy, ox + p)) = *value };
+    }
+    if let Some((t, teed)) = tee {
+        for (p, value) in S::to_array(teed).as_ref().iter().enumerate() {
+            // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
+            unsafe { *ptr(m, &t).add(t.at(c, oy, ox + p)) = *value };
         }
     }
 }

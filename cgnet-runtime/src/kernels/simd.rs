@@ -48,6 +48,17 @@ pub unsafe trait Simd: Copy {
         }
         Self::from_array(lanes)
     }
+    /// The floats at `p`, `p + 2`, ..., `p + 2 * (LANES - 1)`: every other one
+    /// of `2 * LANES - 1` readable floats (a stride-2 window along a row).
+    #[inline(always)]
+    unsafe fn load_even(p: *const f32) -> Self::V {
+        let mut lanes = Self::Lanes::default();
+        for (i, lane) in lanes.as_mut().iter_mut().enumerate() {
+            // SAFETY: the caller guarantees the floats readable.
+            *lane = unsafe { *p.add(2 * i) };
+        }
+        Self::from_array(lanes)
+    }
     /// Stores the first `n <= LANES` lanes at `p`.
     #[inline(always)]
     unsafe fn store_first(p: *mut f32, v: Self::V, n: usize) {
@@ -208,6 +219,18 @@ mod avx2 {
             }
         }
         #[inline(always)]
+        unsafe fn load_even(p: *const f32) -> __m256 {
+            // SAFETY: AVX2 is enabled (see `splat`); the caller guarantees `2 * 8 - 1` readable floats, and the second load ends at the last of them.
+            unsafe {
+                let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(7)));
+                // a = p0..p7, b = p7..p14: the even floats are a's lanes 0 2 4 6 and b's lanes 1 3 5 7.
+                let evens = _mm256_blend_ps::<0b1010_1010>(a, b);
+                // evens = p0 p8 p2 p10 | p4 p12 p6 p14: order each half (p0 p2 p8 p10 | p4 p6 p12 p14), then the pairs.
+                let halves = _mm256_permute_ps::<0b11_01_10_00>(evens);
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(halves)))
+            }
+        }
+        #[inline(always)]
         fn madd(a: __m256, b: __m256, c: __m256) -> __m256 {
             // SAFETY: AVX2 and FMA are enabled: these methods only run inside `#[target_feature(enable = "avx2,fma")]` kernels, after `Exec::step` checked the CPU.
             unsafe { _mm256_fmadd_ps(a, b, c) }
@@ -321,6 +344,16 @@ mod avx512 {
                 let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
                 let offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(stride as i32));
                 _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), first(n), offsets, p)
+            }
+        }
+        #[inline(always)]
+        unsafe fn load_even(p: *const f32) -> __m512 {
+            // SAFETY: AVX-512F is enabled (see `splat`); the caller guarantees `2 * 16 - 1` readable floats, and the second load ends at the last of them.
+            unsafe {
+                let (a, b) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(15)));
+                // a = p0..p15, b = p15..p30: the even floats are a's even lanes, then b's odd lanes.
+                let index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27, 29, 31);
+                _mm512_permutex2var_ps(a, index, b)
             }
         }
         #[inline(always)]

@@ -72,6 +72,20 @@ CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, s
     return cg_activate(&e->act2, w, c, n, v);
 }
 
+/* The epilogue of channel c in every lane (lanes that are pixels): the operations
+ * of cg_epilogue_apply, with the channel's parameters. */
+CG_INLINE vf cg_activate_channel(const cg_act *a, const float *w, size_t c, vf v) {
+    if (a->kind == CG_ACT_RELU) return vf_max(v, vf_zero());
+    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), vf_splat(w[a->off + c]), vf_max(v, vf_zero()));
+    return v;
+}
+
+CG_INLINE vf cg_epilogue_channel(const cg_epilogue *e, const float *w, size_t c, vf v) {
+    v = cg_activate_channel(&e->act, w, c, v);
+    if (e->has_affine) v = vf_madd(v, vf_splat(w[e->scale + c]), vf_splat(w[e->shift + c]));
+    return cg_activate_channel(&e->act2, w, c, v);
+}
+
 /* Loads n <= CG_LANES channels spaced `stride` apart; other lanes are zero. */
 CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
     if (n == CG_LANES && stride == 1) return vf_load(p);
@@ -522,33 +536,72 @@ CG_INLINE void cg_store_tee(float *tee, const cg_view *t, const cg_epilogue *e, 
     cg_store_n(tee + cg_at(t, cb, y, x), cg_epilogue_apply(e, w, cb, n, out), n, t->channel_stride);
 }
 
-CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1, int rgb8) {
+/* One output pixel of a pool, a vector of channels at a time. */
+CG_INLINE void cg_pool_pixel(const cg_pool *s, const cg_mem *m, const cg_src *src, float *dst, float *tee, size_t oy, size_t ox, int rgb8) {
     const float *w = m->w;
+    size_t cb;
+    for (cb = 0; cb < s->dst.c; cb += CG_LANES) {
+        const size_t n = s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
+        vf sum = vf_zero();
+        long ky, kx;
+        for (ky = 0; ky < 3; ky++) {
+            const long iy = (long)(oy * 2) + ky - 1;
+            if (iy < 0 || iy >= (long)s->src.h) continue;
+            for (kx = 0; kx < 3; kx++) {
+                const long ix = (long)(ox * 2) + kx - 1;
+                if (ix < 0 || ix >= (long)s->src.w) continue;
+                sum = vf_add(sum, cg_get_n(src, cg_at(&s->src, cb, (size_t)iy, (size_t)ix), cb, n, s->src.channel_stride, rgb8));
+            }
+        }
+        sum = cg_epilogue_apply(&s->epilogue, w, cb, n, vf_mul(sum, vf_splat(1.0f / 9.0f)));
+        cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), sum, n, s->dst.channel_stride);
+        if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, oy, ox, n, sum);
+    }
+}
+
+/* Stores a vector of CG_LANES output pixels ox.. of channel c. */
+CG_INLINE void cg_store_pixels(float *base, const cg_view *v, size_t c, size_t y, size_t x, vf a) {
+    float t[CG_LANES];
+    size_t p;
+    vf_store(t, a);
+    for (p = 0; p < CG_LANES; p++) base[cg_at(v, c, y, x + p)] = t[p];
+}
+
+/* CG_LANES output pixels ox.. of channel c of a pool from a planar float source
+ * (every tap inside the row): the additions of cg_pool_pixel in the same order,
+ * and its epilogue with the channel's parameters in every lane. */
+CG_INLINE void cg_pool_lanes(const cg_pool *s, const cg_mem *m, const float *src, float *dst, float *tee, size_t c, size_t oy, size_t ox) {
+    vf sum = vf_zero();
+    size_t iy, kx;
+    const size_t y0 = oy > 0 ? 2 * oy - 1 : 0, y1 = 2 * oy + 2 < s->src.h ? 2 * oy + 2 : s->src.h;
+    for (iy = y0; iy < y1; iy++) {
+        const float *row = src + cg_at(&s->src, c, iy, 2 * ox - 1);
+        for (kx = 0; kx < 3; kx++) sum = vf_add(sum, vf_load_even(row + kx));
+    }
+    sum = cg_epilogue_channel(&s->epilogue, m->w, c, vf_mul(sum, vf_splat(1.0f / 9.0f)));
+    cg_store_pixels(dst, &s->dst, c, oy, ox, sum);
+    if (s->has_tee) cg_store_pixels(tee, &s->tee, c, oy, ox, cg_epilogue_channel(&s->tee_epilogue, m->w, c, sum));
+}
+
+CG_INLINE void cg_pool_rows_from(const cg_pool *s, const cg_mem *m, size_t y0, size_t y1, int rgb8) {
     const cg_src src = cg_source(m, s->src.mem);
     float *dst = cg_base(m, s->dst.mem);
     float *tee = cg_base(m, s->tee.mem);
-    const vf ninth = vf_splat(1.0f / 9.0f);
-    size_t oy, ox, cb;
+    /* A planar float source (the model's input) with a few channels: a vector holds
+     * CG_LANES output pixels of one channel, not the channels of one pixel. Output
+     * columns vx0..vx1 have every tap inside the row and fill whole vectors. */
+    const int planar = !rgb8 && s->src.pixel_stride == 1 && s->src.channel_stride > 1 && s->src.c < CG_LANES;
+    const size_t vx0 = s->dst.w < 1 ? s->dst.w : 1;
+    const size_t end = s->dst.w < s->src.w / 2 ? s->dst.w : s->src.w / 2;
+    const size_t vx1 = vx0 + (planar && end > vx0 ? (end - vx0) / CG_LANES * CG_LANES : 0);
+    size_t oy, ox, c;
     for (oy = y0; oy < y1; oy++) {
         for (ox = 0; ox < s->dst.w; ox++) {
-            for (cb = 0; cb < s->dst.c; cb += CG_LANES) {
-                const size_t n = s->dst.c - cb < CG_LANES ? s->dst.c - cb : CG_LANES;
-                vf sum = vf_zero();
-                long ky, kx;
-                for (ky = 0; ky < 3; ky++) {
-                    const long iy = (long)(oy * 2) + ky - 1;
-                    if (iy < 0 || iy >= (long)s->src.h) continue;
-                    for (kx = 0; kx < 3; kx++) {
-                        const long ix = (long)(ox * 2) + kx - 1;
-                        if (ix < 0 || ix >= (long)s->src.w) continue;
-                        sum = vf_add(sum, cg_get_n(&src, cg_at(&s->src, cb, (size_t)iy, (size_t)ix), cb, n, s->src.channel_stride, rgb8));
-                    }
-                }
-                sum = cg_epilogue_apply(&s->epilogue, w, cb, n, vf_mul(sum, ninth));
-                cg_store_n(dst + cg_at(&s->dst, cb, oy, ox), sum, n, s->dst.channel_stride);
-                if (s->has_tee) cg_store_tee(tee, &s->tee, &s->tee_epilogue, w, cb, oy, ox, n, sum);
-            }
+            if (ox >= vx0 && ox < vx1) continue;
+            cg_pool_pixel(s, m, &src, dst, tee, oy, ox, rgb8);
         }
+        for (ox = vx0; ox < vx1; ox += CG_LANES)
+            for (c = 0; c < s->dst.c; c++) cg_pool_lanes(s, m, src.f, dst, tee, c, oy, ox);
     }
 }
 

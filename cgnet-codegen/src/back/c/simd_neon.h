@@ -13,3 +13,9 @@ static inline vf vf_add(vf a, vf b) { return vf_make(vaddq_f32(a.lo, b.lo), vadd
 static inline vf vf_mul(vf a, vf b) { return vf_make(vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)); }
 static inline vf vf_max(vf a, vf b) { return vf_make(vmaxq_f32(a.lo, b.lo), vmaxq_f32(a.hi, b.hi)); }
 static inline vf vf_min(vf a, vf b) { return vf_make(vminq_f32(a.lo, b.lo), vminq_f32(a.hi, b.hi)); }
+/* p[0], p[2], ..., p[14]: every other one of 15 readable floats (p8..p11 and
+ * p11..p14 give the last four: the even lanes of one, the odd of the other). */
+static inline vf vf_load_even(const float *p) {
+    const float32x4_t a = vld1q_f32(p + 8), b = vld1q_f32(p + 11);
+    return vf_make(vld2q_f32(p).val[0], vcombine_f32(vget_low_f32(vuzp1q_f32(a, a)), vget_low_f32(vuzp2q_f32(b, b))));
+}

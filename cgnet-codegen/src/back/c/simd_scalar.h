@@ -11,3 +11,5 @@ static inline vf vf_add(vf a, vf b) { vf r; int i; for (i = 0; i < 8; i++) r.v[i
 static inline vf vf_mul(vf a, vf b) { vf r; int i; for (i = 0; i < 8; i++) r.v[i] = a.v[i] * b.v[i]; return r; }
 static inline vf vf_max(vf a, vf b) { vf r; int i; for (i = 0; i < 8; i++) r.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i]; return r; }
 static inline vf vf_min(vf a, vf b) { vf r; int i; for (i = 0; i < 8; i++) r.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i]; return r; }
+/* p[0], p[2], ..., p[14]: every other one of 15 readable floats. */
+static inline vf vf_load_even(const float *p) { vf r; int i; for (i = 0; i < 8; i++) r.v[i] = p[2 * i]; return r; }
