@@ -261,10 +261,11 @@ impl<V: Copy> Prepared<V> {
                 Act::Prelu(o) => Slopes::Prelu(unsafe { packed::<S>(w.add(o + c), n) }),
             }
         }
-        // SAFETY: as for the slopes.
-        let affine = e
-            .affine
-            .map(|(scale, shift)| unsafe { (packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) });
+        let mut affine = None;
+        if let Some((scale, shift)) = e.affine {
+            // SAFETY: as for the slopes.
+            affine = Some(unsafe { (packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) });
+        }
         Prepared { act: slopes::<S>(e.act, w, c, n), affine, act2: slopes::<S>(e.act2, w, c, n) }
     }
 
