@@ -1157,16 +1157,25 @@ unsafe fn pool_lanes<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, (c, oy, ox
         }
     }
     let out = Prepared::channel::<S>(&s.epilogue, w, c).apply::<S>(S::mul(sum, S::splat(1.0 / 9.0)));
-    let tee = s.tee.map(|t| (t, Prepared::channel::<S>(&s.tee_epilogue, w, c).apply::<S>(out)));
-    for (p, value) in S::to_array(out).as_ref().iter().enumerate() {
-        // SAFETY: the coordinates are inside the destination view (checked by `Exec::step`), and this thread owns the row.
-        unsafe { *ptr(m, &to).add(to.at(c, oy, ox + p)) = *value };
+    // SAFETY: the coordinates are inside the destination view (checked by `Exec::step`), and this thread owns the row.
+    unsafe { store_pixels::<S>(ptr(m, &to), &to, (c, oy, ox), out) };
+    // (Not `Option::map`: closures do not inherit target features.)
+    if let Some(t) = &s.tee {
+        let teed = Prepared::channel::<S>(&s.tee_epilogue, w, c).apply::<S>(out);
+        // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
+        unsafe { store_pixels::<S>(ptr(m, t), t, (c, oy, ox), teed) };
     }
-    if let Some((t, teed)) = tee {
-        for (p, value) in S::to_array(teed).as_ref().iter().enumerate() {
-            // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
-            unsafe { *ptr(m, &t).add(t.at(c, oy, ox + p)) = *value };
-        }
+}
+
+/// Stores a vector of `S::LANES` pixels `x..` of channel `c`, row `y`, of `view`.
+///
+/// # Safety
+/// The pixels are inside `view`, on a row this thread owns.
+#[inline(always)]
+unsafe fn store_pixels<S: Simd>(base: *mut f32, view: &View, (c, y, x): (usize, usize, usize), v: S::V) {
+    for (p, value) in S::to_array(v).as_ref().iter().enumerate() {
+        // SAFETY: this function's contract.
+        unsafe { *base.add(view.at(c, y, x + p)) = *value };
     }
 }
 
