@@ -206,29 +206,19 @@ unsafe fn packed<S: Simd>(p: *const f32, n: usize) -> S::V {
     }
 }
 
+/// `max(v, 0) + min(v, 0) * slope`, i.e. `v < 0 ? v * slope : v`.
 #[inline(always)]
-fn activate<S: Simd>(a: Act, w: *const f32, c: usize, n: usize, v: S::V) -> S::V {
-    match a {
-        Act::None => v,
-        Act::Relu => S::max(v, S::zero()),
-        // max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v)
-        // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
-        Act::Prelu(o) => S::madd(S::min(v, S::zero()), unsafe { packed::<S>(w.add(o + c), n) }, S::max(v, S::zero())),
-    }
+fn prelu<S: Simd>(v: S::V, slope: S::V) -> S::V {
+    S::madd(S::min(v, S::zero()), slope, S::max(v, S::zero()))
 }
 
 /// The epilogue on the vector of channels `c..c + n` (`n <= S::LANES`).
 #[inline(always)]
 fn epilogue<S: Simd>(e: &Epilogue, w: *const f32, c: usize, n: usize, v: S::V) -> S::V {
-    let mut v = activate::<S>(e.act, w, c, n, v);
-    if let Some((scale, shift)) = e.affine {
-        // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
-        v = unsafe { S::madd(v, packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) };
-    }
-    activate::<S>(e.act2, w, c, n, v)
+    Prepared::new::<S>(e, Channels { w, c, n }).apply::<S>(v)
 }
 
-/// An activation with its slopes loaded: [`Act`] for one vector of channels.
+/// An activation with its slopes loaded: [`Act`] for one vector.
 #[derive(Clone, Copy)]
 enum Slopes<V> {
     None,
@@ -236,10 +226,9 @@ enum Slopes<V> {
     Prelu(V),
 }
 
-/// An [`Epilogue`] for one vector of channels with its parameters loaded once,
-/// for kernels that apply it to many pixels of the same channels: `apply`
-/// then loads nothing and tests no lane count. Same operations, same bits as
-/// [`epilogue`].
+/// An [`Epilogue`] for one vector with its parameters loaded, for kernels that
+/// apply it to many pixels of the same channels: `apply` then loads nothing
+/// and tests no lane count. ([`epilogue`] is this, loaded for one use.)
 #[derive(Clone, Copy)]
 struct Prepared<V> {
     act: Slopes<V>,
@@ -247,49 +236,61 @@ struct Prepared<V> {
     act2: Slopes<V>,
 }
 
-impl<V: Copy> Prepared<V> {
-    /// The epilogue `e` of channels `c..c + n`.
-    #[inline(always)]
-    fn new<S: Simd<V = V>>(e: &Epilogue, w: *const f32, c: usize, n: usize) -> Self {
-        // Plain functions, not closures: closures do not inherit target features.
-        #[inline(always)]
-        fn slopes<S: Simd>(a: Act, w: *const f32, c: usize, n: usize) -> Slopes<S::V> {
-            match a {
-                Act::None => Slopes::None,
-                Act::Relu => Slopes::Relu,
-                // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
-                Act::Prelu(o) => Slopes::Prelu(unsafe { packed::<S>(w.add(o + c), n) }),
-            }
-        }
-        let mut affine = None;
-        if let Some((scale, shift)) = e.affine {
-            // SAFETY: as for the slopes.
-            affine = Some(unsafe { (packed::<S>(w.add(scale + c), n), packed::<S>(w.add(shift + c), n)) });
-        }
-        Prepared { act: slopes::<S>(e.act, w, c, n), affine, act2: slopes::<S>(e.act2, w, c, n) }
-    }
+/// Where a [`Prepared`] takes its per-channel parameters from. (A trait, not a
+/// closure: closures do not inherit target features.)
+trait Params: Copy {
+    /// The parameter vector at offset `at` of the packed weights.
+    fn load<S: Simd>(self, at: usize) -> S::V;
+}
 
-    /// The epilogue `e` of channel `c` in every lane (lanes that are pixels).
+/// Channels `c..c + n` in the lanes (lanes that are channels).
+#[derive(Clone, Copy)]
+struct Channels {
+    w: *const f32,
+    c: usize,
+    n: usize,
+}
+
+impl Params for Channels {
     #[inline(always)]
-    fn channel<S: Simd<V = V>>(e: &Epilogue, w: *const f32, c: usize) -> Self {
+    fn load<S: Simd>(self, at: usize) -> S::V {
+        // SAFETY: epilogue parameters are block-padded per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`); channels `c..c + n` are channels of the step's output.
+        unsafe { packed::<S>(self.w.add(at + self.c), self.n) }
+    }
+}
+
+/// Channel `c` in every lane (lanes that are pixels).
+#[derive(Clone, Copy)]
+struct Channel {
+    w: *const f32,
+    c: usize,
+}
+
+impl Params for Channel {
+    #[inline(always)]
+    fn load<S: Simd>(self, at: usize) -> S::V {
+        // SAFETY: as for `Channels`; `c` is a channel of the step's output.
+        S::splat(unsafe { *self.w.add(at + self.c) })
+    }
+}
+
+impl<V: Copy> Prepared<V> {
+    /// The epilogue `e` with its parameters from `params`.
+    #[inline(always)]
+    fn new<S: Simd<V = V>>(e: &Epilogue, params: impl Params) -> Self {
         #[inline(always)]
-        fn param<S: Simd>(w: *const f32, at: usize) -> S::V {
-            // SAFETY: epilogue parameters are per-channel vectors of the packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`), and `c` is a channel of the step's output.
-            S::splat(unsafe { *w.add(at) })
-        }
-        #[inline(always)]
-        fn slopes<S: Simd>(a: Act, w: *const f32, c: usize) -> Slopes<S::V> {
+        fn slopes<S: Simd>(a: Act, params: impl Params) -> Slopes<S::V> {
             match a {
                 Act::None => Slopes::None,
                 Act::Relu => Slopes::Relu,
-                Act::Prelu(o) => Slopes::Prelu(param::<S>(w, o + c)),
+                Act::Prelu(o) => Slopes::Prelu(params.load::<S>(o)),
             }
         }
         let mut affine = None;
         if let Some((scale, shift)) = e.affine {
-            affine = Some((param::<S>(w, scale + c), param::<S>(w, shift + c)));
+            affine = Some((params.load::<S>(scale), params.load::<S>(shift)));
         }
-        Prepared { act: slopes::<S>(e.act, w, c), affine, act2: slopes::<S>(e.act2, w, c) }
+        Prepared { act: slopes::<S>(e.act, params), affine, act2: slopes::<S>(e.act2, params) }
     }
 
     #[inline(always)]
@@ -299,7 +300,7 @@ impl<V: Copy> Prepared<V> {
             match a {
                 Slopes::None => v,
                 Slopes::Relu => S::max(v, S::zero()),
-                Slopes::Prelu(slope) => S::madd(S::min(v, S::zero()), slope, S::max(v, S::zero())),
+                Slopes::Prelu(slope) => prelu::<S>(v, slope),
             }
         }
         let mut v = activate::<S>(self.act, v);
@@ -876,7 +877,7 @@ unsafe fn depthwise_pair<S: Simd>(m: &Memory, w: *const f32, s: &DepthwisePair, 
                 }
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let b = unsafe { packed::<S>(w.add(bias + cb), n) };
-                let epi = Prepared::new::<S>(&s.epilogue, w, half + cb, n);
+                let epi = Prepared::new::<S>(&s.epilogue, Channels { w, c: half + cb, n });
                 // The input rows of the three taps, when inside the image.
                 let tap_rows: [Option<usize>; 3] = std::array::from_fn(|ky| {
                     let iy = oy as isize + (ky as isize - 1) * dil as isize;
@@ -1034,7 +1035,7 @@ struct PreluOnly<V>(V);
 impl<V: Copy> Finish<V> for PreluOnly<V> {
     #[inline(always)]
     fn apply<S: Simd<V = V>>(&self, v: V) -> V {
-        S::madd(S::min(v, S::zero()), self.0, S::max(v, S::zero()))
+        prelu::<S>(v, self.0)
     }
 }
 
@@ -1156,12 +1157,12 @@ unsafe fn pool_lanes<S: Simd>(m: &Memory, w: *const f32, s: &AvgPool, (c, oy, ox
             sum = S::add(sum, unsafe { S::load_even(row.add(kx)) });
         }
     }
-    let out = Prepared::channel::<S>(&s.epilogue, w, c).apply::<S>(S::mul(sum, S::splat(1.0 / 9.0)));
+    let out = Prepared::new::<S>(&s.epilogue, Channel { w, c }).apply::<S>(S::mul(sum, S::splat(1.0 / 9.0)));
     // SAFETY: the coordinates are inside the destination view (checked by `Exec::step`), and this thread owns the row.
     unsafe { store_pixels::<S>(ptr(m, &to), &to, (c, oy, ox), out) };
     // (Not `Option::map`: closures do not inherit target features.)
     if let Some(t) = &s.tee {
-        let teed = Prepared::channel::<S>(&s.tee_epilogue, w, c).apply::<S>(out);
+        let teed = Prepared::new::<S>(&s.tee_epilogue, Channel { w, c }).apply::<S>(out);
         // SAFETY: as for the destination (the tee has its shape, checked by `Exec::step`).
         unsafe { store_pixels::<S>(ptr(m, t), t, (c, oy, ox), teed) };
     }

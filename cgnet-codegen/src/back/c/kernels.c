@@ -58,33 +58,32 @@ CG_INLINE vf cg_packed(const float *p, size_t n) {
 #endif
 }
 
-CG_INLINE vf cg_activate(const cg_act *a, const float *w, size_t c, size_t n, vf v) {
+/* max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v) */
+CG_INLINE vf cg_prelu(vf v, vf slope) { return vf_madd(vf_min(v, vf_zero()), slope, vf_max(v, vf_zero())); }
+
+/* The per-channel parameter vector at offset `off` of the weights: channels
+ * c..c+n in the lanes, or with `splat` (lanes that are pixels) channel c in every lane. */
+CG_INLINE vf cg_param(const float *w, size_t off, size_t c, size_t n, int splat) {
+    return splat ? vf_splat(w[off + c]) : cg_packed(w + off + c, n);
+}
+
+CG_INLINE vf cg_activate(const cg_act *a, const float *w, size_t c, size_t n, int splat, vf v) {
     if (a->kind == CG_ACT_RELU) return vf_max(v, vf_zero());
-    /* max(v, 0) + min(v, 0) * slope == (v < 0 ? v * slope : v) */
-    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), cg_packed(w + a->off + c, n), vf_max(v, vf_zero()));
+    if (a->kind == CG_ACT_PRELU) return cg_prelu(v, cg_param(w, a->off, c, n, splat));
     return v;
+}
+
+CG_INLINE vf cg_epilogue_params(const cg_epilogue *e, const float *w, size_t c, size_t n, int splat, vf v) {
+    v = cg_activate(&e->act, w, c, n, splat, v);
+    if (e->has_affine) v = vf_madd(v, cg_param(w, e->scale, c, n, splat), cg_param(w, e->shift, c, n, splat));
+    return cg_activate(&e->act2, w, c, n, splat, v);
 }
 
 /* The epilogue on channels c..c+n (n <= CG_LANES). */
-CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, size_t n, vf v) {
-    v = cg_activate(&e->act, w, c, n, v);
-    if (e->has_affine) v = vf_madd(v, cg_packed(w + e->scale + c, n), cg_packed(w + e->shift + c, n));
-    return cg_activate(&e->act2, w, c, n, v);
-}
+CG_INLINE vf cg_epilogue_apply(const cg_epilogue *e, const float *w, size_t c, size_t n, vf v) { return cg_epilogue_params(e, w, c, n, 0, v); }
 
-/* The epilogue of channel c in every lane (lanes that are pixels): the operations
- * of cg_epilogue_apply, with the channel's parameters. */
-CG_INLINE vf cg_activate_channel(const cg_act *a, const float *w, size_t c, vf v) {
-    if (a->kind == CG_ACT_RELU) return vf_max(v, vf_zero());
-    if (a->kind == CG_ACT_PRELU) return vf_madd(vf_min(v, vf_zero()), vf_splat(w[a->off + c]), vf_max(v, vf_zero()));
-    return v;
-}
-
-CG_INLINE vf cg_epilogue_channel(const cg_epilogue *e, const float *w, size_t c, vf v) {
-    v = cg_activate_channel(&e->act, w, c, v);
-    if (e->has_affine) v = vf_madd(v, vf_splat(w[e->scale + c]), vf_splat(w[e->shift + c]));
-    return cg_activate_channel(&e->act2, w, c, v);
-}
+/* The epilogue of channel c in every lane (lanes that are pixels): the same operations. */
+CG_INLINE vf cg_epilogue_channel(const cg_epilogue *e, const float *w, size_t c, vf v) { return cg_epilogue_params(e, w, c, CG_LANES, 1, v); }
 
 /* Loads n <= CG_LANES channels spaced `stride` apart; other lanes are zero. */
 CG_INLINE vf cg_load_n(const float *p, size_t n, size_t stride) {
@@ -403,8 +402,6 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
 
 #define CG_DW_PIXELS 4 /* written out as a0..a3 below */
 
-/* F_loc and F_sur: per row and channel block, the 9 weights of each half stay in
- * registers while the row streams by; interior pixels skip bounds checks. */
 /* Interior tiles ox0..end of one row of one half of a depthwise pair for a whole
  * vector of channels (source channel cs, destination channel cd), all three tap
  * rows inside the image, contiguous channels and an NHWC destination. With
@@ -429,10 +426,10 @@ CG_INLINE void cg_dw_tiles(const cg_dwpair *s, const cg_mem *m, const float *src
             }
         }
         if (prelu_only) {
-            vf_store(out, vf_madd(vf_min(a0, vf_zero()), slope, vf_max(a0, vf_zero())));
-            vf_store(out + pd, vf_madd(vf_min(a1, vf_zero()), slope, vf_max(a1, vf_zero())));
-            vf_store(out + 2 * pd, vf_madd(vf_min(a2, vf_zero()), slope, vf_max(a2, vf_zero())));
-            vf_store(out + 3 * pd, vf_madd(vf_min(a3, vf_zero()), slope, vf_max(a3, vf_zero())));
+            vf_store(out, cg_prelu(a0, slope));
+            vf_store(out + pd, cg_prelu(a1, slope));
+            vf_store(out + 2 * pd, cg_prelu(a2, slope));
+            vf_store(out + 3 * pd, cg_prelu(a3, slope));
         } else {
             vf_store(out, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a0));
             vf_store(out + pd, cg_epilogue_apply(&s->epilogue, m->w, cd, CG_LANES, a1));
@@ -442,6 +439,8 @@ CG_INLINE void cg_dw_tiles(const cg_dwpair *s, const cg_mem *m, const float *src
     }
 }
 
+/* F_loc and F_sur: per row and channel block, the 9 weights of each half stay in
+ * registers while the row streams by; interior pixels skip bounds checks. */
 static void cg_dwpair_rows(const cg_dwpair *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *w = m->w;
     const float *src = cg_base(m, s->src.mem);
