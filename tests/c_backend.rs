@@ -205,8 +205,8 @@ fn odd_topologies_match_the_interpreter_on_every_target() {
         assert!(model.steps.iter().filter(|s| s.chunks() > 1).count() > 3, "the threads have work to share");
         // Groups of steps are shared too, chunk by chunk.
         let shared_groups = model
-            .grouped_steps()
-            .filter(|g| g.len() > 1 && cgnet::runtime::program::group_chunk_rows(g) < g[0].rows().unwrap_or(1));
+            .called_steps()
+            .filter(|(g, rows)| g.len() > 1 && cgnet::runtime::program::band_chunk_rows(g, rows.len()) < rows.len());
         let shared_groups = shared_groups.count();
         assert!(shared_groups > 0, "the threads share groups of steps: {shared_groups}");
         for isa in [cgnet::runtime::kernels::Isa::Scalar, cgnet::runtime::kernels::Isa::Avx2] {

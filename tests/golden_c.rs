@@ -5,7 +5,7 @@ mod common;
 
 use cgnet::runtime::kernels::Isa;
 use cgnet_codegen::back::c::{toolchain, CTarget, Options};
-use cgnet_codegen::back::compile;
+use cgnet_codegen::back::compile_streaming;
 
 /// Checks every golden case on `target`; returns each case's logits.
 fn check_target(target: CTarget) -> Vec<Vec<f32>> {
@@ -21,7 +21,7 @@ fn check_target(target: CTarget) -> Vec<Vec<f32>> {
         // The spec that normalises the case's picture (the CamVid mean on the
         // CamVid cases); the float path does not depend on it.
         let (spec, picture, own_image) = common::picture(&golden);
-        let model = compile(&spec, &golden.graph, "test").unwrap();
+        let model = compile_streaming(&spec, &golden.graph, "test", target.streaming()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let exe = toolchain::build(&model, &Options { target, weights_blob: true }, dir.path()).unwrap();
         let out = match toolchain::run(target, &exe, dir.path(), &golden.input.data, 2, 0) {

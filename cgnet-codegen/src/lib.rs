@@ -15,6 +15,7 @@ pub mod pictures;
 pub mod plan;
 pub mod report;
 pub mod spec;
+pub mod stream;
 pub mod syntax;
 pub mod testing;
 

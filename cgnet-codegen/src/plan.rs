@@ -7,9 +7,10 @@
 //! into the best-fitting gap among the buffers live at the same time.
 //!
 //! A node whose last kernel is elementwise (F_glo's excitation with the
-//! residual add, an add) stores its result in place of an input that dies at
-//! that step, when the two have one shape: each output element is written
-//! after the same element of the input was read, by the same thread. Such
+//! residual add, an add), or a convolution onto an addend (its addend),
+//! stores its result in place of an input that dies at that step, when the two
+//! have one shape: each output element is written after the same element of
+//! the input was read, by the same thread. Such
 //! buffers form one *slot*, planned as one interval; the stage's chain of
 //! blocks then takes one buffer instead of alternating two.
 //! The graph input and the outputs live outside the arena (the caller's memory).
@@ -17,6 +18,7 @@
 use serde::Serialize;
 
 use crate::ir::{Graph, NodeId, Op};
+use crate::stream::{self, Region, Streaming};
 
 /// Alignment of every buffer: a cache line, and the widest SIMD load.
 pub const ALIGN: usize = 64;
@@ -34,6 +36,9 @@ pub struct Buffer {
     /// The buffer (`%9`) whose storage this one takes over at its first step,
     /// the step that reads that buffer for the last time.
     pub in_place_of: Option<String>,
+    /// A ring's slots: the buffer holds that many rows of its tensor (see
+    /// [`crate::stream`]); `None` for a whole tensor.
+    pub ring_rows: Option<usize>,
     #[serde(skip)]
     pub owner: NodeId,
 }
@@ -41,11 +46,22 @@ pub struct Buffer {
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub arena_bytes: usize,
-    /// The largest total of buffers live at any one step: no plan can do better.
+    /// The largest total of buffers live at any one step: no plan of these
+    /// buffers can do better.
     pub arena_lower_bound_bytes: usize,
+    /// The same bound for the schedule without streamed regions (every buffer
+    /// whole): what streaming brought the bound down from.
+    pub unstreamed_lower_bound_bytes: usize,
+    /// The (first) step at which `arena_lower_bound_bytes` are live.
+    pub peak_step: usize,
     /// What the buffers would take without sharing.
     pub unshared_bytes: usize,
     pub buffers: Vec<Buffer>,
+    /// The streamed regions' nodes (schedule steps), in order.
+    pub regions: Vec<std::ops::Range<usize>>,
+    /// Bytes live at each schedule step.
+    #[serde(skip)]
+    pub live_bytes: Vec<usize>,
 }
 
 impl Plan {
@@ -57,6 +73,11 @@ impl Plan {
             offsets[b.owner.index()] = Some(b.offset);
         }
         offsets
+    }
+
+    /// Bytes of the buffers live at schedule step `step`.
+    pub fn live_at(&self, step: usize) -> usize {
+        self.live_bytes.get(step).copied().unwrap_or(0)
     }
 
     pub fn to_text(&self) -> String {
@@ -71,11 +92,23 @@ impl Plan {
             self.arena_lower_bound_bytes,
             self.unshared_bytes
         );
+        if !self.regions.is_empty() {
+            let regions: Vec<String> = self.regions.iter().map(|r| format!("{}..={}", r.start, r.end - 1)).collect();
+            let _ = writeln!(
+                out,
+                "streamed regions (steps computed band by band): {}; lower bound without them {} bytes ({:.2} MB)",
+                regions.join(", "),
+                self.unstreamed_lower_bound_bytes,
+                self.unstreamed_lower_bound_bytes as f64 / 1e6
+            );
+        }
         let _ = writeln!(out, "{:<6} {:>12} {:>12} {:>11}  name", "buffer", "offset", "bytes", "live");
         for b in &self.buffers {
             let live = format!("{}..={}", b.first, b.last);
             let reuse = b.in_place_of.as_ref().map(|of| format!(" (in place of {of})")).unwrap_or_default();
-            let _ = writeln!(out, "{:<6} {:>12} {:>12} {:>11}  {}{reuse}", b.node, b.offset, b.bytes, live, b.name);
+            let ring = b.ring_rows.map(|r| format!(" (ring of {r} rows)")).unwrap_or_default();
+            let _ =
+                writeln!(out, "{:<6} {:>12} {:>12} {:>11}  {}{reuse}{ring}", b.node, b.offset, b.bytes, live, b.name);
         }
         out
     }
@@ -114,6 +147,63 @@ pub fn plan(graph: &Graph) -> Plan {
 /// Plans every buffer; with `outputs_in_arena` the outputs get arena buffers
 /// too (live to the end), for programs that finish them in a later step.
 pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
+    plan_regions(graph, outputs_in_arena, &[])
+}
+
+/// [`plan_with`], streaming runs of the graph as `streaming` says (see
+/// [`crate::stream`]): the plan and the streamed regions, in node order. The
+/// plan's `unstreamed_lower_bound_bytes` is that of the plan without them.
+pub fn plan_streamed(graph: &Graph, outputs_in_arena: bool, streaming: Streaming) -> (Plan, Vec<Region>) {
+    // Off: no run to stream.
+    let runs = if streaming == Streaming::Off { Vec::new() } else { stream::runs(graph) };
+    let mut regions: Vec<Region> = Vec::new();
+    let whole = plan_regions(graph, outputs_in_arena, &regions);
+    let mut plan = whole.clone();
+    loop {
+        // The best stretch of the run that holds the peak: the one that
+        // lowers the bytes live at the peak step most. (Streamed, a region keeps
+        // its other buffers live through all of it: a whole run can cost more
+        // than its rings save.) Several steps may share the peak: streaming one
+        // need not lower the bound, only not raise it.
+        let peak = plan.peak_step;
+        let Some(run) = runs.iter().find(|r| r.contains(&peak)) else { break };
+        let mut best: Option<(Plan, Vec<Region>)> = None;
+        for first in run.start..=peak {
+            for end in peak + 1..=run.end {
+                if regions.iter().any(|g| g.nodes.start < end && first < g.nodes.end) {
+                    continue;
+                }
+                let Some(region) = stream::schedule(graph, first..end) else { continue };
+                if streaming == Streaming::Auto && region.saving(graph) < stream::MIN_SAVING {
+                    continue;
+                }
+                let mut more = regions.clone();
+                more.push(region);
+                more.sort_by_key(|r| r.nodes.start);
+                let next = plan_regions(graph, outputs_in_arena, &more);
+                let key = |p: &Plan| (p.live_at(peak), p.arena_lower_bound_bytes);
+                let better = next.arena_lower_bound_bytes <= plan.arena_lower_bound_bytes
+                    && next.live_at(peak) < plan.live_at(peak)
+                    && best.as_ref().is_none_or(|(b, _)| key(&next) < key(b));
+                if better {
+                    best = Some((next, more));
+                }
+            }
+        }
+        let Some((next, more)) = best else { break };
+        (plan, regions) = (next, more);
+    }
+    if plan.arena_bytes >= whole.arena_bytes {
+        // Nothing gained in the end: every buffer whole.
+        (plan, regions) = (whole, Vec::new());
+    }
+    plan.unstreamed_lower_bound_bytes = plan_regions(graph, outputs_in_arena, &[]).arena_lower_bound_bytes;
+    (plan, regions)
+}
+
+/// The plan with `regions` streamed: every buffer a region touches is live
+/// through the whole region, and its rings take their slots only.
+fn plan_regions(graph: &Graph, outputs_in_arena: bool, regions: &[Region]) -> Plan {
     let mut external = vec![graph.input];
     if !outputs_in_arena {
         external.extend(graph.outputs.iter().map(|(_, n)| graph.storage_owner(*n)));
@@ -127,7 +217,25 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
             }
         }
     }
-    let in_place = in_place_inputs(graph, &ranges, &external);
+    // A region's nodes run interleaved, band by band: one step of the schedule.
+    for region in regions {
+        let (first, last) = (region.nodes.start, region.nodes.end - 1);
+        for (a, b) in ranges.iter_mut().flatten() {
+            if *a <= last && first <= *b {
+                (*a, *b) = ((*a).min(first), (*b).max(last));
+            }
+        }
+    }
+    let ring = |id: NodeId| regions.iter().find_map(|r| r.rings.get(&id).copied());
+    let streamed = |index: usize| regions.iter().any(|r| r.nodes.contains(&index));
+    let mut in_place = in_place_inputs(graph, &ranges, &external);
+    // In a region, a node runs band by band: storing in place of an input could
+    // overwrite rows that an earlier node still reads in a later band.
+    for (id, of) in in_place.iter_mut().enumerate() {
+        if of.is_some_and(|input| ring(input).is_some()) || streamed(id) {
+            *of = None;
+        }
+    }
     let mut buffers: Vec<Buffer> = graph
         .nodes
         .iter()
@@ -138,7 +246,12 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
                 node: id.to_string(),
                 name: node.name.clone(),
                 offset: 0,
-                bytes: graph.buffer_bytes(id).next_multiple_of(ALIGN),
+                bytes: match ring(id) {
+                    Some(slots) => stream::ring_bytes(graph, id, slots),
+                    None => graph.buffer_bytes(id),
+                }
+                .next_multiple_of(ALIGN),
+                ring_rows: ring(id),
                 first,
                 last,
                 in_place_of: in_place[id.index()].map(|of| of.to_string()),
@@ -202,12 +315,23 @@ pub fn plan_with(graph: &Graph, outputs_in_arena: bool) -> Plan {
     }
 
     let steps = graph.nodes.len();
-    let arena_lower_bound_bytes = (0..steps)
+    let live_bytes: Vec<usize> = (0..steps)
         .map(|s| slots.iter().filter(|b| b.first <= s && s <= b.last).map(|b| b.bytes).sum::<usize>())
-        .max()
-        .unwrap_or(0);
+        .collect();
+    // The first step with the most bytes live.
+    let (peak_step, arena_lower_bound_bytes) =
+        live_bytes.iter().enumerate().fold((0, 0), |best, (s, &b)| if b > best.1 { (s, b) } else { best });
     let unshared_bytes = buffers.iter().map(|b| b.bytes).sum();
-    Plan { arena_bytes, arena_lower_bound_bytes, unshared_bytes, buffers }
+    Plan {
+        arena_bytes,
+        arena_lower_bound_bytes,
+        unstreamed_lower_bound_bytes: arena_lower_bound_bytes,
+        peak_step,
+        unshared_bytes,
+        buffers,
+        regions: regions.iter().map(|r| r.nodes.clone()).collect(),
+        live_bytes,
+    }
 }
 
 /// One arena interval: a buffer, or a chain of buffers each stored in place
@@ -228,10 +352,13 @@ fn in_place_inputs(graph: &Graph, ranges: &[Option<(usize, usize)>], external: &
         .iter()
         .map(|(id, node)| {
             let elementwise_last = matches!(node.op, Op::GlobalContext(_) | Op::Add);
-            if !elementwise_last || graph.storage_owner(id) != id || external.contains(&id) {
+            // A convolution reads its addend only at the elements it writes.
+            let onto_addend = matches!(node.op, Op::Conv2d(_)) && node.inputs.len() == 2;
+            if !(elementwise_last || onto_addend) || graph.storage_owner(id) != id || external.contains(&id) {
                 return None;
             }
-            node.inputs.iter().copied().find(|&input| {
+            let candidates = if onto_addend { &node.inputs[1..] } else { &node.inputs[..] };
+            candidates.iter().copied().find(|&input| {
                 graph.storage_owner(input) == input
                     && !external.contains(&input)
                     && graph.nodes[input].shape == node.shape

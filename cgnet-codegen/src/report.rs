@@ -95,16 +95,20 @@ impl InspectReport {
             layers,
             fused_nodes: fused.nodes.len(),
             steps: model.steps.len(),
-            step_groups: model
-                .groups
-                .iter()
-                .filter(|g| g.len() > 1)
-                .map(|g| StepGroup {
-                    first: g.start,
-                    end: g.end,
-                    kinds: model.steps[g.clone()].iter().map(|s| s.kind()).collect(),
-                })
-                .collect(),
+            step_groups: {
+                // A group of a streamed region is called once per band: listed once.
+                let mut groups: Vec<std::ops::Range<usize>> =
+                    model.calls.iter().map(|call| call.steps.clone()).filter(|g| g.len() > 1).collect();
+                groups.dedup();
+                groups
+                    .into_iter()
+                    .map(|g| StepGroup {
+                        first: g.start,
+                        end: g.end,
+                        kinds: model.steps[g.clone()].iter().map(|s| s.kind()).collect(),
+                    })
+                    .collect()
+            },
             plan,
         }
     }
@@ -159,7 +163,7 @@ impl InspectReport {
         }
         let _ = writeln!(
             out,
-            "\narena (ARENA_BYTES of every backend): {} bytes = planned buffers {} + F_glo scratch {}",
+            "\narena (ARENA_BYTES of the CPU backends; the GPU targets run without streamed regions): {} bytes = planned buffers {} + F_glo scratch {}",
             self.arena_bytes,
             self.arena_bytes - self.scratch_bytes,
             self.scratch_bytes

@@ -6,7 +6,8 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use cgnet_codegen::back::{compile, wgsl};
+use cgnet_codegen::back::{compile_streaming, wgsl};
+use cgnet_codegen::stream::Streaming;
 use cgnet_runtime::gpu::{Gpu, GpuError, GpuSession};
 
 fn gpu_or_skip(largest_buffer: u64) -> Option<Gpu> {
@@ -26,7 +27,7 @@ fn gpu_target_matches_every_golden_case() {
         let golden = common::load(name);
         // The spec that normalises the case's picture (the float path does not depend on it).
         let (spec, picture, own_image) = common::picture(&golden);
-        let model = compile(&spec, &golden.graph, "test").unwrap();
+        let model = compile_streaming(&spec, &golden.graph, "test", Streaming::Off).unwrap();
         let plan = wgsl::plan(&model).unwrap();
         let Some(gpu) = gpu_or_skip(plan.arena_floats as u64 * 4) else { return };
         let mut session = GpuSession::new(&gpu, &plan, &model.weights).unwrap();

@@ -12,7 +12,7 @@ use cgnet_codegen::back::program::{pack_conv, pack_winograd};
 use cgnet_codegen::interp::kernels::{self as reference, ConvGeometry, Tensor};
 use cgnet_codegen::testing::Rng;
 use cgnet_runtime::kernels::{check_group, Exec, Isa, Memory};
-use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View};
+use cgnet_runtime::program::{self as p, Act, Epilogue, Mem, Step, View, ALL_ROWS};
 use cgnet_runtime::ThreadPool;
 
 /// Relative tolerance against the reference (accumulation order differs).
@@ -163,6 +163,7 @@ impl World {
             row_stride: t.w * stride,
             pixel_stride: stride,
             channel_stride: 1,
+            row_mask: ALL_ROWS,
         };
         for c in 0..t.c {
             for y in 0..t.h {
@@ -186,6 +187,7 @@ impl World {
             row_stride: t.w,
             pixel_stride: 1,
             channel_stride: t.h * t.w,
+            row_mask: ALL_ROWS,
         }
     }
 
@@ -294,6 +296,10 @@ fn conv_battery() {
                     let bias = random(&mut rng, co, -0.5, 0.5);
                     let g = ConvGeometry { kernel, stride, dilation, groups: 1 };
                     let mut expected = reference::conv2d(&x, &weight, Some(&bias), co, g);
+                    // One part of a split convolution: the sums start from an addend (no bias).
+                    let mut partial = reference::conv2d(&x, &weight, None, co, g);
+                    let addend = Tensor { data: random(&mut rng, partial.data.len(), -2.0, 2.0), ..partial.clone() };
+                    partial.data.iter_mut().zip(&addend.data).for_each(|(p, a)| *p += a);
                     for engine in engines() {
                         let mut world = World::default();
                         let epi = TestEpilogue::new(&mut world, &mut rng.clone_seeded(), co);
@@ -316,6 +322,7 @@ fn conv_battery() {
                             dilation,
                             weights,
                             bias: bias_at,
+                            add: None,
                             epilogue: epi.epilogue,
                         };
                         let step = if winograd { Step::Winograd(conv) } else { Step::Conv(conv) };
@@ -326,6 +333,25 @@ fn conv_battery() {
                             "conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} nchw={nchw} winograd={winograd} {engine:?}"
                         );
                         battery.check(engine, world, dst, &want, what);
+                        if !winograd {
+                            // The addend in the destination itself (in place), as the planner stores a split convolution.
+                            let mut world = World::default();
+                            let epi = TestEpilogue::new(&mut world, &mut rng.clone_seeded(), co);
+                            let src = world.nhwc(&x, 0, ci.next_multiple_of(8) + 8);
+                            let weights = world.push_weights(&packed);
+                            let bias = world.per_channel(&bias);
+                            let dst = world.nhwc(&addend, 3, (co + 3).next_multiple_of(8));
+                            let epilogue = epi.epilogue;
+                            let conv =
+                                p::Conv { src, dst, kernel, stride, dilation, weights, bias, add: Some(dst), epilogue };
+                            world.run(engine, &Step::Conv(conv));
+                            let mut want = partial.clone();
+                            epi.apply(&mut want);
+                            let what = format!(
+                                "conv {ci}->{co} k{kernel} s{stride} d{dilation} {h}x{w} onto an addend {engine:?}"
+                            );
+                            battery.check(engine, world, dst, &want, what);
+                        }
                     }
                     expected.data.clear();
                 }
@@ -508,7 +534,7 @@ fn group_battery() {
             let bias = world.per_channel(&random(rng, co, -0.5, 0.5));
             let dst = world.nhwc(&Tensor::zeros(co, h, w), 0, co.next_multiple_of(8));
             let epilogue = TestEpilogue::new(world, rng, co).epilogue;
-            p::Conv { src, dst, kernel: 1, stride: 1, dilation: 1, weights, bias, epilogue }
+            p::Conv { src, dst, kernel: 1, stride: 1, dilation: 1, weights, bias, add: None, epilogue }
         };
         let reduce = conv1x1(&mut world, &mut rng, xv, c / 2 + 1);
         let c1 = reduce.dst;
@@ -526,8 +552,17 @@ fn group_battery() {
         let second = conv1x1(&mut world, &mut rng, joint, c);
         let sums_at = world.arena.len();
         world.arena.resize(sums_at + h * c + 16, f32::NAN);
-        let sums =
-            View { mem: Mem::Arena, offset: sums_at, c, h, w: 1, row_stride: c, pixel_stride: 0, channel_stride: 1 };
+        let sums = View {
+            mem: Mem::Arena,
+            offset: sums_at,
+            c,
+            h,
+            w: 1,
+            row_stride: c,
+            pixel_stride: 0,
+            channel_stride: 1,
+            row_mask: ALL_ROWS,
+        };
         let steps = [
             excitation,
             Step::Conv(reduce),

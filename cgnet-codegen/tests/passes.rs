@@ -171,11 +171,13 @@ fn default_model_plan_meets_the_memory_budget() {
     let mut g = lower(&ModelSpec::cityscapes(512, 1024));
     g.retain_outputs(&[OutputKind::Logits, OutputKind::Labels]);
     let (fused, _) = optimize(&g.compact(), None).unwrap();
+    // Unstreamed (streamed, the CPU targets' arena is under 25 MB: `cli.rs`, `streaming.rs`).
     let plan = plan::plan(&fused);
-    assert!(plan.arena_bytes <= 41_000_000, "arena {} bytes", plan.arena_bytes);
-    // Each block's excitation and residual add store the result in place of an input.
+    assert!(plan.arena_bytes <= 38_000_000, "arena {} bytes", plan.arena_bytes);
+    // Each block's excitation and residual add store the result in place of an input,
+    // and so does each part of a split convolution onto the sums before it.
     let in_place = plan.buffers.iter().filter(|b| b.in_place_of.is_some()).count();
-    assert_eq!(in_place, 2 + 1 + 19, "the down blocks and every CG block but the last of each stage");
+    assert!(in_place >= 2 + 1 + 19 + 3, "{in_place} results in place");
     assert!(plan.arena_bytes as f64 <= 1.1 * plan.arena_lower_bound_bytes as f64);
     assert!(plan.unshared_bytes > 5 * plan.arena_bytes);
     assert!(plan::conflicts(&plan).is_empty());

@@ -7,17 +7,18 @@ use cgnet_codegen::back::{c, rust};
 use cgnet_runtime::program::*;
 
 fn view(mem: Mem, offset: usize) -> View {
-    View { mem, offset, c: 3, h: 4, w: 5, row_stride: 40, pixel_stride: 8, channel_stride: 1 }
+    View { mem, offset, c: 3, h: 4, w: 5, row_stride: 40, pixel_stride: 8, channel_stride: 1, row_mask: ALL_ROWS }
 }
 
 /// One step of every variant, every field a distinct value.
 fn samples() -> Vec<Step> {
     let (a, b) = (view(Mem::Arena, 0), view(Mem::Arena, 1000));
     let epilogue = Epilogue { act: Act::Prelu(7), affine: Some((8, 9)), act2: Act::Relu };
-    let conv = Conv { src: a, dst: b, kernel: 3, stride: 2, dilation: 1, weights: 11, bias: 12, epilogue };
+    let conv =
+        Conv { src: a, dst: b, kernel: 3, stride: 2, dilation: 1, weights: 11, bias: 12, add: Some(b), epilogue };
     vec![
         Step::Conv(conv),
-        Step::Winograd(Conv { stride: 1, ..conv }),
+        Step::Winograd(Conv { stride: 1, add: None, ..conv }),
         Step::DepthwisePair(DepthwisePair {
             src: a,
             dst: b,
@@ -99,7 +100,7 @@ fn every_printed_form_follows_the_schema() {
         assert_eq!((ty, c_kind), (schema.c_type, kind));
         let call = c::exec_call(step, "&s", "m");
         let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
-        assert_eq!(call, format!("cg_exec({kind}, &s, {rows}, {chunk}, m, pf);"));
+        assert_eq!(call, format!("cg_exec({kind}, &s, 0, {rows}, {chunk}, m, pf);"));
         let mut at = 0;
         for name in &names {
             assert!(typedef.contains(&format!(" {name};")), "{}: {name} in {typedef}", schema.c_type);

@@ -3,8 +3,9 @@
 //! before any GPU sees the code), and one small model's kernels are snapshotted.
 //! That the kernels compute the right thing is `tests/golden_gpu.rs` (root crate).
 
-use cgnet_codegen::back::{compile, wgsl};
+use cgnet_codegen::back::{compile_streaming, wgsl};
 use cgnet_codegen::spec::{Activation, Residual};
+use cgnet_codegen::stream::Streaming;
 use cgnet_codegen::testing::bind_random_weights;
 use cgnet_codegen::{lower, ModelSpec};
 
@@ -24,7 +25,7 @@ fn small(residual: Residual, activation: Activation, glo: bool) -> cgnet_codegen
     (spec.residual, spec.activation, spec.global_context) = (residual, activation, glo);
     let mut graph = lower(&spec);
     bind_random_weights(&mut graph, 3);
-    compile(&spec, &graph, "random").unwrap()
+    compile_streaming(&spec, &graph, "random", Streaming::Off).unwrap()
 }
 
 #[test]
@@ -68,7 +69,7 @@ fn large_dispatches_spill_into_z() {
     spec.stage3_blocks = 1;
     let mut graph = lower(&spec);
     bind_random_weights(&mut graph, 3);
-    let plan = wgsl::plan(&compile(&spec, &graph, "random").unwrap()).unwrap();
+    let plan = wgsl::plan(&compile_streaming(&spec, &graph, "random", Streaming::Off).unwrap()).unwrap();
     let scores = &plan.scores;
     // 19 x 1024 x 2048 scores in workgroups of 64: more than 65,535 along x.
     assert_eq!(scores.workgroups[0], 65_535);

@@ -49,7 +49,14 @@ impl Normalisation {
 }
 
 /// A strided 3-D window: element `(c, y, x)` is at
-/// `offset + y * row_stride + x * pixel_stride + c * channel_stride` (in f32s).
+/// `offset + (y & row_mask) * row_stride + x * pixel_stride + c * channel_stride`
+/// (in f32s).
+///
+/// `row_mask` is [`ALL_ROWS`] for a whole tensor. A *ring* holds only the last
+/// `row_mask + 1` rows (a power of two) of a tensor that is produced and
+/// consumed band by band (a streamed region, see `cgnet-codegen`'s `stream`):
+/// row `y` lives in slot `y & row_mask`, so a band of new rows overwrites rows
+/// that no step reads any more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct View {
     pub mem: Mem,
@@ -60,13 +67,33 @@ pub struct View {
     pub row_stride: usize,
     pub pixel_stride: usize,
     pub channel_stride: usize,
+    pub row_mask: usize,
 }
+
+/// The [`View::row_mask`] of a whole tensor: every row has its own slot.
+pub const ALL_ROWS: usize = usize::MAX;
 
 impl View {
     /// Index of element `(c, y, x)`.
     #[inline(always)]
     pub fn at(&self, c: usize, y: usize, x: usize) -> usize {
-        self.offset + y * self.row_stride + x * self.pixel_stride + c * self.channel_stride
+        self.offset + (y & self.row_mask) * self.row_stride + x * self.pixel_stride + c * self.channel_stride
+    }
+
+    /// Rows the view holds at once: `h`, or a ring's slots when that is fewer.
+    pub fn held_rows(&self) -> usize {
+        self.h.min(self.row_mask.saturating_add(1))
+    }
+
+    /// Whether the view is a ring: it holds fewer rows than it has.
+    pub fn is_ring(&self) -> bool {
+        self.held_rows() < self.h
+    }
+
+    /// Whether `row_mask` is [`ALL_ROWS`] or one less than a power of two (so
+    /// that `y & row_mask` is `y` modulo the ring's slots).
+    pub fn row_mask_valid(&self) -> bool {
+        self.row_mask == ALL_ROWS || (self.row_mask.wrapping_add(1)).is_power_of_two()
     }
 
     /// One past the last element addressed (`usize::MAX` when that overflows,
@@ -75,23 +102,33 @@ impl View {
         if self.c == 0 || self.h == 0 || self.w == 0 {
             return self.offset;
         }
+        if !self.row_mask_valid() {
+            return usize::MAX;
+        }
         let term = |n: usize, stride: usize| (n - 1).checked_mul(stride);
-        let last = [term(self.h, self.row_stride), term(self.w, self.pixel_stride), term(self.c, self.channel_stride)]
-            .into_iter()
-            .try_fold(self.offset, |sum, t| sum.checked_add(t?));
+        let last = [
+            term(self.held_rows(), self.row_stride),
+            term(self.w, self.pixel_stride),
+            term(self.c, self.channel_stride),
+        ]
+        .into_iter()
+        .try_fold(self.offset, |sum, t| sum.checked_add(t?));
         last.and_then(|l| l.checked_add(1)).unwrap_or(usize::MAX)
     }
 
     /// Whether distinct rows `y` address distinct elements (so threads that
     /// write different rows never write the same float): each row fits in its
-    /// row stride, or rows nest inside channel planes (NCHW).
+    /// row stride, or rows nest inside channel planes (NCHW). For a ring, rows
+    /// that are fewer than its slots apart (the callers check that a step
+    /// writes at most that many rows of a ring at once).
     pub fn rows_disjoint(&self) -> bool {
         let span = |n: usize, stride: usize| n.saturating_sub(1).saturating_mul(stride);
         let pixels = span(self.w, self.pixel_stride);
-        self.h <= 1
+        let rows = self.held_rows();
+        rows <= 1
             || pixels.saturating_add(span(self.c, self.channel_stride)) < self.row_stride
             || (pixels < self.row_stride
-                && (self.c <= 1 || self.h.saturating_mul(self.row_stride) <= self.channel_stride))
+                && (self.c <= 1 || rows.saturating_mul(self.row_stride) <= self.channel_stride))
     }
 
     /// Whether the two views may address a common element. Exact for views of
@@ -145,7 +182,14 @@ impl View {
         let (y0, x0) = (in_plane / self.row_stride, in_plane % self.row_stride);
         let row_stride = self.row_stride.checked_mul(3)?;
         let offset = y0.checked_mul(row_stride)?.checked_add(x0 * 3)?.checked_add(c0)?;
-        Some(View { mem: Mem::Rgb8, offset, row_stride, pixel_stride: 3, channel_stride: 1, ..*self })
+        (!self.is_ring()).then_some(View {
+            mem: Mem::Rgb8,
+            offset,
+            row_stride,
+            pixel_stride: 3,
+            channel_stride: 1,
+            ..*self
+        })
     }
 
     /// Whether channels are contiguous (the internal NHWC layout).
@@ -255,6 +299,9 @@ macro_rules! step_structs {
 step_structs! {
     /// Dense convolution (groups = 1), zero padding `dilation * (kernel - 1) / 2`.
     /// Weights packed `[ky][kx][ci][co padded to 8]`; bias `[co padded]`.
+    /// With `add` (a tensor of `dst`'s shape), the sums start from it instead
+    /// of the bias: one part of a convolution split over its input channels
+    /// (`dst` may be `add` itself). Not for [`Step::Winograd`].
     struct Conv as "cg_conv" {
         src: View,
         dst: View,
@@ -263,6 +310,7 @@ step_structs! {
         dilation: Size,
         weights: Size,
         bias: Size,
+        add: OptionalView,
         epilogue: Epilogue,
     }
 
@@ -548,6 +596,14 @@ impl Step {
 /// the chunking.
 pub fn group_chunk_rows(group: &[Step]) -> usize {
     let rows = group.iter().map(|s| s.rows().unwrap_or(1)).max().unwrap_or(1).max(1);
+    band_chunk_rows(group, rows)
+}
+
+/// Rows per chunk when `rows` consecutive output rows of a group (a band of a
+/// streamed region, or all of them: [`group_chunk_rows`]) are split across
+/// threads; the same rule, over those rows.
+pub fn band_chunk_rows(group: &[Step], rows: usize) -> usize {
+    let rows = rows.max(1);
     let granule = if group.iter().any(|s| matches!(s, Step::Winograd(_))) { WINOGRAD_TILE } else { 1 };
     let per_row = group.iter().map(|s| s.work_per_row()).fold(0usize, usize::saturating_add).max(1);
     // Enough rows for the work, and few enough chunks that each thread's rows
@@ -572,7 +628,17 @@ mod tests {
     use super::*;
 
     fn nhwc(c: usize, h: usize, w: usize) -> View {
-        View { mem: Mem::Arena, offset: 0, c, h, w, row_stride: w * c, pixel_stride: c, channel_stride: 1 }
+        View {
+            mem: Mem::Arena,
+            offset: 0,
+            c,
+            h,
+            w,
+            row_stride: w * c,
+            pixel_stride: c,
+            channel_stride: 1,
+            row_mask: ALL_ROWS,
+        }
     }
 
     fn conv(ci: usize, co: usize, h: usize, w: usize) -> Conv {
@@ -584,6 +650,7 @@ mod tests {
             dilation: 1,
             weights: 0,
             bias: 0,
+            add: None,
             epilogue: Epilogue::NONE,
         }
     }

@@ -28,6 +28,9 @@ pub enum Derivation<R> {
     FoldBias { bn: [R; 4], eps: f32, bias: Option<R>, start: usize, len: usize },
     /// Elements `start..start + len`.
     Slice { of: R, start: usize, len: usize },
+    /// Input channels `start..start + len` of convolution weights `[co][ci][k][k]`
+    /// (`per_in = k * k` elements per input channel): `[co][len][k][k]`.
+    SliceInputs { of: R, ci: usize, per_in: usize, start: usize, len: usize },
 }
 
 impl<R> Derivation<R> {
@@ -46,6 +49,9 @@ impl<R> Derivation<R> {
                 Derivation::FoldBias { bn, eps: *eps, bias: bias.as_ref().map(f), start: *start, len: *len }
             }
             Self::Slice { of, start, len } => Derivation::Slice { of: f(of), start: *start, len: *len },
+            Self::SliceInputs { of, ci, per_in, start, len } => {
+                Derivation::SliceInputs { of: f(of), ci: *ci, per_in: *per_in, start: *start, len: *len }
+            }
         }
     }
 
@@ -70,6 +76,16 @@ impl<R> Derivation<R> {
                 (*start..start + len).map(|c| shift[c] + bias.map_or(0.0, |b| b[c - start] * scale[c])).collect()
             }
             Self::Slice { of, start, len } => value(of)?.get(*start..start + len)?.to_vec(),
+            Self::SliceInputs { of, ci, per_in, start, len } => {
+                let all = value(of)?;
+                let per_out = ci.checked_mul(*per_in).filter(|&n| n > 0 && all.len() % n == 0)?;
+                let (from, to) = (start.checked_mul(*per_in)?, start.checked_add(*len)?.checked_mul(*per_in)?);
+                let mut out = Vec::with_capacity(all.len() / per_out * len * per_in);
+                for o in all.chunks_exact(per_out) {
+                    out.extend_from_slice(o.get(from..to)?);
+                }
+                out
+            }
         })
     }
 }

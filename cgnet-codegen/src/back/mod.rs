@@ -9,7 +9,7 @@ pub mod rust;
 pub mod wgsl;
 pub mod writer;
 
-pub use program::{compile, CompileError, CompiledModel};
+pub use program::{compile, compile_streaming, CompileError, CompiledModel};
 
 /// The provenance header of emitted files (tool version, spec, weights hash).
 pub fn provenance(model: &CompiledModel) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! same calls the Rust backend emits, from a vector instead of constants.
 //! Used by `cgnetc run --target rust-*` and to test the kernels on whole models.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
@@ -57,7 +58,7 @@ impl Runner {
         input: Input<'_>,
         seconds: &mut [f64],
     ) -> Result<(), KernelError> {
-        assert_eq!(seconds.len(), model.groups.len() + 1, "one time per group and one for the tail");
+        assert_eq!(seconds.len(), model.calls.len() + 1, "one time per call and one for the tail");
         self.run_timing(model, isa, parallel, input, Some(seconds))
     }
 
@@ -73,8 +74,7 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        let groups = model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]);
-        run_groups(&exec, groups, picture, seconds)
+        run_calls(&exec, model.called_steps().chain([whole(&model.tails.run)]), picture, seconds)
     }
 
     /// The body and the labels tail, as `segment` in emitted code does:
@@ -90,20 +90,26 @@ impl Runner {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
         let exec = Exec::new(memory, &model.weights, isa, parallel);
-        run_groups(&exec, model.grouped_steps().chain([std::slice::from_ref(&model.tails.segment)]), picture, None)
+        run_calls(&exec, model.called_steps().chain([whole(&model.tails.segment)]), picture, None)
     }
 }
 
-/// Runs the groups of steps; with `picture`, the readers of the input in the
-/// form that reads an 8-bit picture (`Step::reading_rgb8`), as emitted code
-/// does. With `seconds`, each group's wall time.
-fn run_groups<'s>(
+/// A step as a call of all its rows.
+fn whole(step: &Step) -> (&[Step], Range<usize>) {
+    (std::slice::from_ref(step), 0..step.rows().unwrap_or(1))
+}
+
+/// Runs the calls (groups of steps over output rows); with `picture`, the
+/// readers of the input in the form that reads an 8-bit picture
+/// (`Step::reading_rgb8`), as emitted code does. With `seconds`, each call's
+/// wall time.
+fn run_calls<'s>(
     exec: &Exec<'_>,
-    groups: impl Iterator<Item = &'s [Step]>,
+    calls: impl Iterator<Item = (&'s [Step], Range<usize>)>,
     picture: bool,
     mut seconds: Option<&mut [f64]>,
 ) -> Result<(), KernelError> {
-    for (i, group) in groups.enumerate() {
+    for (i, (group, rows)) in calls.enumerate() {
         let start = seconds.is_some().then(Instant::now);
         // Any split of a group runs the same computation: one longer than the
         // compiler makes runs in parts that fit the stack array below.
@@ -114,9 +120,9 @@ fn run_groups<'s>(
                 for (form, step) in forms.iter_mut().zip(part) {
                     *form = step.picture_form();
                 }
-                exec.steps(&forms[..part.len()])?;
+                exec.steps_rows(&forms[..part.len()], rows.clone())?;
             } else {
-                exec.steps(part)?;
+                exec.steps_rows(part, rows.clone())?;
             }
         }
         if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
@@ -145,7 +151,7 @@ pub fn execute(
         .with_labels(&mut labels);
     let exec = Exec::new(memory, &model.weights, isa, parallel);
     let tails = &model.tails;
-    let tails = [&tails.run, &tails.scores, &tails.segment].map(std::slice::from_ref);
-    run_groups(&exec, model.grouped_steps().chain(tails), picture, None)?;
+    let tails = [&tails.run, &tails.scores, &tails.segment].map(whole);
+    run_calls(&exec, model.called_steps().chain(tails), picture, None)?;
     Ok(Outputs { logits, scores, labels })
 }

@@ -12,12 +12,15 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use cgnet_runtime::kernels::check_group;
-use cgnet_runtime::program::{self as p, Act, Epilogue, FieldValue, Mem, Normalisation, Step, View, MAX_GROUP};
+use cgnet_runtime::program::{
+    self as p, Act, Epilogue, FieldValue, Mem, Normalisation, Step, View, ALL_ROWS, MAX_GROUP,
+};
 use cgnet_runtime::recipe::{FileTensor, Layout, Placement, Recipe};
 use sha2::{Digest, Sha256};
 
 use crate::ir::{Derivation, EpilogueStep, Graph, NodeId, Op, Origin, OutputKind, ParamId};
 use crate::spec::ModelSpec;
+use crate::stream::{Region, Streaming};
 use crate::{passes, plan};
 
 /// Everything a backend needs to emit one model.
@@ -27,10 +30,13 @@ pub struct CompiledModel {
     pub spec: ModelSpec,
     pub weights_sha256: String,
     pub steps: Vec<Step>,
-    /// How the CPU backends run `steps`: consecutive ranges that cover them,
-    /// each run chunk by chunk as one group (`Exec::steps`, `cg_exec_group`); see
-    /// [`groups`]. The GPU runs the steps one by one.
-    pub groups: Vec<Range<usize>>,
+    /// How the CPU backends run `steps`, in order: each call runs output rows of
+    /// consecutive steps chunk by chunk as one group (`Exec::steps_rows`,
+    /// `cg_exec_group`; see [`groups`]). Outside streamed regions a call runs
+    /// every row of its steps and the calls cover the steps once; inside one,
+    /// a region's steps are called band by band ([`crate::stream`]). The GPU
+    /// runs the steps one by one, whole (it compiles without streaming).
+    pub calls: Vec<Call>,
     pub weights: Vec<f32>,
     /// How `weights` is made from a weight file, for loading weights at run time.
     pub recipe: PackingRecipe,
@@ -54,15 +60,38 @@ impl CompiledModel {
         Normalisation::new(mean, std)
     }
 
-    /// The steps of each group, in order.
-    pub fn grouped_steps(&self) -> impl Iterator<Item = &[Step]> {
-        self.groups.iter().map(|range| &self.steps[range.clone()])
+    /// The steps and output rows of each call, in order.
+    pub fn called_steps(&self) -> impl Iterator<Item = (&[Step], Range<usize>)> {
+        self.calls.iter().map(|call| (&self.steps[call.steps.clone()], call.rows.clone()))
+    }
+
+    /// Whether some call runs a band of its steps rather than all their rows
+    /// (the program has streamed regions).
+    pub fn is_streamed(&self) -> bool {
+        self.calls.iter().any(|call| call.rows != (0..self.steps[call.steps.start].rows().unwrap_or(1)))
+    }
+}
+
+/// One call of the CPU backends: output rows `rows` of the steps `steps`, run
+/// chunk by chunk as one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub steps: Range<usize>,
+    pub rows: Range<usize>,
+}
+
+impl Call {
+    /// Every row of the steps `steps`.
+    pub fn whole(all: &[Step], steps: Range<usize>) -> Self {
+        let rows = 0..all[steps.start].rows().unwrap_or(1);
+        Call { steps, rows }
     }
 }
 
 /// Consecutive steps that can run chunk by chunk as one group
 /// ([`check_group`], for the float input and for a picture), taken greedily:
-/// a group grows while the next step can join it, up to [`MAX_GROUP`] steps.
+/// a group grows while the next step can join it, up to [`MAX_GROUP`] steps
+/// (the calls of [`grouped`] for every row of every step).
 /// In CGNet these are a block's excitation with the next 1x1 convolution that
 /// reads its result, and a
 /// depthwise pair with what reads its output row by row (the channel sums of
@@ -70,18 +99,51 @@ impl CompiledModel {
 /// hand-off between threads instead of two or three, and each chunk read back
 /// from the cache of the core that wrote it.
 pub fn groups(steps: &[Step]) -> Vec<Range<usize>> {
+    let whole = (0..steps.len()).map(|i| (i, 0..steps[i].rows().unwrap_or(1)));
+    grouped(steps, whole).into_iter().map(|call| call.steps).collect()
+}
+
+/// Calls of `units` (a step and the output rows to run of it, in program
+/// order), consecutive units merged into groups as [`groups`] does when they
+/// are consecutive steps that run the same rows.
+pub fn grouped(steps: &[Step], units: impl IntoIterator<Item = (usize, Range<usize>)>) -> Vec<Call> {
     let joins = |group: &[Step]| {
         let picture: Vec<Step> = group.iter().map(Step::picture_form).collect();
         group.len() <= MAX_GROUP && check_group(group).is_ok() && check_group(&picture).is_ok()
     };
-    let mut groups: Vec<Range<usize>> = Vec::new();
-    for i in 0..steps.len() {
-        match groups.last_mut() {
-            Some(last) if joins(&steps[last.start..=i]) => last.end = i + 1,
-            _ => groups.push(i..i + 1),
+    let mut calls: Vec<Call> = Vec::new();
+    for (i, rows) in units {
+        match calls.last_mut() {
+            Some(last) if last.steps.end == i && last.rows == rows && joins(&steps[last.steps.start..=i]) => {
+                last.steps.end = i + 1
+            }
+            _ => calls.push(Call { steps: i..i + 1, rows }),
         }
     }
-    groups
+    calls
+}
+
+/// The calls of a program: each node's steps in node order, whole, except in
+/// streamed regions, whose nodes' steps run band by band over the rows the
+/// region's schedule gives them.
+fn program_calls(steps: &[Step], node_steps: &[Range<usize>], regions: &[Region]) -> Vec<Call> {
+    let mut units: Vec<(usize, Range<usize>)> = Vec::new();
+    let mut node = 0;
+    while node < node_steps.len() {
+        match regions.iter().find(|r| r.nodes.start == node) {
+            Some(region) => {
+                for (id, rows) in region.bands.iter().flatten() {
+                    units.extend(node_steps[id.index()].clone().map(|s| (s, rows.clone())));
+                }
+                node = region.nodes.end;
+            }
+            None => {
+                units.extend(node_steps[node].clone().map(|s| (s, 0..steps[s].rows().unwrap_or(1))));
+                node += 1;
+            }
+        }
+    }
+    grouped(steps, units)
 }
 
 /// The last step of each entry point: the body leaves the logits in the arena;
@@ -117,10 +179,22 @@ pub struct Compilation {
     pub plan: plan::Plan,
 }
 
-/// Compiles an unfused graph with bound weights. `weights_sha256` names the
-/// weight file in emitted headers.
+/// Compiles an unfused graph with bound weights for the CPU targets (streamed
+/// regions where they lower the arena's peak, [`Streaming::Auto`]).
+/// `weights_sha256` names the weight file in emitted headers.
 pub fn compile(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<CompiledModel, CompileError> {
     compile_with_report(spec, graph, weights_sha256).map(|c| c.model)
+}
+
+/// [`compile`] with streaming as `streaming` says: [`Streaming::Off`] for the
+/// GPU target (its dispatches run whole steps).
+pub fn compile_streaming(
+    spec: &ModelSpec,
+    graph: &Graph,
+    weights_sha256: &str,
+    streaming: Streaming,
+) -> Result<CompiledModel, CompileError> {
+    compile_report_streaming(spec, graph, weights_sha256, streaming).map(|c| c.model)
 }
 
 /// Binds zeros to every parameter: the program's layout (steps, offsets, arena)
@@ -134,19 +208,33 @@ pub fn bind_zero_weights(graph: &mut Graph) {
 
 /// The one compiler driver (passes, plan, lowering to steps) behind every backend and `inspect`.
 pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str) -> Result<Compilation, CompileError> {
+    compile_report_streaming(spec, graph, weights_sha256, Streaming::Auto)
+}
+
+/// [`compile_with_report`] with streaming as `streaming` says.
+pub fn compile_report_streaming(
+    spec: &ModelSpec,
+    graph: &Graph,
+    weights_sha256: &str,
+    streaming: Streaming,
+) -> Result<Compilation, CompileError> {
     let mut g = graph.clone();
     g.retain_outputs(&[OutputKind::Logits]);
     let (fused, fusions) = passes::optimize(&g.compact(), None)?;
     if let Some((_, p)) = fused.params.iter().find(|(_, p)| p.value.is_none()) {
         return Err(CompileError::Unbound(p.key.clone()));
     }
-    let plan = plan::plan_with(&fused, true);
+    let (plan, regions) = plan::plan_streamed(&fused, true, streaming);
     let offsets = plan.offsets(&fused);
-    let mut lower = Lowering { graph: &fused, offsets, packer: Packer::default(), steps: Vec::new() };
+    let rings = regions.iter().flat_map(|r| r.rings.iter().map(|(owner, slots)| (*owner, *slots))).collect();
+    let mut lower = Lowering { graph: &fused, offsets, rings, packer: Packer::default(), steps: Vec::new() };
     let scratch_at = plan.arena_bytes.next_multiple_of(plan::ALIGN) / 4;
     let mut scratch_floats = 0;
+    let mut node_steps = Vec::with_capacity(fused.nodes.len());
     for (id, node) in fused.nodes.iter() {
+        let first = lower.steps.len();
         lower.node(id, node, scratch_at, &mut scratch_floats)?;
+        node_steps.push(first..lower.steps.len());
     }
     let logits_node = fused.output(OutputKind::Logits).expect("the logits are kept above");
     let logits = lower.view(logits_node);
@@ -161,6 +249,7 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
         row_stride: w,
         pixel_stride: 1,
         channel_stride: h * w,
+        row_mask: ALL_ROWS,
     };
     let tails = Tails {
         run: Step::Elementwise(p::Elementwise::copy(
@@ -200,7 +289,7 @@ pub fn compile_with_report(spec: &ModelSpec, graph: &Graph, weights_sha256: &str
         name: spec.model_name().to_lowercase(),
         spec: spec.clone(),
         weights_sha256: weights_sha256.to_string(),
-        groups: groups(&lower.steps),
+        calls: program_calls(&lower.steps, &node_steps, &regions),
         steps: lower.steps,
         weights: lower.packer.data,
         arena_bytes,
@@ -223,6 +312,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 struct Lowering<'g> {
     graph: &'g Graph,
     offsets: Vec<Option<usize>>,
+    /// Slots of the buffer owners that streamed regions keep as rings.
+    rings: HashMap<NodeId, usize>,
     packer: Packer,
     steps: Vec<Step>,
 }
@@ -242,6 +333,7 @@ impl Lowering<'_> {
                 row_stride: shape.w,
                 pixel_stride: 1,
                 channel_stride: shape.h * shape.w,
+                row_mask: ALL_ROWS,
             };
         }
         let owner = g.storage_owner(id);
@@ -262,6 +354,7 @@ impl Lowering<'_> {
             row_stride: shape.w * stride,
             pixel_stride: stride,
             channel_stride: 1,
+            row_mask: self.rings.get(&owner).map_or(ALL_ROWS, |slots| slots - 1),
         }
     }
 
@@ -338,6 +431,7 @@ impl Lowering<'_> {
                     dilation: c.dilation,
                     weights,
                     bias,
+                    add: node.inputs.get(1).map(|acc| self.view(*acc)),
                     epilogue,
                 };
                 Some(if winograd { Step::Winograd(conv) } else { Step::Conv(conv) })
@@ -404,7 +498,7 @@ impl Lowering<'_> {
 /// Whether a convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, no
 /// dilation, and channel counts where the transforms pay off (the stage-1
 /// convs: 32 -> 32 at half resolution, a third of the network's MACs).
-fn uses_winograd(c: &crate::ir::Conv, ci: usize, co: usize) -> bool {
+pub(crate) fn uses_winograd(c: &crate::ir::Conv, ci: usize, co: usize) -> bool {
     let max = cgnet_runtime::program::WINOGRAD_MAX_CHANNELS;
     c.kernel == 3 && c.stride == 1 && c.dilation == 1 && (16..=max).contains(&ci) && (16..=max).contains(&co)
 }

@@ -8,16 +8,17 @@
 
 use std::path::{Path, PathBuf};
 
-use cgnet_runtime::program::{Act, Epilogue, FieldValue, Mem, Step, View};
+use cgnet_runtime::program::{Act, Epilogue, FieldValue, Mem, Step, View, ALL_ROWS};
 use cgnet_runtime::recipe::{Derivation, Layout};
 use cgnet_runtime::{WeightError, Weights};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, ToTokens};
 use syn::Ident;
 
-use super::{compile, CompiledModel};
+use super::{compile, compile_streaming, CompiledModel};
 use crate::ir::Graph;
 use crate::lower;
+use crate::stream::Streaming;
 use crate::syntax::{parse_model, ModelDecl, RustTarget};
 
 /// The whole macro: description tokens in, items out. Errors become
@@ -26,8 +27,8 @@ use crate::syntax::{parse_model, ModelDecl, RustTarget};
 pub fn expand_macro(input: TokenStream) -> TokenStream {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_default();
     match parse_model(input.clone()).and_then(|decl| build(&decl, &manifest_dir).map(|out| (decl, out))) {
-        Ok((decl, (model, weights_file))) => {
-            expand(&decl, &model, Emit::Macro { weights_file: weights_file.as_deref() })
+        Ok((decl, (model, gpu, weights_file))) => {
+            expand(&decl, &model, Emit::Macro { weights_file: weights_file.as_deref(), gpu: gpu.as_ref() })
         }
         Err(errors) => {
             let stub = stub_name(input).map(|(vis, name)| stub(&vis, &name));
@@ -37,15 +38,27 @@ pub fn expand_macro(input: TokenStream) -> TokenStream {
     }
 }
 
-/// Reads and checks the weights (when named) and compiles the model.
-fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<(CompiledModel, Option<PathBuf>), syn::Error> {
+/// The CPU program, and with `target: gpu` the GPU's (unstreamed).
+type Built = (CompiledModel, Option<CompiledModel>, Option<PathBuf>);
+
+/// Reads and checks the weights (when named) and compiles the model: for the
+/// CPU, and with `target: gpu` also without streamed regions for the GPU.
+fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<Built, syn::Error> {
     let mut graph: Graph = lower(&decl.spec);
+    let both = |graph: &Graph, sha: &str, span: Span| {
+        let error = |e| syn::Error::new(span, e);
+        let model = compile(&decl.spec, graph, sha).map_err(error)?;
+        let gpu = match decl.target {
+            RustTarget::Gpu => Some(compile_streaming(&decl.spec, graph, sha, Streaming::Off).map_err(error)?),
+            _ => None,
+        };
+        Ok::<_, syn::Error>((model, gpu))
+    };
     let Some(lit) = &decl.weights else {
         // No weights at compile time: the program layout does not depend on their values.
         super::program::bind_zero_weights(&mut graph);
-        let model = compile(&decl.spec, &graph, "none (loaded at run time)")
-            .map_err(|e| syn::Error::new(decl.name.span(), e))?;
-        return Ok((model, None));
+        let (model, gpu) = both(&graph, "none (loaded at run time)", decl.name.span())?;
+        return Ok((model, gpu, None));
     };
     let path = manifest_dir.join(lit.value());
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -56,8 +69,8 @@ fn build(decl: &ModelDecl, manifest_dir: &Path) -> Result<(CompiledModel, Option
         .map_err(|e| weight_errors(&e, lit.span()))?;
     graph.bind(&weights);
     let sha = super::program::sha256_hex(&bytes);
-    let model = compile(&decl.spec, &graph, &sha).map_err(|e| syn::Error::new(lit.span(), e))?;
-    Ok((model, Some(path)))
+    let (model, gpu) = both(&graph, &sha, lit.span())?;
+    Ok((model, gpu, Some(path)))
 }
 
 /// One error per problem of a weight file, all at the path's span.
@@ -129,8 +142,9 @@ fn view(v: &View) -> TokenStream {
     };
     let [offset, c, h, w, row_stride, pixel_stride, channel_stride] =
         [v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride].map(n);
+    let row_mask = if v.row_mask == ALL_ROWS { quote!(ALL_ROWS) } else { n(v.row_mask).into_token_stream() };
     quote! {
-        View { mem: Mem::#mem, offset: #offset, c: #c, h: #h, w: #w, row_stride: #row_stride, pixel_stride: #pixel_stride, channel_stride: #channel_stride }
+        View { mem: Mem::#mem, offset: #offset, c: #c, h: #h, w: #w, row_stride: #row_stride, pixel_stride: #pixel_stride, channel_stride: #channel_stride, row_mask: #row_mask }
     }
 }
 
@@ -221,6 +235,10 @@ fn derivation(d: &Derivation<usize>) -> TokenStream {
             let [of, start, len] = [*of, *start, *len].map(n);
             quote!(Derivation::Slice { of: #of, start: #start, len: #len })
         }
+        Derivation::SliceInputs { of, ci, per_in, start, len } => {
+            let [of, ci, per_in, start, len] = [*of, *ci, *per_in, *start, *len].map(n);
+            quote!(Derivation::SliceInputs { of: #of, ci: #ci, per_in: #per_in, start: #start, len: #len })
+        }
     }
 }
 
@@ -271,7 +289,8 @@ fn recipe(model: &CompiledModel) -> TokenStream {
 pub enum Emit<'a> {
     /// Inside a user's crate: `::cgnet::runtime`; the weights (when the
     /// description names `weights_file`) embedded as a byte string.
-    Macro { weights_file: Option<&'a Path> },
+    /// `gpu`: the GPU's program (`target: gpu`), compiled without streaming.
+    Macro { weights_file: Option<&'a Path>, gpu: Option<&'a CompiledModel> },
     /// A standalone module (`cgnetc build --target rust`): `::cgnet_runtime`;
     /// the packed weights in the file `weights_blob` beside it.
     Standalone { weights_blob: &'a str },
@@ -299,7 +318,13 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
         RustTarget::Native | RustTarget::Gpu => quote!(#rt::kernels::Isa::detect()),
     };
     let gpu = match decl.target {
-        RustTarget::Gpu => gpu_entry_points(model, &rt).unwrap_or_else(|e| quote!(compile_error!(#e);)),
+        RustTarget::Gpu => {
+            let gpu_model = match emit {
+                Emit::Macro { gpu: Some(gpu), .. } => gpu,
+                _ => model,
+            };
+            gpu_entry_points(gpu_model, &rt).unwrap_or_else(|e| quote!(compile_error!(#e);))
+        }
         _ => TokenStream::new(),
     };
     let names: Vec<Ident> = (0..model.steps.len()).map(|i| format_ident!("S{i}")).collect();
@@ -322,13 +347,24 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             quote!(#steps_mod::#name)
         }
     };
-    let body_calls = model.groups.iter().map(|group| {
-        if group.len() == 1 {
-            let step = operand(group.start);
-            quote!(exec.step(&#step)?;)
-        } else {
-            let steps = group.clone().map(operand);
-            quote!(exec.steps(&[#(#steps),*])?;)
+    let body_calls = model.calls.iter().map(|call| {
+        let group = &call.steps;
+        let whole = call.rows == (0..model.steps[group.start].rows().unwrap_or(1));
+        let (start, end) = (n(call.rows.start), n(call.rows.end));
+        match (group.len(), whole) {
+            (1, true) => {
+                let step = operand(group.start);
+                quote!(exec.step(&#step)?;)
+            }
+            (_, true) => {
+                let steps = group.clone().map(operand);
+                quote!(exec.steps(&[#(#steps),*])?;)
+            }
+            // A band of a streamed region.
+            (_, false) => {
+                let steps = group.clone().map(operand);
+                quote!(exec.steps_rows(&[#(#steps),*], #start..#end)?;)
+            }
         }
     });
     let [run_tail, scores_tail, segment_tail] =
@@ -351,8 +387,8 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
     // `new()` borrows them (no allocation, no packing).
     let len = n(model.weights.len() * 4);
     let packed = match emit {
-        Emit::Macro { weights_file: None } => None,
-        Emit::Macro { weights_file: Some(p) } => {
+        Emit::Macro { weights_file: None, .. } => None,
+        Emit::Macro { weights_file: Some(p), .. } => {
             let path = p.display().to_string();
             let bytes: Vec<u8> = model.weights.iter().flat_map(|v| v.to_le_bytes()).collect();
             let blob = proc_macro2::Literal::byte_string(&bytes);

@@ -155,7 +155,13 @@ fn evaluate(graph: &Graph, id: NodeId, storage: &Storage) -> Tensor {
     };
     match &node.op {
         Op::Input => unreachable!("the input is stored before evaluation"),
-        Op::Conv2d(c) => conv(c, &input(0), node.shape.c),
+        Op::Conv2d(c) => {
+            let mut out = conv(c, &input(0), node.shape.c);
+            if node.inputs.len() == 2 {
+                out.data.iter_mut().zip(&input(1).data).for_each(|(o, a)| *o += a);
+            }
+            out
+        }
         Op::DepthwisePair { loc, sur } => {
             let x = input(0);
             let (a, b) = (conv(loc, &x, x.c), conv(sur, &x, x.c));

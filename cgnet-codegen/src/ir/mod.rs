@@ -530,6 +530,17 @@ impl Graph {
                 break;
             }
         }
+        self.rebuilt(self.nodes.handles().filter(|id| live[id.index()]))
+    }
+
+    /// The graph with its nodes in `order` (a schedule: every node after its
+    /// inputs, each node once), renumbered; parameters nothing reads dropped.
+    pub fn reordered(&self, order: &[NodeId]) -> Graph {
+        self.rebuilt(order.iter().copied())
+    }
+
+    /// The nodes `order` (every node they reference among them), renumbered in that order.
+    fn rebuilt(&self, order: impl Iterator<Item = NodeId>) -> Graph {
         let mut node_map = vec![None; self.nodes.len()];
         let mut param_map = vec![None; self.params.len()];
         let mut out =
@@ -537,10 +548,8 @@ impl Graph {
         let mut map_param = |p: ParamId, out: &mut Graph| -> ParamId {
             *param_map[p.index()].get_or_insert_with(|| out.params.push(self.params[p].clone()))
         };
-        for (id, node) in self.nodes.iter() {
-            if !live[id.index()] {
-                continue;
-            }
+        for id in order {
+            let node = &self.nodes[id];
             let mut node = node.clone();
             remap_params(&mut node, |p| map_param(p, &mut out));
             node_map[id.index()] = Some(out.nodes.push(node));

@@ -51,8 +51,16 @@ pub fn infer_shape(graph: &Graph, node: &Node) -> Result<Shape, String> {
             node.shape
         }
         Op::Conv2d(c) => {
-            arity(1)?;
-            conv_out(c, ins[0])?
+            // A second input is an addend of the output's shape: the sums so
+            // far of a convolution split over its input channels.
+            if ins.len() != 2 {
+                arity(1)?;
+            }
+            let out = conv_out(c, ins[0])?;
+            if ins.get(1).is_some_and(|a| *a != out) {
+                return Err(format!("the addend of a convolution has shape {}, its output {out}", ins[1]));
+            }
+            out
         }
         Op::DepthwisePair { loc, sur } => {
             arity(1)?;

@@ -12,6 +12,7 @@ mod fold_batch_norm;
 mod fuse_activation;
 mod global_context;
 mod head;
+mod split_concat_conv;
 
 use serde::Serialize;
 
@@ -28,7 +29,7 @@ pub struct Pass {
 /// their BatchNorm is folded into them; activations become epilogues before
 /// concats are eliminated (which appends the concat's BN + activation to them).
 /// Repeated work is merged first, so that no later pass fuses a copy of it.
-pub const PIPELINE: [Pass; 7] = [
+pub const PIPELINE: [Pass; 8] = [
     Pass {
         name: "common-subexpressions",
         description: "a node that repeats an earlier one (the second input injection's first pool) reads its result instead",
@@ -58,6 +59,11 @@ pub const PIPELINE: [Pass; 7] = [
         name: "global-context",
         description: "F_glo (average, FC, ReLU, FC, sigmoid, scale) and the global residual add as one node",
         run: global_context::run,
+    },
+    Pass {
+        name: "split-concat-conv",
+        description: "a convolution over a concat whose parts are produced far apart runs per part, each adding onto the sums so far, right after its part: no concat buffer",
+        run: split_concat_conv::run,
     },
     Pass {
         name: "head",

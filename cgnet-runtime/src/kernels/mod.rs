@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::program::{Mem, Normalisation, Step, View};
+use crate::program::{Mem, Normalisation, Step, View, ALL_ROWS};
 
 /// Which kernel variant to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,7 +229,7 @@ pub enum KernelError {
     Weights(usize),
     #[error("kernel variant {0:?} is not supported by this CPU")]
     Unsupported(Isa),
-    #[error("a Winograd step must be a 3x3 stride-1 convolution of at most 64 channels")]
+    #[error("a Winograd step must be a 3x3 stride-1 convolution of at most 64 channels, with no addend")]
     Winograd,
     #[error("the views of a step do not fit together: {0}")]
     Shapes(&'static str),
@@ -239,6 +239,8 @@ pub enum KernelError {
     WritesInput(View),
     #[error("these steps cannot run as one group: {0}")]
     Group(&'static str),
+    #[error("these rows cannot run as one band: {0}")]
+    Band(&'static str),
     #[error("the output view {0:?} has rows that overlap each other")]
     OverlappingRows(View),
     #[error("the output view {write:?} overlaps the input view {read:?} of the same step")]
@@ -294,15 +296,28 @@ impl<'a> Exec<'a> {
     /// admits only steps whose chunks read nothing another chunk writes. A
     /// group of one step is that step.
     pub fn steps(&self, group: &[Step]) -> Result<(), KernelError> {
+        let rows = group.first().and_then(|s| s.rows()).unwrap_or(1);
+        self.steps_rows(group, 0..rows)
+    }
+
+    /// [`Exec::steps`] for output rows `rows` only: one band of a streamed
+    /// region, whose rings (views with a [`View::row_mask`]) hold the rows
+    /// that the region's next steps read. A step writes at most as many rows
+    /// of a ring at once as it has slots, and a Winograd step's rows start
+    /// (and, before the last row, end) on a tile boundary, so that its tiles are
+    /// those of a whole run.
+    pub fn steps_rows(&self, group: &[Step], rows: Range<usize>) -> Result<(), KernelError> {
         for step in group {
             self.check(step)?;
         }
         if group.len() > 1 {
             check_group(group)?;
         }
-        let rows = group.first().and_then(|s| s.rows()).unwrap_or(1);
-        let chunk = crate::program::group_chunk_rows(group);
-        let chunks = rows.max(1).div_ceil(chunk);
+        check_band(group, &rows)?;
+        let first = rows.start;
+        let chunk = crate::program::band_chunk_rows(group, rows.len());
+        let chunks = rows.len().max(1).div_ceil(chunk);
+        let rows = rows.end;
         let run = |range: Range<usize>| {
             for step in group {
                 // SAFETY: every step's views and weights were checked by `check`,
@@ -325,12 +340,12 @@ impl<'a> Exec<'a> {
                     if i >= chunks {
                         break;
                     }
-                    run(i * chunk..((i + 1) * chunk).min(rows));
+                    run(first + i * chunk..(first + (i + 1) * chunk).min(rows));
                 };
                 pool.run(&work);
                 work(0);
             }
-            _ => run(0..rows),
+            _ => run(first..rows),
         }
         Ok(())
     }
@@ -368,9 +383,15 @@ impl<'a> Exec<'a> {
         if let Some(w) = [&write].into_iter().chain(&tee).find(|w| !w.rows_disjoint()) {
             return Err(KernelError::OverlappingRows(*w));
         }
-        let elementwise = matches!(step, Step::Elementwise(_));
+        // An elementwise step, and a convolution's addend, are read at the
+        // very elements written, each by the thread that writes it, before it does.
+        let in_place = |read: &View| match step {
+            Step::Elementwise(_) => true,
+            Step::Conv(s) => s.add == Some(*read),
+            _ => false,
+        };
         for read in reads.iter().flatten() {
-            if read.may_overlap(&write) && !(elementwise && *read == write) {
+            if read.may_overlap(&write) && !(in_place(read) && *read == write) {
                 return Err(KernelError::Aliasing { read: Box::new(*read), write: Box::new(write) });
             }
         }
@@ -381,7 +402,7 @@ impl<'a> Exec<'a> {
         }
         if let Step::Winograd(s) = step {
             let wide = s.src.c.max(s.dst.c) > crate::program::WINOGRAD_MAX_CHANNELS;
-            if wide || s.kernel != 3 || s.stride != 1 || s.dilation != 1 {
+            if wide || s.kernel != 3 || s.stride != 1 || s.dilation != 1 || s.add.is_some() {
                 return Err(KernelError::Winograd);
             }
         }
@@ -419,7 +440,7 @@ impl<'a> Exec<'a> {
 /// (no allocation: this runs per inference).
 fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
     let (reads, write) = match step {
-        Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), None, None], s.dst),
+        Step::Conv(s) | Step::Winograd(s) => ([Some(s.src), s.add, None], s.dst),
         Step::DepthwisePair(s) => ([Some(s.src), None, None], s.dst),
         Step::AvgPool(s) => ([Some(s.src), None, None], s.dst),
         Step::Elementwise(s) => ([Some(s.src), s.add, s.scale.map(|offset| scratch_view(offset, s.src.c))], s.dst),
@@ -434,6 +455,7 @@ fn accesses(step: &Step) -> ([Option<View>; 3], View, Option<View>) {
                 row_stride: s.x.c,
                 pixel_stride: 0,
                 channel_stride: 1,
+                row_mask: ALL_ROWS,
             };
             ([Some(s.x), None, None], sums)
         }
@@ -485,6 +507,31 @@ pub fn check_group(group: &[Step]) -> Result<(), KernelError> {
     Ok(())
 }
 
+/// The rows of a band ([`Exec::steps_rows`]): inside every step's output
+/// rows; at most as many as a written ring holds; Winograd tiles whole.
+fn check_band(group: &[Step], rows: &Range<usize>) -> Result<(), KernelError> {
+    for step in group {
+        let all = step.rows().unwrap_or(1);
+        if rows.start > rows.end || rows.end > all {
+            return Err(KernelError::Band("its rows lie outside a step's output rows"));
+        }
+        let (_, write, tee) = accesses(step);
+        if [write].into_iter().chain(tee).any(|v| v.held_rows() < rows.len()) {
+            return Err(KernelError::Band("it writes more rows of a ring than the ring holds"));
+        }
+        let tile = crate::program::WINOGRAD_TILE;
+        if matches!(step, Step::Winograd(_))
+            && (!rows.start.is_multiple_of(tile) || (!rows.end.is_multiple_of(tile) && rows.end != all))
+        {
+            return Err(KernelError::Band("a Winograd step's rows start and end on tile boundaries"));
+        }
+        if matches!(step, Step::Squeeze(_)) && (rows.start, rows.end) != (0, all) {
+            return Err(KernelError::Band("a squeeze runs whole"));
+        }
+    }
+    Ok(())
+}
+
 /// Whether row `y` of `a` can share elements only with row `y` of `b`: both
 /// have `h` rows at one row stride, each row fits in it, and their first rows
 /// start less than a row apart.
@@ -497,6 +544,7 @@ fn rows_aligned(a: &View, b: &View) -> bool {
     let stride = a.row_stride;
     a.mem == b.mem
         && a.h == b.h
+        && a.row_mask == b.row_mask
         && b.row_stride == stride
         && span(a) < stride
         && span(b) < stride
@@ -517,7 +565,8 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
         Step::Elementwise(s) => {
             same(&s.src, &s.dst) && s.add.is_none_or(|a| same(&a, &s.dst)) && s.tee.is_none_or(|t| same(&t, &s.dst))
         }
-        Step::Conv(_) | Step::Winograd(_) | Step::ChannelSums(_) | Step::Squeeze(_) => true,
+        Step::Conv(s) | Step::Winograd(s) => s.add.is_none_or(|a| same(&a, &s.dst)),
+        Step::ChannelSums(_) | Step::Squeeze(_) => true,
     };
     if fits {
         Ok(())
@@ -526,6 +575,7 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
             Step::DepthwisePair(_) => "a depthwise pair writes 2c channels of its input's size",
             Step::AvgPool(_) => "a pool keeps its channel count, and its tee has its output's shape",
             Step::Upsample(_) => "an upsample keeps its channel count and writes floats",
+            Step::Conv(_) | Step::Winograd(_) => "a convolution's addend has its output's shape",
             Step::UpsampleArgmax(_) => "an argmax of 1..=256 channels writes one-channel labels",
             _ => "a copy's source, addend, destination and tee have one shape",
         }))
@@ -534,7 +584,17 @@ fn check_shapes(step: &Step) -> Result<(), KernelError> {
 
 /// `len` floats of arena scratch at `offset`, as a view for the bounds check.
 fn scratch_view(offset: usize, len: usize) -> View {
-    View { mem: Mem::Arena, offset, c: len, h: 1, w: 1, row_stride: 0, pixel_stride: 0, channel_stride: 1 }
+    View {
+        mem: Mem::Arena,
+        offset,
+        c: len,
+        h: 1,
+        w: 1,
+        row_stride: 0,
+        pixel_stride: 0,
+        channel_stride: 1,
+        row_mask: ALL_ROWS,
+    }
 }
 
 #[cfg(test)]
@@ -544,7 +604,17 @@ mod tests {
 
     /// An NHWC view of `c` channels in a buffer of `stride` floats per pixel.
     fn nhwc(mem: Mem, offset: usize, c: usize, h: usize, w: usize, stride: usize) -> View {
-        View { mem, offset, c, h, w, row_stride: w * stride, pixel_stride: stride, channel_stride: 1 }
+        View {
+            mem,
+            offset,
+            c,
+            h,
+            w,
+            row_stride: w * stride,
+            pixel_stride: stride,
+            channel_stride: 1,
+            row_mask: ALL_ROWS,
+        }
     }
 
     fn copy(src: View, dst: View) -> Step {
@@ -558,10 +628,24 @@ mod tests {
         Exec::new(Memory::new(&mut arena, &input), &weights, Isa::Scalar, None).step(step)
     }
 
+    /// The model's input, NCHW `[3, 4, 4]`.
+    fn planar_input() -> View {
+        View {
+            mem: Mem::Input,
+            offset: 0,
+            c: 3,
+            h: 4,
+            w: 4,
+            row_stride: 4,
+            pixel_stride: 1,
+            channel_stride: 16,
+            row_mask: ALL_ROWS,
+        }
+    }
+
     #[test]
     fn steps_that_could_corrupt_memory_are_errors() {
-        let input =
-            View { mem: Mem::Input, offset: 0, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        let input = planar_input();
         let a = nhwc(Mem::Arena, 0, 8, 4, 4, 8);
         assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 8), input)), Err(KernelError::WritesInput(input)));
         assert!(matches!(run(&copy(a, nhwc(Mem::Arena, 512, 8, 4, 3, 8))), Err(KernelError::Shapes(_))));
@@ -582,9 +666,18 @@ mod tests {
             dilation: 1,
             weights: 0,
             bias: 0,
+            add: None,
             epilogue: Epilogue::NONE,
         });
         assert_eq!(run(&conv), Err(KernelError::Aliasing { read: Box::new(a), write: Box::new(shifted) }));
+        // Its addend may be its output, exactly (read at each output element before it is written) ...
+        let Step::Conv(plain) = conv else { unreachable!() };
+        let elsewhere = nhwc(Mem::Arena, 256, 8, 4, 4, 8);
+        let onto = |add: View| Step::Conv(Conv { dst: a, add: Some(add), src: elsewhere, ..plain });
+        assert_eq!(run(&onto(a)), Ok(()));
+        // ... but not a view that overlaps it otherwise.
+        let offset = nhwc(Mem::Arena, 4, 8, 4, 4, 8);
+        assert_eq!(run(&onto(offset)), Err(KernelError::Aliasing { read: Box::new(offset), write: Box::new(a) }));
 
         let too_long = nhwc(Mem::Arena, 1000, 8, 4, 4, 8);
         assert!(matches!(run(&copy(a, too_long)), Err(KernelError::OutOfBounds { .. })));
@@ -608,7 +701,7 @@ mod tests {
         let [a, b, c] = [0, 256, 512].map(|at| nhwc(Mem::Arena, at, 8, 4, 4, 8));
         let conv = |src: View, dst: View, kernel: usize| {
             let (stride, dilation, weights, bias, epilogue) = (1, 1, 0, 0, Epilogue::NONE);
-            Conv { src, dst, kernel, stride, dilation, weights, bias, epilogue }
+            Conv { src, dst, kernel, stride, dilation, weights, bias, add: None, epilogue }
         };
         // Row y of each later step reads row y of what the earlier ones wrote.
         let chain = [copy(a, b), Step::Conv(conv(b, c, 1)), copy(c, c)];
@@ -644,8 +737,7 @@ mod tests {
         assert!(!left.may_overlap(&right) && !right.may_overlap(&left));
         assert_eq!(run(&copy(left, right)), Ok(()));
         // NCHW rows nest in channel planes: disjoint.
-        let nchw =
-            View { mem: Mem::Arena, offset: 512, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        let nchw = View { mem: Mem::Arena, offset: 512, ..planar_input() };
         assert!(nchw.rows_disjoint());
         assert_eq!(run(&copy(nhwc(Mem::Arena, 0, 3, 4, 4, 8), nchw)), Ok(()));
         // Overlapping slices are caught.
@@ -655,8 +747,7 @@ mod tests {
 
     #[test]
     fn a_picture_is_read_only_by_convolutions_and_pools_and_never_written() {
-        let planar =
-            View { mem: Mem::Input, offset: 0, c: 3, h: 4, w: 4, row_stride: 4, pixel_stride: 1, channel_stride: 16 };
+        let planar = planar_input();
         let picture = planar.interleaved_rgb8().unwrap();
         assert_eq!((picture.row_stride, picture.pixel_stride, picture.channel_stride), (12, 3, 1));
         // Element (c, y, x) of the planar input is byte y * 12 + x * 3 + c of the picture.

@@ -571,11 +571,31 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
         let n = (np - done).min(P);
         let x0 = ox + done;
         let mut acc = [[S::zero(); V]; P];
-        for v in 0..V {
-            // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-            let b = unsafe { packed::<S>(w.add(s.bias + (cb + v) * lanes), if v + 1 == V { last } else { lanes }) };
-            for a in acc.iter_mut() {
-                a[v] = b;
+        match &s.add {
+            // One part of a split convolution: the sums so far, at these pixels.
+            Some(add) => {
+                let from = ptr(m, add);
+                for (p, a) in acc.iter_mut().enumerate().take(n) {
+                    for (v, x) in a.iter_mut().enumerate() {
+                        let c = (cb + v) * lanes;
+                        if c < co {
+                            // SAFETY: `(c, oy, x0 + p)` is inside the addend, which has the destination's shape (checked by `Exec::step`).
+                            *x = unsafe {
+                                load_n::<S>(from.add(add.at(c, oy, x0 + p)), (co - c).min(lanes), add.channel_stride)
+                            };
+                        }
+                    }
+                }
+            }
+            None => {
+                for v in 0..V {
+                    // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
+                    let b =
+                        unsafe { packed::<S>(w.add(s.bias + (cb + v) * lanes), if v + 1 == V { last } else { lanes }) };
+                    for a in acc.iter_mut() {
+                        a[v] = b;
+                    }
+                }
             }
         }
         for ky in 0..k {

@@ -2,7 +2,9 @@
  * floats: 8, or 16 on AVX-512). Mirrors cgnet-runtime/src/kernels (the Rust
  * kernels); both are checked against the reference interpreter. Views are
  * strided windows: element (c, y, x) is at
- * offset + y*row_stride + x*pixel_stride + c*channel_stride.
+ * offset + (y & row_mask)*row_stride + x*pixel_stride + c*channel_stride;
+ * row_mask is CG_ALL_ROWS for a whole tensor, 2^k - 1 for a ring that holds
+ * the last 2^k rows of a tensor computed band by band (a streamed region).
  * The packed weights come in blocks of CG_BLOCK = 8 channels whatever the
  * vector width: 8-lane targets load whole vectors of them (the padding
  * guarantees that), wider ones load the used lanes only (cg_packed). */
@@ -24,7 +26,8 @@
 enum { CG_ARENA = 0, CG_INPUT = 1, CG_LOGITS = 2, CG_SCORES = 3, CG_LABELS = 4, CG_RGB8 = 5 };
 enum { CG_ACT_NONE = 0, CG_ACT_RELU = 1, CG_ACT_PRELU = 2 };
 
-typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride; } cg_view;
+#define CG_ALL_ROWS ((size_t)-1)
+typedef struct { int mem; size_t offset, c, h, w, row_stride, pixel_stride, channel_stride, row_mask; } cg_view;
 typedef struct { int kind; size_t off; } cg_act;
 typedef struct { cg_act act; int has_affine; size_t scale, shift; cg_act act2; } cg_epilogue;
 /* CG_STEP_TYPES: the step structs, generated from cgnet-runtime's step schema (program.rs). */
@@ -45,7 +48,7 @@ CG_INLINE float *cg_base(const cg_mem *m, int mem) {
 }
 
 CG_INLINE size_t cg_at(const cg_view *v, size_t c, size_t y, size_t x) {
-    return v->offset + y * v->row_stride + x * v->pixel_stride + c * v->channel_stride;
+    return v->offset + (y & v->row_mask) * v->row_stride + x * v->pixel_stride + c * v->channel_stride;
 }
 
 /* A vector of packed weights or per-channel parameters of which the first n lanes are used. */
@@ -205,9 +208,23 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
         const size_t x0 = ox + done;
         vf acc[CG_MAX_ACC];
         size_t p, v, ky, kx;
-        for (v = 0; v < V; v++) {
-            vf b = cg_packed(w + s->bias + (cb + v) * CG_LANES, v + 1 == V ? last : CG_LANES);
-            for (p = 0; p < P; p++) acc[p * V + v] = b;
+        if (s->has_add) {
+            /* One part of a split convolution: the sums so far, at these pixels. */
+            const float *from = cg_base(m, s->add.mem);
+            for (p = 0; p < P; p++) {
+                for (v = 0; v < V; v++) {
+                    const size_t ch = (cb + v) * CG_LANES;
+                    acc[p * V + v] = p < n && ch < co
+                                         ? cg_load_n(from + cg_at(&s->add, ch, oy, x0 + p), co - ch < CG_LANES ? co - ch : CG_LANES,
+                                                     s->add.channel_stride)
+                                         : vf_zero();
+                }
+            }
+        } else {
+            for (v = 0; v < V; v++) {
+                vf b = cg_packed(w + s->bias + (cb + v) * CG_LANES, v + 1 == V ? last : CG_LANES);
+                for (p = 0; p < P; p++) acc[p * V + v] = b;
+            }
         }
         for (ky = 0; ky < k; ky++) {
             const long iy = (long)(oy * stride + ky * dil) - pad;
@@ -752,7 +769,7 @@ static void cg_argmax_rows(const cg_argmax *s, const cg_mem *m, size_t y0, size_
  * (the same chunks for every thread count), which the host's parallel_for runs
  * in any order; a group's chunk goes through each of its steps in turn. */
 enum { CG_CONV = 0, CG_DWPAIR = 1, CG_POOL = 2, CG_ELEMENTWISE = 3, CG_SUMS = 4, CG_SQUEEZE = 5, CG_WINOGRAD = 6, CG_UPSAMPLE = 7, CG_ARGMAX = 8 };
-typedef struct { size_t count; const int *kinds; const void *const *steps; const cg_mem *m; size_t rows, chunk; } cg_task;
+typedef struct { size_t count; const int *kinds; const void *const *steps; const cg_mem *m; size_t y0, y1, chunk; } cg_task;
 
 static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size_t y1) {
     switch (kind) {
@@ -770,7 +787,7 @@ static void cg_rows(int kind, const void *step, const cg_mem *m, size_t y0, size
 
 static void cg_task_run(void *arg, size_t i) {
     const cg_task *t = (const cg_task *)arg;
-    const size_t y0 = i * t->chunk, y1 = y0 + t->chunk < t->rows ? y0 + t->chunk : t->rows;
+    const size_t y0 = t->y0 + i * t->chunk, y1 = y0 + t->chunk < t->y1 ? y0 + t->chunk : t->y1;
     size_t k;
     for (k = 0; k < t->count; k++) cg_rows(t->kinds[k], t->steps[k], t->m, y0, y1);
 }

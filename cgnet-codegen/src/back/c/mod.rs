@@ -9,11 +9,16 @@
 pub mod toolchain;
 pub mod webgpu;
 
-use cgnet_runtime::program::{Act, Epilogue, FieldKind, FieldValue, Mem, Step, View, STEP_SCHEMAS};
+use std::ops::Range;
+
+use cgnet_runtime::program::{
+    band_chunk_rows, Act, Epilogue, FieldKind, FieldValue, Mem, Step, View, ALL_ROWS, STEP_SCHEMAS,
+};
 
 use super::wgsl::WgslError;
 use super::writer::Writer;
 use super::{provenance, CompiledModel};
+use crate::stream::Streaming;
 
 /// The instruction set emitted C is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +46,16 @@ impl CTarget {
     /// Whether the target runs the CPU kernels (every target but c-webgpu).
     pub fn is_cpu(self) -> bool {
         self != CTarget::WebGpu
+    }
+
+    /// How to compile for the target: streamed regions on the CPU, none for
+    /// c-webgpu (its dispatches run whole steps).
+    pub fn streaming(self) -> Streaming {
+        if self.is_cpu() {
+            Streaming::Auto
+        } else {
+            Streaming::Off
+        }
     }
 
     fn simd_layer(self) -> &'static str {
@@ -298,34 +313,37 @@ fn parallel_for_type(w: &mut Writer, n: &str) {
     });
 }
 
-/// `cg_exec_group`: a group of `count` steps that run chunk by chunk (see
-/// `Exec::steps`), cut into chunks of `chunk` rows that the host's
-/// `parallel_for` runs when it has threads and there is more than one chunk;
-/// `cg_exec`: one step, a group of one.
+/// `cg_exec_group`: output rows `y0..y1` of a group of `count` steps that run
+/// chunk by chunk (see `Exec::steps_rows`; all rows, or a band of a streamed
+/// region), cut into chunks of `chunk` rows that the host's `parallel_for`
+/// runs when it has threads and there is more than one chunk; `cg_exec`: one
+/// step, a group of one.
 fn exec_function(w: &mut Writer, n: &str) {
     let pf = format!("const {n}_parallel_for *pf");
     w.block(
         format!(
-            "static void cg_exec_group(size_t count, const int *kinds, const void *const *steps, size_t rows, size_t chunk, const cg_mem *m, {pf}) {{"
+            "static void cg_exec_group(size_t count, const int *kinds, const void *const *steps, size_t y0, size_t y1, size_t chunk, const cg_mem *m, {pf}) {{"
         ),
         "}",
         |w| {
-            w.line("const size_t chunks = (rows + chunk - 1) / chunk;");
+            w.line("const size_t chunks = (y1 - y0 + chunk - 1) / chunk;");
             w.line("size_t k;");
             w.block("if (pf && pf->threads > 1 && chunks > 1 && kinds[0] != CG_SQUEEZE) {", "}", |w| {
                 w.line("cg_task t;");
-                w.line("t.count = count; t.kinds = kinds; t.steps = steps; t.m = m; t.rows = rows; t.chunk = chunk;");
+                w.line("t.count = count; t.kinds = kinds; t.steps = steps; t.m = m; t.y0 = y0; t.y1 = y1; t.chunk = chunk;");
                 w.line("pf->run(pf->ctx, chunks, cg_task_run, &t);");
                 w.line("return;");
             });
-            w.line("for (k = 0; k < count; k++) cg_rows(kinds[k], steps[k], m, 0, rows);");
+            w.line("for (k = 0; k < count; k++) cg_rows(kinds[k], steps[k], m, y0, y1);");
         },
     );
     w.block(
         // `inline`: a test program that runs only groups leaves it unused, without a warning.
-        format!("static inline void cg_exec(int kind, const void *step, size_t rows, size_t chunk, const cg_mem *m, {pf}) {{"),
+        format!(
+            "static inline void cg_exec(int kind, const void *step, size_t y0, size_t y1, size_t chunk, const cg_mem *m, {pf}) {{"
+        ),
         "}",
-        |w| w.line("cg_exec_group(1, &kind, &step, rows, chunk, m, pf);"),
+        |w| w.line("cg_exec_group(1, &kind, &step, y0, y1, chunk, m, pf);"),
     );
 }
 
@@ -365,7 +383,8 @@ pub fn battery_source(target: CTarget, cases: &[Vec<Vec<Step>>]) -> String {
             let calls: Vec<String> = groups
                 .iter()
                 .map(|group| {
-                    let call = exec_group_call(group, |j| format!("&c{i}_s{}", first + j), "m");
+                    let rows = 0..group[0].rows().unwrap_or(1);
+                    let call = exec_group_call(group, rows, |j| format!("&c{i}_s{}", first + j), "m");
                     first += group.len();
                     call
                 })
@@ -389,8 +408,9 @@ fn view(v: &View) -> String {
         Mem::Labels => "CG_LABELS",
         Mem::Rgb8 => "CG_RGB8",
     };
+    let row_mask = if v.row_mask == ALL_ROWS { "CG_ALL_ROWS".to_string() } else { v.row_mask.to_string() };
     format!(
-        "{{.mem = {mem}, .offset = {}, .c = {}, .h = {}, .w = {}, .row_stride = {}, .pixel_stride = {}, .channel_stride = {}}}",
+        "{{.mem = {mem}, .offset = {}, .c = {}, .h = {}, .w = {}, .row_stride = {}, .pixel_stride = {}, .channel_stride = {}, .row_mask = {row_mask}}}",
         v.offset, v.c, v.h, v.w, v.row_stride, v.pixel_stride, v.channel_stride
     )
 }
@@ -437,6 +457,7 @@ fn field_initializer(name: &str, value: &FieldValue) -> String {
                 row_stride: 0,
                 pixel_stride: 0,
                 channel_stride: 0,
+                row_mask: ALL_ROWS,
             };
             format!(".has_{name} = {}, .{name} = {}", u8::from(v.is_some()), view(&v.unwrap_or(empty)))
         }
@@ -476,26 +497,33 @@ pub fn step_literal(step: &Step) -> (&'static str, &'static str, String) {
 /// The statement that runs `step` (at `step_ptr`, e.g. `&s3`) on memories `m`:
 /// its kind, its rows and its chunk size (the same for every thread count) are constants.
 pub fn exec_call(step: &Step, step_ptr: &str, m: &str) -> String {
-    let kind = step.parts().1;
-    let (rows, chunk) = (step.rows().unwrap_or(1), step.chunk_rows());
-    format!("cg_exec({kind}, {step_ptr}, {rows}, {chunk}, {m}, pf);")
+    exec_rows_call(step, 0..step.rows().unwrap_or(1), step_ptr, m)
 }
 
-/// The C call that runs a group of steps (`cg_exec` for a step alone); `step_ptr(i)`
-/// is the expression for a pointer to the group's step `i`.
-pub fn exec_group_call(group: &[Step], step_ptr: impl Fn(usize) -> String, m: &str) -> String {
+/// `cg_exec` of output rows `rows` of a step.
+fn exec_rows_call(step: &Step, rows: Range<usize>, step_ptr: &str, m: &str) -> String {
+    let kind = step.parts().1;
+    let chunk = band_chunk_rows(std::slice::from_ref(step), rows.len());
+    format!("cg_exec({kind}, {step_ptr}, {}, {}, {chunk}, {m}, pf);", rows.start, rows.end)
+}
+
+/// The C call that runs output rows `rows` of a group of steps (`cg_exec` for
+/// a step alone); `step_ptr(i)` is the expression for a pointer to the group's
+/// step `i`.
+pub fn exec_group_call(group: &[Step], rows: Range<usize>, step_ptr: impl Fn(usize) -> String, m: &str) -> String {
     match group {
-        [step] => exec_call(step, &step_ptr(0), m),
+        [step] => exec_rows_call(step, rows, &step_ptr(0), m),
         _ => {
             let kinds: Vec<&str> = group.iter().map(|s| s.parts().1).collect();
             let ptrs: Vec<String> = (0..group.len()).map(step_ptr).collect();
-            let rows = group[0].rows().unwrap_or(1);
-            let chunk = cgnet_runtime::program::group_chunk_rows(group);
+            let chunk = band_chunk_rows(group, rows.len());
             format!(
-                "{{ static const int kinds[] = {{{}}}; const void *const steps[] = {{{}}}; cg_exec_group({}, kinds, steps, {rows}, {chunk}, {m}, pf); }}",
+                "{{ static const int kinds[] = {{{}}}; const void *const steps[] = {{{}}}; cg_exec_group({}, kinds, steps, {}, {}, {chunk}, {m}, pf); }}",
                 kinds.join(", "),
                 ptrs.join(", "),
-                group.len()
+                group.len(),
+                rows.start,
+                rows.end
             )
         }
     }
@@ -536,9 +564,12 @@ pub fn source(model: &CompiledModel, options: &Options) -> String {
         }
     }
     let calls: Vec<String> = model
-        .groups
+        .calls
         .iter()
-        .map(|g| exec_group_call(&model.steps[g.clone()], |i| pointers[g.start + i].clone(), "m"))
+        .map(|call| {
+            let g = &call.steps;
+            exec_group_call(&model.steps[g.clone()], call.rows.clone(), |i| pointers[g.start + i].clone(), "m")
+        })
         .collect();
     let inv_std = model.normalisation().inv_std;
     w.line(format!("static const float cg_mean[3] = {u}_MEAN;"));

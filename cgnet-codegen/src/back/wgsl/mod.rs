@@ -23,10 +23,16 @@ pub enum WgslError {
     TooLarge(String),
     #[error("the labels must be a dense row-major view for the GPU target (four per word)")]
     SparseLabels,
+    #[error("the program streams regions band by band (a CPU schedule); compile it for the GPU with `Streaming::Off`")]
+    Streamed,
 }
 
 /// The whole program as WGSL kernels.
 pub fn plan(model: &CompiledModel) -> Result<GpuPlan, WgslError> {
+    // A dispatch runs a whole step: rings and bands are the CPU's.
+    if model.is_streamed() {
+        return Err(WgslError::Streamed);
+    }
     let arena_floats = model.arena_bytes.div_ceil(4);
     let pixels = model.height * model.width;
     for (what, floats) in
@@ -249,7 +255,34 @@ fn conv(s: &Conv) -> ((String, usize), usize) {
     let w4 = |base: &str| weight_vec4(base, aligned);
     // Unrolled over the pixels: every accumulator and address stays in a register.
     let pixels = 0..CONV_PIXELS;
-    let init: String = pixels.clone().map(|p| format!("    var a{p}0 = b0;\n    var a{p}1 = b1;\n")).collect();
+    let init: String = match &s.add {
+        None => pixels.clone().map(|p| format!("    var a{p}0 = b0;\n    var a{p}1 = b1;\n")).collect(),
+        // One part of a split convolution: the sums start from the parts so far.
+        Some(add) => pixels
+            .clone()
+            .map(|p| {
+                format!(
+                    "    var a{p}0 = vec4<f32>(0.0);\n\
+                     \x20   var a{p}1 = vec4<f32>(0.0);\n\
+                     \x20   if (xg * {P}u + {p}u < {dw}u) {{\n\
+                     \x20       let ox = xg * {P}u + {p}u;\n\
+                     \x20       for (var j = 0u; j < 8u; j++) {{\n\
+                     \x20           let c = g * 8u + j;\n\
+                     \x20           if (c < {co}u) {{\n\
+                     \x20               let v = {mem}[{at}];\n\
+                     \x20               if (j < 4u) {{ a{p}0[j] = v; }} else {{ a{p}1[j - 4u] = v; }}\n\
+                     \x20           }}\n\
+                     \x20       }}\n\
+                     \x20   }}\n",
+                    P = CONV_PIXELS,
+                    dw = s.dst.w,
+                    co = s.dst.c,
+                    mem = mem(add.mem),
+                    at = at(add, "c", "oy", "ox"),
+                )
+            })
+            .collect(),
+    };
     let taps: String = pixels
         .clone()
         .map(|p| {

@@ -13,6 +13,7 @@ use cgnet_codegen::back::{self, native, CompiledModel};
 use cgnet_codegen::ir::{Graph, OutputKind};
 use cgnet_codegen::report::InspectReport;
 use cgnet_codegen::spec::{read_spec_file, ModelSpec};
+use cgnet_codegen::stream::Streaming;
 use cgnet_codegen::testing::{bind_random_weights, image_like_input};
 use cgnet_codegen::{draw, interp, passes, plan};
 use cgnet_codegen::{lower, verify, Tensor};
@@ -232,6 +233,10 @@ struct BenchArgs {
     /// share one pass over each chunk of rows: what the groups gain.
     #[arg(long)]
     ungrouped: bool,
+    /// Compile without streamed regions (every tensor whole, as on the GPU):
+    /// what streaming costs or gains in time, against its smaller arena.
+    #[arg(long)]
+    unstreamed: bool,
 }
 
 /// `--threads`: a count, or `auto` / 0 for the available cores.
@@ -386,6 +391,15 @@ impl Target {
             Target::CNeon => Some(CTarget::Neon),
             Target::CWebGpu => Some(CTarget::WebGpu),
             _ => None,
+        }
+    }
+
+    /// Whether the compiled program streams regions band by band: the CPU
+    /// targets do; the GPU targets dispatch whole steps.
+    fn streaming(self) -> Streaming {
+        match self {
+            Target::Gpu | Target::CWebGpu => Streaming::Off,
+            _ => Streaming::Auto,
         }
     }
 
@@ -604,7 +618,7 @@ fn build(args: &BuildArgs) -> Result<(), Failure> {
         spec.name = Some(name.clone());
         spec.validate()?;
     }
-    let model = back::compile(&spec, &graph, &sha)?;
+    let model = back::compile_streaming(&spec, &graph, &sha, args.target.streaming())?;
     let files = match args.target.c_target() {
         Some(target) => c::emit(&model, &c::Options { target, weights_blob: args.weights_blob })
             .map_err(|e| Failure::new(e.to_string()))?,
@@ -687,9 +701,9 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
                 (take(OutputKind::Logits), take(OutputKind::Scores), take(OutputKind::Labels));
             Results { logits, scores, labels: labels.data.iter().map(|v| *v as i32).collect() }
         }
-        Target::Gpu => gpu::run(&back::compile(&spec, &graph, &sha)?, &input)?,
+        Target::Gpu => gpu::run(&back::compile_streaming(&spec, &graph, &sha, Streaming::Off)?, &input)?,
         target => {
-            let model = back::compile(&spec, &graph, &sha)?;
+            let model = back::compile_streaming(&spec, &graph, &sha, target.streaming())?;
             match target.c_target() {
                 Some(c) => {
                     let (results, _, harness_seconds) = run_c(&model, c, args.threads, &input, 0)?;
@@ -805,7 +819,8 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
         bind_random_weights(&mut graph, 1);
         (spec, graph, "random weights (seed 1)".to_string())
     };
-    let mut model = back::compile(&spec, &graph, &sha)?;
+    let streaming = if args.unstreamed { Streaming::Off } else { args.target.streaming() };
+    let mut model = back::compile_streaming(&spec, &graph, &sha, streaming)?;
     if args.ungrouped {
         // The CPU targets are the ones that take threads.
         if !args.target.takes_threads() {
@@ -814,7 +829,10 @@ fn bench(args: &BenchArgs) -> Result<(), Failure> {
                 "--ungrouped applies to the CPU targets (rust-*, c-*), not {target}: the GPU runs every step alone"
             )));
         }
-        model.groups = (0..model.steps.len()).map(|i| i..i + 1).collect();
+        let calls = model.calls.iter().flat_map(|call| {
+            call.steps.clone().map(|i| back::program::Call { steps: i..i + 1, rows: call.rows.clone() })
+        });
+        model.calls = calls.collect();
     }
     let input = image_like_input(spec.height, spec.width, 2);
     if args.profile && args.target.isa().is_none() {
@@ -921,7 +939,7 @@ fn print_profile(
 ) -> Result<(), Failure> {
     let pool = pool(threads)?;
     let mut runner = native::Runner::new(model);
-    let groups = model.groups.len() + 1;
+    let groups = model.calls.len() + 1;
     let mut runs = vec![Vec::with_capacity(iters); groups];
     let mut seconds = vec![0.0; groups];
     for i in 0..iters + 1 {
@@ -947,20 +965,31 @@ fn print_profile(
         println!("every group of steps in program order (median of {iters} runs each):");
         println!("  {:<12} {:>9} {:>9}  kinds", "steps", "ms", "GFLOP/s");
     }
-    let ranges = model.groups.iter().cloned().chain([model.steps.len()..model.steps.len() + 1]);
-    for ((group, mut run), range) in
-        model.grouped_steps().chain([std::slice::from_ref(&model.tails.run)]).zip(runs).zip(ranges)
-    {
+    let tail = back::program::Call { steps: model.steps.len()..model.steps.len() + 1, rows: 0..1 };
+    let calls = model.calls.iter().cloned().chain([tail]);
+    let groups = model.called_steps().map(|(group, _)| group).chain([std::slice::from_ref(&model.tails.run)]);
+    for ((group, mut run), call) in groups.zip(runs).zip(calls) {
+        let range = call.steps;
         run.sort_by(f64::total_cmp);
         let kind = group.iter().map(|s| s.kind()).collect::<Vec<_>>().join(" + ");
-        let (median, macs) = (run[run.len() / 2], group.iter().map(|s| s.macs()).sum::<u64>());
+        // A band of a streamed region does its rows' share of the steps' work.
+        let share =
+            |s: &cgnet_runtime::program::Step| s.macs() * call.rows.len() as u64 / s.rows().unwrap_or(1).max(1) as u64;
+        let (median, macs) = (run[run.len() / 2], group.iter().map(share).sum::<u64>());
         if each_group {
             let steps = if range.len() == 1 {
                 format!("S{}", range.start)
             } else {
                 format!("S{}..S{}", range.start, range.end - 1)
             };
-            let steps = if range.start == model.steps.len() { "tail".to_string() } else { steps };
+            let steps = if range.start == model.steps.len() {
+                "tail".to_string()
+            } else if call.rows != (0..group[0].rows().unwrap_or(1)) {
+                // A band of a streamed region.
+                format!("{steps} rows {}..{}", call.rows.start, call.rows.end)
+            } else {
+                steps
+            };
             println!("  {steps:<12} {:>9.3} {:>9}  {kind}", median * 1e3, gflops(macs, median));
         }
         match kinds.iter_mut().find(|k| k.0 == kind) {
