@@ -226,7 +226,8 @@ struct BenchArgs {
     #[arg(long)]
     profile: bool,
     /// With --profile, also list every group of steps in program order: its
-    /// steps (`S4..S6` as in the generated code), median time and GFLOP/s.
+    /// steps (`S4..S6` as in the generated code; a streamed region's bands as
+    /// `S1 rows 0..20`), median time and GFLOP/s.
     #[arg(long, requires = "profile")]
     profile_groups: bool,
     /// Run every step on its own, not in the compiler's groups of steps that
@@ -963,7 +964,7 @@ fn print_profile(
         |macs: u64, sec: f64| if macs > 0 { format!("{:.1}", 2.0 * macs as f64 / sec / 1e9) } else { "-".into() };
     if each_group {
         println!("every group of steps in program order (median of {iters} runs each):");
-        println!("  {:<12} {:>9} {:>9}  kinds", "steps", "ms", "GFLOP/s");
+        println!("  {:<20} {:>9} {:>9}  kinds", "steps", "ms", "GFLOP/s");
     }
     let tail = back::program::Call { steps: model.steps.len()..model.steps.len() + 1, rows: 0..1 };
     let calls = model.calls.iter().cloned().chain([tail]);
@@ -990,7 +991,7 @@ fn print_profile(
             } else {
                 steps
             };
-            println!("  {steps:<12} {:>9.3} {:>9}  {kind}", median * 1e3, gflops(macs, median));
+            println!("  {steps:<20} {:>9.3} {:>9}  {kind}", median * 1e3, gflops(macs, median));
         }
         match kinds.iter_mut().find(|k| k.0 == kind) {
             Some(k) => {
