@@ -193,11 +193,12 @@ pub fn plan_streamed(graph: &Graph, outputs_in_arena: bool, streaming: Streaming
         let Some((next, more)) = best else { break };
         (plan, regions) = (next, more);
     }
+    let unstreamed = whole.arena_lower_bound_bytes;
     if plan.arena_bytes >= whole.arena_bytes {
         // Nothing gained in the end: every buffer whole.
         (plan, regions) = (whole, Vec::new());
     }
-    plan.unstreamed_lower_bound_bytes = plan_regions(graph, outputs_in_arena, &[]).arena_lower_bound_bytes;
+    plan.unstreamed_lower_bound_bytes = unstreamed;
     (plan, regions)
 }
 
@@ -227,12 +228,12 @@ fn plan_regions(graph: &Graph, outputs_in_arena: bool, regions: &[Region]) -> Pl
         }
     }
     let ring = |id: NodeId| regions.iter().find_map(|r| r.rings.get(&id).copied());
-    let streamed = |index: usize| regions.iter().any(|r| r.nodes.contains(&index));
     let mut in_place = in_place_inputs(graph, &ranges, &external);
     // In a region, a node runs band by band: storing in place of an input could
-    // overwrite rows that an earlier node still reads in a later band.
+    // overwrite rows that an earlier node still reads in a later band. (Only
+    // the region's nodes read its rings.)
     for (id, of) in in_place.iter_mut().enumerate() {
-        if of.is_some_and(|input| ring(input).is_some()) || streamed(id) {
+        if regions.iter().any(|r| r.nodes.contains(&id)) {
             *of = None;
         }
     }

@@ -15,9 +15,10 @@
 //! planner keeps every buffer the region touches live through the whole
 //! region, and gives a ring its slots only.
 //!
-//! Which runs are streamed ([`Streaming::Auto`]): the planner streams the run
-//! that holds the arena's peak, re-plans, and repeats while the peak lies in a
-//! run not yet streamed whose rings save at least [`MIN_SAVING`] bytes.
+//! Which runs are streamed ([`Streaming::Auto`], `plan::plan_streamed`): the
+//! planner streams the stretch of the run holding the arena's peak step that
+//! lowers the bytes live there most (and whose rings save at least
+//! [`MIN_SAVING`] bytes), re-plans, and repeats while the peak lies in a run.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -121,15 +122,9 @@ pub fn source_rows(graph: &Graph, reader: NodeId, out: Range<usize>, src_h: usiz
     };
     match &node.op {
         Op::Conv2d(c) => {
-            let src_c = graph.nodes[node.inputs[0]].shape.c;
-            let (a, b) = if crate::back::program::uses_winograd(c, src_c, node.shape.c) {
-                // Winograd computes whole tiles of rows.
-                let t = cgnet_runtime::program::WINOGRAD_TILE;
-                (out.start / t * t, out.end.next_multiple_of(t).min(node.shape.h))
-            } else {
-                (out.start, out.end)
-            };
-            window(a, b, c.kernel, c.stride, c.dilation)
+            // Whole tiles of rows, for Winograd.
+            let t = granule(graph, reader);
+            window(out.start / t * t, out.end.next_multiple_of(t).min(node.shape.h), c.kernel, c.stride, c.dilation)
         }
         Op::DepthwisePair { loc, sur } => window(out.start, out.end, 3, 1, loc.dilation.max(sur.dilation)),
         Op::AvgPool => window(out.start, out.end, 3, 2, 1),
@@ -181,11 +176,9 @@ pub fn schedule(graph: &Graph, nodes: Range<usize>) -> Option<Region> {
     }
     // Ring candidates: written only by the region's kernels, read only inside it.
     let mut writers: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
-    for (id, node) in graph.nodes.iter() {
-        if computes(graph, id) || !node.tees.is_empty() {
-            for owner in writes(graph, id) {
-                writers.entry(owner).or_default().push(id);
-            }
+    for id in graph.nodes.handles().filter(|id| computes(graph, *id)) {
+        for owner in writes(graph, id) {
+            writers.entry(owner).or_default().push(id);
         }
     }
     let candidates: Vec<NodeId> = writers

@@ -68,7 +68,7 @@ impl CompiledModel {
     /// Whether some call runs a band of its steps rather than all their rows
     /// (the program has streamed regions).
     pub fn is_streamed(&self) -> bool {
-        self.calls.iter().any(|call| call.rows != (0..self.steps[call.steps.start].rows().unwrap_or(1)))
+        self.calls.iter().any(|call| !call.is_whole(&self.steps))
     }
 }
 
@@ -81,10 +81,10 @@ pub struct Call {
 }
 
 impl Call {
-    /// Every row of the steps `steps`.
-    pub fn whole(all: &[Step], steps: Range<usize>) -> Self {
-        let rows = 0..all[steps.start].rows().unwrap_or(1);
-        Call { steps, rows }
+    /// Whether the call runs every row of its steps (of the program's `steps`),
+    /// not one band of a streamed region.
+    pub fn is_whole(&self, steps: &[Step]) -> bool {
+        self.rows == (0..steps[self.steps.start].rows().unwrap_or(1))
     }
 }
 

@@ -349,7 +349,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
     };
     let body_calls = model.calls.iter().map(|call| {
         let group = &call.steps;
-        let whole = call.rows == (0..model.steps[group.start].rows().unwrap_or(1));
+        let whole = call.is_whole(&model.steps);
         let (start, end) = (n(call.rows.start), n(call.rows.end));
         match (group.len(), whole) {
             (1, true) => {

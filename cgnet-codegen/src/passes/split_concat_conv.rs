@@ -49,7 +49,7 @@ pub fn run(graph: &mut Graph) -> usize {
         let per_in = c.kernel * c.kernel;
         let shape = graph.nodes[conv].shape;
         let mut sums: Option<NodeId> = None;
-        for (j, (value, producer, start, len)) in values.iter().copied().enumerate() {
+        for (j, (value, _, start, len)) in values.iter().copied().enumerate() {
             let key = format!("{}[:, {start}..{}]", graph.params[c.weight].key, start + len);
             let w_shape = vec![shape.c, len, c.kernel, c.kernel];
             let derivation = Derivation::SliceInputs { of: c.weight, ci, per_in, start, len };
@@ -64,8 +64,8 @@ pub fn run(graph: &mut Graph) -> usize {
             } else {
                 let node = Node::new(Op::Conv2d(part_conv), inputs, shape, format!("{name}.part{j}"));
                 let id = graph.nodes.push(node);
-                // After the part's producer (and its own buffer, for a teed part).
-                after.push((id, if value == producer { producer } else { value }));
+                // After the part (its producer, or a teed part's own buffer).
+                after.push((id, value));
                 sums = Some(id);
             }
         }

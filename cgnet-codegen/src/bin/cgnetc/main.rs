@@ -970,7 +970,7 @@ fn print_profile(
     let calls = model.calls.iter().cloned().chain([tail]);
     let groups = model.called_steps().map(|(group, _)| group).chain([std::slice::from_ref(&model.tails.run)]);
     for ((group, mut run), call) in groups.zip(runs).zip(calls) {
-        let range = call.steps;
+        let range = call.steps.clone();
         run.sort_by(f64::total_cmp);
         let kind = group.iter().map(|s| s.kind()).collect::<Vec<_>>().join(" + ");
         // A band of a streamed region does its rows' share of the steps' work.
@@ -985,7 +985,7 @@ fn print_profile(
             };
             let steps = if range.start == model.steps.len() {
                 "tail".to_string()
-            } else if call.rows != (0..group[0].rows().unwrap_or(1)) {
+            } else if !call.is_whole(&model.steps) {
                 // A band of a streamed region.
                 format!("{steps} rows {}..{}", call.rows.start, call.rows.end)
             } else {
