@@ -12,6 +12,16 @@ the Cityscapes mean). Prints a markdown table.
     python3 bench/compare.py --spec S.json --weights W.safetensors \
         --height 512 --width 1024 --threads 1 2 --rounds 7
 
+With --isa avx2 it compares on AVX2 + FMA only, as on an AVX2-only CPU, on a
+CPU that has AVX-512: ours run c-avx2 / rust-avx2, and the ncnn module must
+have been built without AVX-512 code (the PyPI wheel dispatches to it at run
+time, and nothing can turn that off), which the script checks with objdump:
+
+    EXTRA_CMAKE_ARGS="-DNCNN_VULKAN=OFF -DNCNN_AVX512=OFF" pip wheel ncnn \
+        --no-binary ncnn --no-build-isolation --no-deps -w wheels/
+
+ONNX Runtime still chooses its kernels at run time (AVX-512 where there is).
+
 With --gpu it compares the GPU paths instead: ours (`cgnetc run/bench --target
 gpu`, WGSL through wgpu) and ncnn's Vulkan path (fp16 off), both on the same
 Vulkan device (lavapipe on a machine without a GPU), outputs checked against
@@ -180,6 +190,19 @@ def cpu_flags():
         return set()
 
 
+def ncnn_has_avx512(ncnn):
+    """Whether the ncnn extension module holds AVX-512 code (an instruction on a
+    zmm register), by objdump; None where it cannot tell."""
+    import glob
+    modules = glob.glob(os.path.join(os.path.dirname(ncnn.__file__), "ncnn*.so"))
+    if not modules or not shutil.which("objdump"):
+        return None
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", modules[0]], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return "%zmm" in out.stdout
+
+
 def median_ms(samples):
     return statistics.median(samples) * 1e3
 
@@ -194,6 +217,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--cgnetc", default=os.path.join(ROOT, "target", "release", "cgnetc"))
     ap.add_argument("--gpu", action="store_true", help="compare the GPU paths (ours on wgpu, ncnn on Vulkan)")
+    ap.add_argument("--isa", choices=["widest", "avx2"], default="widest",
+                    help="ours on the CPU's widest vector set (default), or on AVX2 + FMA only: the AVX2-only "
+                         "comparison on an AVX-512 CPU, against an ncnn built without AVX-512 (checked, see --help)")
     args = ap.parse_args()
 
     spec = json.load(open(args.spec))
@@ -226,9 +252,15 @@ def main():
     if args.gpu:
         return gpu_main(args, spec, spec_path, onnx_path, param, binf, image, work)
 
-    # Ours: the widest vector set of this CPU, as ncnn and ONNX Runtime choose theirs.
+    # Ours: the widest vector set of this CPU, as ncnn and ONNX Runtime choose
+    # theirs, or AVX2 against an ncnn without AVX-512 code.
     flags = cpu_flags()
-    wide = "avx512f" in flags
+    wide = "avx512f" in flags and args.isa == "widest"
+    ncnn_avx512 = ncnn_has_avx512(ncnn)
+    if args.isa == "avx2" and ncnn_avx512 is not False:
+        sys.exit("--isa avx2 needs an ncnn module without AVX-512 code (objdump finds " +
+                 ("some" if ncnn_avx512 else "nothing it can read; is binutils there?") +
+                 f" in {ncnn.__file__}): build it with -DNCNN_AVX512=OFF, see --help")
     c_target, rust_target = ("c-avx512", "rust-avx512") if wide else ("c-avx2", "rust-avx2")
     c_flags = ["-mavx512f", "-mavx2", "-mfma"] if wide else ["-mavx2", "-mfma"]
     key_c, key_rust = f"ours C ({c_target})", f"ours Rust ({rust_target})"
@@ -294,10 +326,13 @@ def main():
         times = {key_c: [], "ncnn": [], "ONNX Runtime": [], key_rust: []}
 
         def run_rust_block():
-            # The Rust backend runs in its own process (cgnetc bench); it reports the median of its timed runs.
+            # The Rust backend runs in its own process (cgnetc bench): two timed
+            # runs, as the other engines' blocks have, which it prints as the
+            # min and max (its "median" of two is the slower one).
             out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", rust_target,
                                   "--threads", str(threads), "--iters", "2"], check=True, capture_output=True, text=True).stdout
-            times[key_rust].append(float(out.split("median ")[1].split(" ms")[0]) / 1e3)
+            fastest, slowest = out.split("(min ")[1].split(")")[0].split(", max ")
+            times[key_rust] += [float(fastest) / 1e3, float(slowest) / 1e3]
 
         for _ in range(2):
             run_c(); run_ncnn(); run_ort()
@@ -320,10 +355,12 @@ def main():
     except (OSError, IndexError):
         pass
     best = "AVX-512" if "avx512f" in flags else "AVX2 + FMA" if {"avx2", "fma"} <= flags else "SSE"
+    ncnn_isa = {True: "its module has AVX-512 code", False: "its module has no AVX-512 code",
+                None: "objdump could not tell whether its module has AVX-512 code"}[ncnn_avx512]
     print(f"\nCGNet {spec['classes']} classes M{spec['stage2_blocks']}N{spec['stage3_blocks']} at {h}x{w}, "
           f"image-like input (uniform 0..255 minus the Cityscapes mean), {cpu}, {args.rounds} rounds; median ms")
     print(f"ISA: ours {c_target} and {rust_target} ({'AVX-512F' if wide else 'AVX2 + FMA'}); ncnn and ONNX Runtime "
-          f"choose at run time, and this CPU's best is {best}\n")
+          f"choose at run time, and this CPU's best is {best}; ncnn {ncnn.__version__}: {ncnn_isa}\n")
     print("| threads | engine | median ms | ratio to ncnn | max rel. error vs ORT |")
     print("| --- | --- | --- | --- | --- |")
     for threads, med, errs in rows:

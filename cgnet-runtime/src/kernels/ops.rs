@@ -575,10 +575,13 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
             // One part of a split convolution: the sums so far, at these pixels.
             Some(add) => {
                 let from = ptr(m, add);
-                for (p, a) in acc.iter_mut().enumerate().take(n) {
+                // Constant bounds, so that the loops unroll and `acc` stays in
+                // registers (a loop to `n` indexes it at run time: it would
+                // live on the stack through the whole tile).
+                for (p, a) in acc.iter_mut().enumerate() {
                     for (v, x) in a.iter_mut().enumerate() {
                         let c = (cb + v) * lanes;
-                        if c < co {
+                        if p < n && c < co {
                             // SAFETY: `(c, oy, x0 + p)` is inside the addend, which has the destination's shape (checked by `Exec::step`).
                             *x = unsafe {
                                 load_n::<S>(from.add(add.at(c, oy, x0 + p)), (co - c).min(lanes), add.channel_stride)
