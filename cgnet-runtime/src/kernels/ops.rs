@@ -416,39 +416,91 @@ macro_rules! with_source {
     };
 }
 
-/// `acc[p][v] += w[c][v] * x[p][c]` over all input channels `c`: the conv's
-/// inner loop. Of the weights (`V` vectors) and the broadcast inputs (`P`),
-/// whichever is fewer is loaded up front and the other one at a time, so that
-/// the accumulators plus operands fit in the vector registers. Weight vectors
-/// are `co_pad` apart per input channel; the last one has `last` used lanes.
-/// With `MASK`, each pixel's input is multiplied by `mask[p]` (0 for padding).
+/// The terms `accumulate` sums, each an offset from a pixel's first element
+/// and the channel it is in: the input channels of one tap, or every (tap,
+/// channel) pair of a convolution with few of them ([`TapTable`]).
+trait Terms: Copy {
+    /// The offset and channel of term `j`.
+    ///
+    /// # Safety
+    /// `j` is below the number of terms the caller passes with these.
+    unsafe fn term(self, j: usize) -> (usize, usize);
+}
+
+/// Channel `c` of one tap, `stride` elements apart.
+#[derive(Clone, Copy)]
+struct TapChannels(usize);
+
+impl Terms for TapChannels {
+    #[inline(always)]
+    unsafe fn term(self, c: usize) -> (usize, usize) {
+        (c * self.0, c)
+    }
+}
+
+/// The most terms (taps x input channels) of a convolution that
+/// [`conv_tile`] runs as one list over every tap: the first convolution,
+/// 3x3 over a picture's 3 channels (27).
+const TAP_TABLE_TERMS: usize = 32;
+
+/// Every (tap, channel) pair of a convolution in weight order (`ky`, `kx`,
+/// channel), as offsets from the pixel under the kernel's corner: one loop of
+/// 27 terms for a 3x3 convolution of 3 channels instead of 9 of 3, each with
+/// its own addressing. Same terms, same order: the same sums, bit for bit.
+#[derive(Clone, Copy)]
+struct TapTable<'a>(&'a [(usize, usize)]);
+
+impl Terms for TapTable<'_> {
+    #[inline(always)]
+    unsafe fn term(self, j: usize) -> (usize, usize) {
+        // SAFETY: this function's contract: `j` is below the table's length.
+        unsafe { *self.0.get_unchecked(j) }
+    }
+}
+
+/// `acc[p][v] += w[j][v] * x[p][j]` over the `count` terms `j` (input
+/// channels, or (tap, channel) pairs): the conv's inner loop. Of the weights
+/// (`V` vectors) and the broadcast inputs (`P`), whichever is fewer is loaded
+/// up front and the other one at a time, so that the accumulators plus
+/// operands fit in the vector registers. Weight vectors are `co_pad` apart
+/// per term; the last one has `last` used lanes. With `MASK`, each pixel's
+/// input is multiplied by `mask[p]` (0 for padding).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const MASK: bool>(
+unsafe fn accumulate<S: Simd, X: Source, T: Terms, const P: usize, const V: usize, const MASK: bool>(
     acc: &mut [[S::V; V]; P],
     (wrow, co_pad, last): (*const f32, usize, usize),
     src: X,
     base: &[usize; P],
-    cs: usize,
-    ci: usize,
+    terms: T,
+    count: usize,
     mask: &[f32; P],
 ) {
     // A plain function, not a closure: closures do not inherit target features
     // and would not inline into the vector code.
     #[inline(always)]
-    fn input<S: Simd, X: Source, const P: usize, const MASK: bool>(
+    fn input<S: Simd, X: Source, T: Terms, const P: usize, const MASK: bool>(
         src: X,
         base: &[usize; P],
-        cs: usize,
+        terms: T,
         mask: &[f32; P],
         p: usize,
-        c: usize,
+        j: usize,
     ) -> S::V {
-        // SAFETY: the caller's contract: `base[p] + c * cs` is an element of the checked source view for every `c < ci`.
-        let x = unsafe { src.get(base[p] + c * cs, c) };
+        // SAFETY: the caller's contract: `j < count`, and `base[p]` plus the
+        // term's offset is an element of the checked source view.
+        let x = unsafe {
+            let (offset, c) = terms.term(j);
+            src.get(base[p] + offset, c)
+        };
         S::splat(if MASK { x * mask[p] } else { x })
     }
-    for c in 0..ci {
+    // A private copy, indexed by constants only (the loops unroll), which LLVM
+    // keeps in registers; the caller's tile is also indexed by run-time pixel
+    // counts, which may keep it in memory, stored to on every term (as C's
+    // `cg_accumulate` does).
+    let mut a = *acc;
+    for c in 0..count {
         // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
         let w = unsafe { wrow.add(c * co_pad) };
         if V <= P {
@@ -458,25 +510,26 @@ unsafe fn accumulate<S: Simd, X: Source, const P: usize, const V: usize, const M
                 *x = unsafe { packed::<S>(w.add(v * S::LANES), if v + 1 == V { last } else { S::LANES }) };
             }
             for p in 0..P {
-                let b = input::<S, X, P, MASK>(src, base, cs, mask, p, c);
+                let b = input::<S, X, T, P, MASK>(src, base, terms, mask, p, c);
                 for v in 0..V {
-                    acc[p][v] = S::madd(wv[v], b, acc[p][v]);
+                    a[p][v] = S::madd(wv[v], b, a[p][v]);
                 }
             }
         } else {
             let mut b = [S::zero(); P];
             for (p, x) in b.iter_mut().enumerate() {
-                *x = input::<S, X, P, MASK>(src, base, cs, mask, p, c);
+                *x = input::<S, X, T, P, MASK>(src, base, terms, mask, p, c);
             }
             for v in 0..V {
                 // SAFETY: the caller's contract: `wrow` points at `ci` rows of `co_pad` packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wv = unsafe { packed::<S>(w.add(v * S::LANES), if v + 1 == V { last } else { S::LANES }) };
                 for p in 0..P {
-                    acc[p][v] = S::madd(wv, b[p], acc[p][v]);
+                    a[p][v] = S::madd(wv, b[p], a[p][v]);
                 }
             }
         }
     }
+    *acc = a;
 }
 
 /// Pixels per tile for a group of `v` channel vectors: the accumulators
@@ -507,6 +560,21 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
     let blocks = s.dst.c.div_ceil(S::LANES);
     // All channel groups walk the same pixel tiles, sized for the widest group.
     let tile = tile_pixels(S::REGISTERS, blocks.min(4));
+    // A convolution with few terms over several taps runs its interior tiles as one list of them.
+    let (k, dil) = (s.kernel, s.dilation);
+    let mut table = [(0usize, 0usize); TAP_TABLE_TERMS];
+    let terms = s.src.c * k * k;
+    let taps = if k > 1 && terms <= TAP_TABLE_TERMS && !s.src.is_ring() {
+        for (j, term) in table.iter_mut().enumerate().take(terms) {
+            let (tap, c) = (j / s.src.c, j % s.src.c);
+            let (ky, kx) = (tap / k, tap % k);
+            let offset = ky * dil * s.src.row_stride + kx * dil * s.src.pixel_stride + c * s.src.channel_stride;
+            *term = (offset, c);
+        }
+        &table[..terms]
+    } else {
+        &[]
+    };
     // A plain function, not a closure: closures do not inherit target features.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -515,6 +583,7 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
         w: *const f32,
         s: &Conv,
         src: X,
+        taps: &[(usize, usize)],
         oy: usize,
         ox: usize,
         cb: usize,
@@ -522,17 +591,18 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
     ) {
         let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(S::LANES));
         let tile = (oy, ox, n, cb);
+        let taps = TapTable(taps);
         // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
             match (S::REGISTERS >= 32, (blocks - cb).min(4)) {
-                (false, 4) => conv_tile::<S, X, { tile_pixels(16, 4) }, 4>(m, w, s, src, tile),
-                (false, 3) => conv_tile::<S, X, { tile_pixels(16, 3) }, 3>(m, w, s, src, tile),
-                (false, 2) => conv_tile::<S, X, { tile_pixels(16, 2) }, 2>(m, w, s, src, tile),
-                (false, _) => conv_tile::<S, X, { tile_pixels(16, 1) }, 1>(m, w, s, src, tile),
-                (true, 4) => conv_tile::<S, X, { tile_pixels(32, 4) }, 4>(m, w, s, src, tile),
-                (true, 3) => conv_tile::<S, X, { tile_pixels(32, 3) }, 3>(m, w, s, src, tile),
-                (true, 2) => conv_tile::<S, X, { tile_pixels(32, 2) }, 2>(m, w, s, src, tile),
-                (true, _) => conv_tile::<S, X, { tile_pixels(32, 1) }, 1>(m, w, s, src, tile),
+                (false, 4) => conv_tile::<S, X, { tile_pixels(16, 4) }, 4>(m, w, s, src, taps, tile),
+                (false, 3) => conv_tile::<S, X, { tile_pixels(16, 3) }, 3>(m, w, s, src, taps, tile),
+                (false, 2) => conv_tile::<S, X, { tile_pixels(16, 2) }, 2>(m, w, s, src, taps, tile),
+                (false, _) => conv_tile::<S, X, { tile_pixels(16, 1) }, 1>(m, w, s, src, taps, tile),
+                (true, 4) => conv_tile::<S, X, { tile_pixels(32, 4) }, 4>(m, w, s, src, taps, tile),
+                (true, 3) => conv_tile::<S, X, { tile_pixels(32, 3) }, 3>(m, w, s, src, taps, tile),
+                (true, 2) => conv_tile::<S, X, { tile_pixels(32, 2) }, 2>(m, w, s, src, taps, tile),
+                (true, _) => conv_tile::<S, X, { tile_pixels(32, 1) }, 1>(m, w, s, src, taps, tile),
             }
         }
     }
@@ -541,20 +611,22 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
     for oy in rows {
         for ox in (0..s.dst.w).step_by(tile) {
             for cb in (0..blocks).step_by(4) {
-                group::<S, X>(m, w, s, src, oy, ox, cb, tile);
+                group::<S, X>(m, w, s, src, taps, oy, ox, cb, tile);
             }
         }
     }
 }
 
 /// Output pixels `ox..ox + np` of row `oy`, channel blocks `cb..cb + V`
-/// (`tile = (oy, ox, np, cb)`), in register tiles of `P` pixels.
+/// (`tile = (oy, ox, np, cb)`), in register tiles of `P` pixels. `taps`: the
+/// convolution's terms as one list, or empty (see [`TapTable`]).
 #[inline(always)]
 unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
     m: &Memory,
     w: *const f32,
     s: &Conv,
     src: X,
+    taps: TapTable,
     (oy, ox, np, cb): (usize, usize, usize, usize),
 ) {
     let (lanes, co) = (S::LANES, s.dst.c);
@@ -601,35 +673,66 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
                 }
             }
         }
-        for ky in 0..k {
-            let iy = (oy * stride + ky * dil) as isize - pad;
-            if iy < 0 || iy >= s.src.h as isize {
-                continue;
+        // The corner of the kernel's window over the tile's first pixel, and how far the window reaches.
+        let (corner_y, corner_x) = ((oy * stride) as isize - pad, (x0 * stride) as isize - pad);
+        let reach = (dil * (k - 1)) as isize;
+        let interior = n == P
+            && corner_y >= 0
+            && corner_y + reach < s.src.h as isize
+            && corner_x >= 0
+            && corner_x + reach + (((P - 1) * stride) as isize) < s.src.w as isize;
+        if interior && !taps.0.is_empty() {
+            let mut base = [0usize; P];
+            for (p, b) in base.iter_mut().enumerate() {
+                *b = s.src.at(0, corner_y as usize, corner_x as usize + p * stride);
             }
-            for kx in 0..k {
-                let ix0 = (x0 * stride + kx * dil) as isize - pad;
-                let ix_last = ix0 + ((n - 1) * stride) as isize;
-                // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                let wrow = (unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * lanes) }, co_pad, last);
-                if n == P && ix0 >= 0 && ix_last < s.src.w as isize {
-                    let mut base = [0usize; P];
-                    for (p, b) in base.iter_mut().enumerate() {
-                        *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
+            // SAFETY: the step's packed weights, [tap][channel][co_pad] from `s.weights`, are inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
+            let wrow = (unsafe { w.add(s.weights + cb * lanes) }, co_pad, last);
+            // SAFETY: every pixel's window lies inside the source (`interior`, and the source is no ring), so `base[p]` plus each term's offset is an element of the checked source view.
+            unsafe { accumulate::<S, X, _, P, V, false>(&mut acc, wrow, src, &base, taps, taps.0.len(), &[1.0; P]) };
+        } else {
+            for ky in 0..k {
+                let iy = (oy * stride + ky * dil) as isize - pad;
+                if iy < 0 || iy >= s.src.h as isize {
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix0 = (x0 * stride + kx * dil) as isize - pad;
+                    let ix_last = ix0 + ((n - 1) * stride) as isize;
+                    // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
+                    let wrow = (unsafe { w.add(s.weights + (ky * k + kx) * ci * co_pad + cb * lanes) }, co_pad, last);
+                    if n == P && ix0 >= 0 && ix_last < s.src.w as isize {
+                        let mut base = [0usize; P];
+                        for (p, b) in base.iter_mut().enumerate() {
+                            *b = s.src.at(0, iy as usize, (ix0 + (p * stride) as isize) as usize);
+                        }
+                        // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
+                        unsafe {
+                            accumulate::<S, X, _, P, V, false>(
+                                &mut acc,
+                                wrow,
+                                src,
+                                &base,
+                                TapChannels(cs),
+                                ci,
+                                &[1.0; P],
+                            )
+                        };
+                    } else {
+                        // Border or short tile: clamp addresses, zero the contribution of padding.
+                        let mut base = [0usize; P];
+                        let mut mask = [0.0f32; P];
+                        for p in 0..P {
+                            let ix = ix0 + (p * stride) as isize;
+                            let valid = p < n && ix >= 0 && ix < s.src.w as isize;
+                            mask[p] = if valid { 1.0 } else { 0.0 };
+                            base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
+                        }
+                        // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
+                        unsafe {
+                            accumulate::<S, X, _, P, V, true>(&mut acc, wrow, src, &base, TapChannels(cs), ci, &mask)
+                        };
                     }
-                    // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, X, P, V, false>(&mut acc, wrow, src, &base, cs, ci, &[1.0; P]) };
-                } else {
-                    // Border or short tile: clamp addresses, zero the contribution of padding.
-                    let mut base = [0usize; P];
-                    let mut mask = [0.0f32; P];
-                    for p in 0..P {
-                        let ix = ix0 + (p * stride) as isize;
-                        let valid = p < n && ix >= 0 && ix < s.src.w as isize;
-                        mask[p] = if valid { 1.0 } else { 0.0 };
-                        base[p] = s.src.at(0, iy as usize, ix.clamp(0, s.src.w as isize - 1) as usize);
-                    }
-                    // SAFETY: `base` holds pixels of the checked source view (inside the image, or clamped to it with a zero mask), `wrow` this tap's packed weights.
-                    unsafe { accumulate::<S, X, P, V, true>(&mut acc, wrow, src, &base, cs, ci, &mask) };
                 }
             }
         }
@@ -797,7 +900,9 @@ unsafe fn winograd_gemm<S: Simd, const T: usize, const V: usize>(
 ) {
     let mut acc = [[S::zero(); V]; T];
     // SAFETY: the caller's contract (see `winograd_strips`): `vbuf`, `base` and `wrow` address its stack buffer and weights.
-    unsafe { accumulate::<S, Floats, T, V, false>(&mut acc, wrow, Floats(vbuf), base, 1, ci, &[1.0; T]) };
+    unsafe {
+        accumulate::<S, Floats, _, T, V, false>(&mut acc, wrow, Floats(vbuf), base, TapChannels(1), ci, &[1.0; T])
+    };
     for (t, a) in acc.iter().enumerate() {
         for (v, value) in a.iter().enumerate() {
             // SAFETY: the caller's contract: `out` is inside `winograd_strips`'s product buffer with room for WG_MAX_TILES x 36 x MAXC floats.

@@ -148,35 +148,45 @@ CG_INLINE vf cg_get_n(const cg_src *s, size_t i, size_t c, size_t n, size_t stri
  * largest tile: compilers keep a small array in registers, a large one in memory. */
 #define CG_MAX_ACC (12 * CG_TILE_SCALE)
 
-/* acc[p * V + v] += w[c][v] * x[p][c] over all input channels c: the conv's inner loop.
- * Of the weights (V vectors, co_pad apart per input channel, `last` lanes used in
- * the last one) and the broadcast inputs (P), whichever is fewer is loaded up
- * front and the other one at a time, so that the accumulators and operands fit
- * in the vector registers. With a mask, pixel p's input is scaled by mask[p]
- * (0 for padding). */
+/* One term of a convolution with few (tap, channel) pairs: its offset from the
+ * pixel under the kernel's corner, and its channel. Such a convolution (the
+ * first one: 3x3 over a picture's 3 channels, 27 terms) runs its interior
+ * tiles as one loop over every term, in weight order (ky, kx, channel),
+ * instead of one short loop per tap with its own addressing: the same sums in
+ * the same order, bit for bit (Rust: `TapTable`). */
+typedef struct { size_t offset, channel; } cg_tap;
+#define CG_TAP_TABLE_TERMS 32
+
+/* acc[p * V + v] += w[j][v] * x[p][j] over the `count` terms j: input channels c
+ * (`taps` null: offset c * cs, channel c) or the entries of `taps`. Of the
+ * weights (V vectors, co_pad apart per term, `last` lanes used in the last one)
+ * and the broadcast inputs (P), whichever is fewer is loaded up front and the
+ * other one at a time, so that the accumulators and operands fit in the vector
+ * registers. With a mask, pixel p's input is scaled by mask[p] (0 for padding). */
 CG_INLINE void cg_accumulate(vf acc[CG_MAX_ACC], const float *wrow, size_t co_pad, size_t last, const cg_src *src,
-                             int rgb8, const size_t *base, size_t cs, size_t ci, const float *mask, const size_t P,
-                             const size_t V) {
+                             int rgb8, const size_t *base, size_t cs, const cg_tap *taps, size_t count,
+                             const float *mask, const size_t P, const size_t V) {
     /* A private copy with constant indices only (the loops are unrolled), which
      * compilers keep in registers; the caller's tile is also indexed by run-time
      * pixel counts, which keeps it in memory, stored to on every iteration. */
     vf a[CG_MAX_ACC];
     size_t c, p, v;
     CG_UNROLL for (p = 0; p < P * V; p++) a[p] = acc[p];
-    for (c = 0; c < ci; c++) {
+    for (c = 0; c < count; c++) {
         const float *w = wrow + c * co_pad;
+        const size_t offset = taps ? taps[c].offset : c * cs, channel = taps ? taps[c].channel : c;
         if (V <= P) {
             vf wv[CG_MAX_V];
             CG_UNROLL for (v = 0; v < V; v++) wv[v] = cg_packed(w + v * CG_LANES, v + 1 == V ? last : CG_LANES);
             CG_UNROLL for (p = 0; p < P; p++) {
-                const float x = cg_get(src, base[p] + c * cs, c, rgb8);
+                const float x = cg_get(src, base[p] + offset, channel, rgb8);
                 const vf b = vf_splat(mask ? x * mask[p] : x);
                 CG_UNROLL for (v = 0; v < V; v++) a[p * V + v] = vf_madd(wv[v], b, a[p * V + v]);
             }
         } else {
             vf b[CG_MAX_P];
             CG_UNROLL for (p = 0; p < P; p++) {
-                const float x = cg_get(src, base[p] + c * cs, c, rgb8);
+                const float x = cg_get(src, base[p] + offset, channel, rgb8);
                 b[p] = vf_splat(mask ? x * mask[p] : x);
             }
             CG_UNROLL for (v = 0; v < V; v++) {
@@ -188,9 +198,10 @@ CG_INLINE void cg_accumulate(vf acc[CG_MAX_ACC], const float *wrow, size_t co_pa
     CG_UNROLL for (p = 0; p < P * V; p++) acc[p] = a[p];
 }
 
-/* Output pixels ox..ox+np of row oy, channel blocks cb..cb+V, in register tiles of P pixels. */
-CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb,
-                            const size_t P, const size_t V) {
+/* Output pixels ox..ox+np of row oy, channel blocks cb..cb+V, in register tiles of P
+ * pixels. `taps`: the convolution's `nt` terms as one list (cg_tap), or null. */
+CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, const cg_tap *taps, size_t nt, size_t oy, size_t ox,
+                            size_t np, size_t cb, const size_t P, const size_t V) {
     const float *w = m->w;
     const cg_src src = cg_source(m, s->src.mem);
     const int rgb8 = s->src.mem == CG_RGB8;
@@ -200,7 +211,7 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
     const size_t last_v = cb + V - 1 < vectors - 1 ? cb + V - 1 : vectors - 1;
     const size_t last = co - last_v * CG_LANES < CG_LANES ? co - last_v * CG_LANES : CG_LANES;
     const size_t k = s->kernel, stride = s->stride, dil = s->dilation;
-    const long pad = (long)(dil * (k - 1) / 2);
+    const long pad = (long)(dil * (k - 1) / 2), reach = (long)(dil * (k - 1));
     const size_t ci = s->src.c, cs = s->src.channel_stride;
     size_t done = 0;
     while (done < np) {
@@ -208,6 +219,7 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
         const size_t x0 = ox + done;
         vf acc[CG_MAX_ACC];
         size_t p, v, ky, kx;
+        long corner_y, corner_x;
         if (s->has_add) {
             /* One part of a split convolution: the sums so far, at these pixels. */
             const float *from = cg_base(m, s->add.mem);
@@ -226,29 +238,41 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
                 for (p = 0; p < P; p++) acc[p * V + v] = b;
             }
         }
-        for (ky = 0; ky < k; ky++) {
-            const long iy = (long)(oy * stride + ky * dil) - pad;
-            if (iy < 0 || iy >= (long)s->src.h) continue;
-            for (kx = 0; kx < k; kx++) {
-                const long ix0 = (long)(x0 * stride + kx * dil) - pad;
-                const long ix_last = ix0 + (long)((n - 1) * stride);
-                const float *wrow = w + s->weights + (ky * k + kx) * ci * co_pad + cb * CG_LANES;
-                size_t base[CG_MAX_P];
-                float mask[CG_MAX_P];
-                int interior = n == P && ix0 >= 0 && ix_last < (long)s->src.w;
-                for (p = 0; p < P; p++) {
-                    long ix = ix0 + (long)(p * stride);
-                    int valid = p < n && ix >= 0 && ix < (long)s->src.w;
-                    if (ix < 0) ix = 0;
-                    if (ix > (long)s->src.w - 1) ix = (long)s->src.w - 1;
-                    mask[p] = valid ? 1.0f : 0.0f;
-                    base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
+        /* The corner of the kernel's window over the tile's first pixel, and how far the window reaches. */
+        corner_y = (long)(oy * stride) - pad;
+        corner_x = (long)(x0 * stride) - pad;
+        if (taps && n == P && corner_y >= 0 && corner_y + reach < (long)s->src.h && corner_x >= 0
+            && corner_x + reach + (long)((P - 1) * stride) < (long)s->src.w) {
+            size_t base[CG_MAX_P];
+            const float *wrow = w + s->weights + cb * CG_LANES;
+            for (p = 0; p < P; p++) base[p] = cg_at(&s->src, 0, (size_t)corner_y, (size_t)corner_x + p * stride);
+            if (rgb8) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, 0, taps, nt, 0, P, V);
+            else cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, 0, taps, nt, 0, P, V);
+        } else {
+            for (ky = 0; ky < k; ky++) {
+                const long iy = (long)(oy * stride + ky * dil) - pad;
+                if (iy < 0 || iy >= (long)s->src.h) continue;
+                for (kx = 0; kx < k; kx++) {
+                    const long ix0 = (long)(x0 * stride + kx * dil) - pad;
+                    const long ix_last = ix0 + (long)((n - 1) * stride);
+                    const float *wrow = w + s->weights + (ky * k + kx) * ci * co_pad + cb * CG_LANES;
+                    size_t base[CG_MAX_P];
+                    float mask[CG_MAX_P];
+                    int interior = n == P && ix0 >= 0 && ix_last < (long)s->src.w;
+                    for (p = 0; p < P; p++) {
+                        long ix = ix0 + (long)(p * stride);
+                        int valid = p < n && ix >= 0 && ix < (long)s->src.w;
+                        if (ix < 0) ix = 0;
+                        if (ix > (long)s->src.w - 1) ix = (long)s->src.w - 1;
+                        mask[p] = valid ? 1.0f : 0.0f;
+                        base[p] = cg_at(&s->src, 0, (size_t)iy, (size_t)ix);
+                    }
+                    /* One call site per case, so that each inlined copy has a constant mask and source. */
+                    if (rgb8 && interior) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, 0, ci, 0, P, V);
+                    else if (rgb8) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, 0, ci, mask, P, V);
+                    else if (interior) cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, 0, ci, 0, P, V);
+                    else cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, 0, ci, mask, P, V);
                 }
-                /* One call site per case, so that each inlined copy has a constant mask and source. */
-                if (rgb8 && interior) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, ci, 0, P, V);
-                else if (rgb8) cg_accumulate(acc, wrow, co_pad, last, &src, 1, base, cs, ci, mask, P, V);
-                else if (interior) cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, ci, 0, P, V);
-                else cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, cs, ci, mask, P, V);
             }
         }
         for (p = 0; p < n; p++) {
@@ -267,28 +291,48 @@ CG_INLINE void cg_conv_tile(const cg_conv *s, const cg_mem *m, size_t oy, size_t
  * registers (24 of 32). */
 static size_t cg_tile_pixels(size_t v) { return (v >= 4 ? 3 : v == 3 ? 4 : v == 2 ? 6 : 8) * CG_TILE_SCALE; }
 
-static void cg_conv_tile_3_4(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 3 * CG_TILE_SCALE, 4); }
-static void cg_conv_tile_4_3(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 4 * CG_TILE_SCALE, 3); }
-static void cg_conv_tile_6_2(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 6 * CG_TILE_SCALE, 2); }
-static void cg_conv_tile_8_1(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t np, size_t cb) { cg_conv_tile(s, m, oy, ox, np, cb, 8 * CG_TILE_SCALE, 1); }
+#define CG_CONV_TILE(P, V)                                                                                                      \
+    static void cg_conv_tile_##P##_##V(const cg_conv *s, const cg_mem *m, const cg_tap *taps, size_t nt, size_t oy,             \
+                                       size_t ox, size_t np, size_t cb) {                                                       \
+        cg_conv_tile(s, m, taps, nt, oy, ox, np, cb, P * CG_TILE_SCALE, V);                                                    \
+    }
+CG_CONV_TILE(3, 4)
+CG_CONV_TILE(4, 3)
+CG_CONV_TILE(6, 2)
+CG_CONV_TILE(8, 1)
 
-static void cg_conv_group(const cg_conv *s, const cg_mem *m, size_t oy, size_t ox, size_t cb, size_t tile) {
+static void cg_conv_group(const cg_conv *s, const cg_mem *m, const cg_tap *taps, size_t nt, size_t oy, size_t ox, size_t cb,
+                          size_t tile) {
     const size_t blocks = (s->dst.c + CG_LANES - 1) / CG_LANES, nv = blocks - cb < 4 ? blocks - cb : 4;
     const size_t np = s->dst.w - ox < tile ? s->dst.w - ox : tile;
-    if (nv == 4) cg_conv_tile_3_4(s, m, oy, ox, np, cb);
-    else if (nv == 3) cg_conv_tile_4_3(s, m, oy, ox, np, cb);
-    else if (nv == 2) cg_conv_tile_6_2(s, m, oy, ox, np, cb);
-    else cg_conv_tile_8_1(s, m, oy, ox, np, cb);
+    if (nv == 4) cg_conv_tile_3_4(s, m, taps, nt, oy, ox, np, cb);
+    else if (nv == 3) cg_conv_tile_4_3(s, m, taps, nt, oy, ox, np, cb);
+    else if (nv == 2) cg_conv_tile_6_2(s, m, taps, nt, oy, ox, np, cb);
+    else cg_conv_tile_8_1(s, m, taps, nt, oy, ox, np, cb);
 }
 
 static void cg_conv_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_t y1) {
     const size_t blocks = (s->dst.c + CG_LANES - 1) / CG_LANES;
     const size_t tile = cg_tile_pixels(blocks < 4 ? blocks : 4); /* every group walks the widest group's tiles */
-    size_t oy, ox, cb;
+    const size_t k = s->kernel, ci = s->src.c, nt = ci * k * k;
+    cg_tap table[CG_TAP_TABLE_TERMS];
+    const cg_tap *taps = 0;
+    size_t oy, ox, cb, j;
+    /* A convolution with few terms over several taps, reading a whole tensor (not a ring), runs its interior
+     * tiles as one list of them. */
+    if (k > 1 && nt <= CG_TAP_TABLE_TERMS && s->src.row_mask >= s->src.h - 1) {
+        for (j = 0; j < nt; j++) {
+            const size_t tap = j / ci, c = j % ci;
+            table[j].offset = (tap / k) * s->dilation * s->src.row_stride + (tap % k) * s->dilation * s->src.pixel_stride
+                              + c * s->src.channel_stride;
+            table[j].channel = c;
+        }
+        taps = table;
+    }
     /* Every group reads one pixel tile while it is in L1. */
     for (oy = y0; oy < y1; oy++)
         for (ox = 0; ox < s->dst.w; ox += tile)
-            for (cb = 0; cb < blocks; cb += 4) cg_conv_group(s, m, oy, ox, cb, tile);
+            for (cb = 0; cb < blocks; cb += 4) cg_conv_group(s, m, taps, nt, oy, ox, cb, tile);
 }
 
 /* ---- Winograd F(4x4, 3x3) for 3x3 stride-1 convs of at most CG_WG_MAXC channels.
@@ -330,7 +374,7 @@ CG_INLINE void cg_wg_gemm(const float *wrow, size_t co_pad, size_t last, const f
     src.f = vbuf;
     for (t = 0; t < CG_WG_TILES; t++)
         for (v = 0; v < V; v++) acc[t * V + v] = vf_zero();
-    cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, 1, ci, 0, CG_WG_TILES, V);
+    cg_accumulate(acc, wrow, co_pad, last, &src, 0, base, 1, 0, ci, 0, CG_WG_TILES, V);
     for (t = 0; t < CG_WG_TILES; t++)
         for (v = 0; v < V; v++) vf_store(out + t * CG_WG_P * CG_WG_MAXC + v * CG_LANES, acc[t * V + v]);
 }
