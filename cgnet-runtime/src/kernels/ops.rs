@@ -35,7 +35,41 @@ macro_rules! entry_points {
             #[inline(never)]
             unsafe fn conv_rows(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
                 // SAFETY: the caller upholds this function's contract, which is the kernel's; `Exec::step` checked that the CPU has this module's target features.
-                unsafe { conv::<$simd>(m, w, s, rows) }
+                unsafe { conv::<Tiles>(m, w, s, rows) }
+            }
+
+            /// This instruction set's register tiles, each shape a function of its own.
+            struct Tiles;
+
+            impl ConvTiles for Tiles {
+                type S = $simd;
+
+                #[inline(always)]
+                unsafe fn tile<X: Source, const P: usize, const V: usize>(
+                    m: &Memory,
+                    w: *const f32,
+                    s: &Conv,
+                    src: X,
+                    taps: TapTable,
+                    tile: (usize, usize, usize, usize),
+                ) {
+                    // SAFETY: forwarded from this function's contract.
+                    unsafe { conv_tile_rows::<X, P, V>(m, w, s, src, taps, tile) }
+                }
+            }
+
+            $(#[target_feature(enable = $features)])?
+            #[inline(never)]
+            unsafe fn conv_tile_rows<X: Source, const P: usize, const V: usize>(
+                m: &Memory,
+                w: *const f32,
+                s: &Conv,
+                src: X,
+                taps: TapTable,
+                tile: (usize, usize, usize, usize),
+            ) {
+                // SAFETY: the caller upholds this function's contract, which is `conv_tile`'s; `Exec::step` checked that the CPU has this module's target features.
+                unsafe { conv_tile::<$simd, X, P, V>(m, w, s, src, taps, tile) }
             }
 
             $(#[target_feature(enable = $features)])?
@@ -549,17 +583,38 @@ const fn tile_pixels(registers: usize, v: usize) -> usize {
     }
 }
 
-#[inline(always)]
-unsafe fn conv<S: Simd>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
-    // SAFETY: forwarded from this function's contract.
-    with_source!(m, s.src, |src| unsafe { conv_from::<S, _>(m, w, s, src, rows) })
+/// One register tile of a convolution ([`conv_tile`]) for an instruction set
+/// `S`, run out of line: each tile shape is a function of its own (as in C),
+/// so that its inner loop gets the registers to itself, where all shapes
+/// inlined into one `conv_rows` shared one frame of loop state (rust-avx2
+/// spent twice C's time around the same inner loop).
+trait ConvTiles {
+    type S: Simd;
+
+    /// # Safety
+    /// [`conv_tile`]'s contract.
+    unsafe fn tile<X: Source, const P: usize, const V: usize>(
+        m: &Memory,
+        w: *const f32,
+        s: &Conv,
+        src: X,
+        taps: TapTable,
+        tile: (usize, usize, usize, usize),
+    );
 }
 
 #[inline(always)]
-unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src: X, rows: Range<usize>) {
-    let blocks = s.dst.c.div_ceil(S::LANES);
+unsafe fn conv<T: ConvTiles>(m: &Memory, w: *const f32, s: &Conv, rows: Range<usize>) {
+    // SAFETY: forwarded from this function's contract.
+    with_source!(m, s.src, |src| unsafe { conv_from::<T, _>(m, w, s, src, rows) })
+}
+
+#[inline(always)]
+unsafe fn conv_from<T: ConvTiles, X: Source>(m: &Memory, w: *const f32, s: &Conv, src: X, rows: Range<usize>) {
+    type S<T> = <T as ConvTiles>::S;
+    let blocks = s.dst.c.div_ceil(S::<T>::LANES);
     // All channel groups walk the same pixel tiles, sized for the widest group.
-    let tile = tile_pixels(S::REGISTERS, blocks.min(4));
+    let tile = tile_pixels(S::<T>::REGISTERS, blocks.min(4));
     // A convolution with few terms over several taps runs its interior tiles as one list of them.
     let (k, dil) = (s.kernel, s.dilation);
     let mut table = [(0usize, 0usize); TAP_TABLE_TERMS];
@@ -578,7 +633,7 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
     // A plain function, not a closure: closures do not inherit target features.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn group<S: Simd, X: Source>(
+    fn group<T: ConvTiles, X: Source>(
         m: &Memory,
         w: *const f32,
         s: &Conv,
@@ -589,20 +644,20 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
         cb: usize,
         tile: usize,
     ) {
-        let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(S::LANES));
+        let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(S::<T>::LANES));
         let tile = (oy, ox, n, cb);
         let taps = TapTable(taps);
         // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
-            match (S::REGISTERS >= 32, (blocks - cb).min(4)) {
-                (false, 4) => conv_tile::<S, X, { tile_pixels(16, 4) }, 4>(m, w, s, src, taps, tile),
-                (false, 3) => conv_tile::<S, X, { tile_pixels(16, 3) }, 3>(m, w, s, src, taps, tile),
-                (false, 2) => conv_tile::<S, X, { tile_pixels(16, 2) }, 2>(m, w, s, src, taps, tile),
-                (false, _) => conv_tile::<S, X, { tile_pixels(16, 1) }, 1>(m, w, s, src, taps, tile),
-                (true, 4) => conv_tile::<S, X, { tile_pixels(32, 4) }, 4>(m, w, s, src, taps, tile),
-                (true, 3) => conv_tile::<S, X, { tile_pixels(32, 3) }, 3>(m, w, s, src, taps, tile),
-                (true, 2) => conv_tile::<S, X, { tile_pixels(32, 2) }, 2>(m, w, s, src, taps, tile),
-                (true, _) => conv_tile::<S, X, { tile_pixels(32, 1) }, 1>(m, w, s, src, taps, tile),
+            match (S::<T>::REGISTERS >= 32, (blocks - cb).min(4)) {
+                (false, 4) => T::tile::<X, { tile_pixels(16, 4) }, 4>(m, w, s, src, taps, tile),
+                (false, 3) => T::tile::<X, { tile_pixels(16, 3) }, 3>(m, w, s, src, taps, tile),
+                (false, 2) => T::tile::<X, { tile_pixels(16, 2) }, 2>(m, w, s, src, taps, tile),
+                (false, _) => T::tile::<X, { tile_pixels(16, 1) }, 1>(m, w, s, src, taps, tile),
+                (true, 4) => T::tile::<X, { tile_pixels(32, 4) }, 4>(m, w, s, src, taps, tile),
+                (true, 3) => T::tile::<X, { tile_pixels(32, 3) }, 3>(m, w, s, src, taps, tile),
+                (true, 2) => T::tile::<X, { tile_pixels(32, 2) }, 2>(m, w, s, src, taps, tile),
+                (true, _) => T::tile::<X, { tile_pixels(32, 1) }, 1>(m, w, s, src, taps, tile),
             }
         }
     }
@@ -611,7 +666,7 @@ unsafe fn conv_from<S: Simd, X: Source>(m: &Memory, w: *const f32, s: &Conv, src
     for oy in rows {
         for ox in (0..s.dst.w).step_by(tile) {
             for cb in (0..blocks).step_by(4) {
-                group::<S, X>(m, w, s, src, taps, oy, ox, cb, tile);
+                group::<T, X>(m, w, s, src, taps, oy, ox, cb, tile);
             }
         }
     }
