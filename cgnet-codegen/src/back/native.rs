@@ -22,11 +22,16 @@ pub struct Outputs {
 }
 
 /// The body and a tail, as `run` / `segment` in emitted code do, with the
-/// arena and logits allocated once (for benchmarks, and one per worker
-/// thread of `cgnetc segment` / `eval`).
+/// arena, logits and an aligned copy of the weights allocated once (for
+/// benchmarks, and one per worker thread of `cgnetc segment` / `eval`): its
+/// methods take the model it was made for.
 pub struct Runner {
     arena: Arena,
     logits: Vec<f32>,
+    /// The packed weights, 64-byte aligned (a `Vec<f32>` is only as aligned as
+    /// the allocator makes it, 16 bytes for glibc's large blocks: then most
+    /// 32- and 64-byte weight loads straddle two cache lines).
+    weights: Arena,
 }
 
 impl Runner {
@@ -34,6 +39,7 @@ impl Runner {
         Self {
             arena: Arena::new(model.arena_bytes),
             logits: vec![0.0; model.classes * model.logits.h * model.logits.w],
+            weights: aligned_copy(&model.weights),
         }
     }
 
@@ -73,7 +79,7 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
-        let exec = Exec::new(memory, &model.weights, isa, parallel);
+        let exec = Exec::new(memory, &self.weights.as_f32()[..model.weights.len()], isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.run)]), picture, seconds)
     }
 
@@ -89,12 +95,19 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
-        let exec = Exec::new(memory, &model.weights, isa, parallel);
+        let exec = Exec::new(memory, &self.weights.as_f32()[..model.weights.len()], isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.segment)]), picture, None)
     }
 }
 
 /// A step as a call of all its rows.
+/// `values` in a 64-byte aligned buffer (of whole 64-byte blocks).
+fn aligned_copy(values: &[f32]) -> Arena {
+    let mut copy = Arena::new(std::mem::size_of_val(values));
+    copy.as_f32_mut()[..values.len()].copy_from_slice(values);
+    copy
+}
+
 fn whole(step: &Step) -> (&[Step], Range<usize>) {
     (std::slice::from_ref(step), 0..step.rows().unwrap_or(1))
 }
@@ -149,7 +162,8 @@ pub fn execute(
         .with_logits(&mut logits)
         .with_scores(&mut scores)
         .with_labels(&mut labels);
-    let exec = Exec::new(memory, &model.weights, isa, parallel);
+    let weights = aligned_copy(&model.weights);
+    let exec = Exec::new(memory, &weights.as_f32()[..model.weights.len()], isa, parallel);
     let tails = &model.tails;
     let tails = [&tails.run, &tails.scores, &tails.segment].map(whole);
     run_calls(&exec, model.called_steps().chain(tails), picture, None)?;
