@@ -45,31 +45,17 @@ macro_rules! entry_points {
                 type S = $simd;
 
                 #[inline(always)]
-                unsafe fn tile<X: Source, const P: usize, const V: usize>(
-                    m: &Memory,
-                    w: *const f32,
-                    s: &Conv,
-                    src: X,
-                    taps: TapTable,
-                    tile: (usize, usize, usize, usize),
-                ) {
+                unsafe fn tile<X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
                     // SAFETY: forwarded from this function's contract.
-                    unsafe { conv_tile_rows::<X, P, V>(m, w, s, src, taps, tile) }
+                    unsafe { conv_tile_rows::<X, P, V>(job) }
                 }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
-            unsafe fn conv_tile_rows<X: Source, const P: usize, const V: usize>(
-                m: &Memory,
-                w: *const f32,
-                s: &Conv,
-                src: X,
-                taps: TapTable,
-                tile: (usize, usize, usize, usize),
-            ) {
+            unsafe fn conv_tile_rows<X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
                 // SAFETY: the caller upholds this function's contract, which is `conv_tile`'s; `Exec::step` checked that the CPU has this module's target features.
-                unsafe { conv_tile::<$simd, X, P, V>(m, w, s, src, taps, tile) }
+                unsafe { conv_tile::<$simd, X, P, V>(job) }
             }
 
             $(#[target_feature(enable = $features)])?
@@ -593,14 +579,19 @@ trait ConvTiles {
 
     /// # Safety
     /// [`conv_tile`]'s contract.
-    unsafe fn tile<X: Source, const P: usize, const V: usize>(
-        m: &Memory,
-        w: *const f32,
-        s: &Conv,
-        src: X,
-        taps: TapTable,
-        tile: (usize, usize, usize, usize),
-    );
+    unsafe fn tile<X: Source, const P: usize, const V: usize>(job: TileJob<X>);
+}
+
+/// What [`conv_tile`] works on: output pixels `ox..ox + np` of row `oy`,
+/// channel blocks from `cb` (`tile = (oy, ox, np, cb)`) of convolution `s`.
+#[derive(Clone, Copy)]
+struct TileJob<'a, X> {
+    m: &'a Memory<'a>,
+    w: *const f32,
+    s: &'a Conv,
+    src: X,
+    taps: TapTable<'a>,
+    tile: (usize, usize, usize, usize),
 }
 
 #[inline(always)]
@@ -645,19 +636,18 @@ unsafe fn conv_from<T: ConvTiles, X: Source>(m: &Memory, w: *const f32, s: &Conv
         tile: usize,
     ) {
         let (n, blocks) = (tile.min(s.dst.w - ox), s.dst.c.div_ceil(S::<T>::LANES));
-        let tile = (oy, ox, n, cb);
-        let taps = TapTable(taps);
+        let job = TileJob { m, w, s, src, taps: TapTable(taps), tile: (oy, ox, n, cb) };
         // SAFETY: forwarded from `conv`'s contract: `cb` is below the output's channel blocks and `n` pixels from `ox` stay in the row.
         unsafe {
             match (S::<T>::REGISTERS >= 32, (blocks - cb).min(4)) {
-                (false, 4) => T::tile::<X, { tile_pixels(16, 4) }, 4>(m, w, s, src, taps, tile),
-                (false, 3) => T::tile::<X, { tile_pixels(16, 3) }, 3>(m, w, s, src, taps, tile),
-                (false, 2) => T::tile::<X, { tile_pixels(16, 2) }, 2>(m, w, s, src, taps, tile),
-                (false, _) => T::tile::<X, { tile_pixels(16, 1) }, 1>(m, w, s, src, taps, tile),
-                (true, 4) => T::tile::<X, { tile_pixels(32, 4) }, 4>(m, w, s, src, taps, tile),
-                (true, 3) => T::tile::<X, { tile_pixels(32, 3) }, 3>(m, w, s, src, taps, tile),
-                (true, 2) => T::tile::<X, { tile_pixels(32, 2) }, 2>(m, w, s, src, taps, tile),
-                (true, _) => T::tile::<X, { tile_pixels(32, 1) }, 1>(m, w, s, src, taps, tile),
+                (false, 4) => T::tile::<X, { tile_pixels(16, 4) }, 4>(job),
+                (false, 3) => T::tile::<X, { tile_pixels(16, 3) }, 3>(job),
+                (false, 2) => T::tile::<X, { tile_pixels(16, 2) }, 2>(job),
+                (false, _) => T::tile::<X, { tile_pixels(16, 1) }, 1>(job),
+                (true, 4) => T::tile::<X, { tile_pixels(32, 4) }, 4>(job),
+                (true, 3) => T::tile::<X, { tile_pixels(32, 3) }, 3>(job),
+                (true, 2) => T::tile::<X, { tile_pixels(32, 2) }, 2>(job),
+                (true, _) => T::tile::<X, { tile_pixels(32, 1) }, 1>(job),
             }
         }
     }
@@ -676,14 +666,8 @@ unsafe fn conv_from<T: ConvTiles, X: Source>(m: &Memory, w: *const f32, s: &Conv
 /// (`tile = (oy, ox, np, cb)`), in register tiles of `P` pixels. `taps`: the
 /// convolution's terms as one list, or empty (see [`TapTable`]).
 #[inline(always)]
-unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(
-    m: &Memory,
-    w: *const f32,
-    s: &Conv,
-    src: X,
-    taps: TapTable,
-    (oy, ox, np, cb): (usize, usize, usize, usize),
-) {
+unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
+    let TileJob { m, w, s, src, taps, tile: (oy, ox, np, cb) } = job;
     let (lanes, co) = (S::LANES, s.dst.c);
     let dst = ptr(m, &s.dst);
     let co_pad = co.next_multiple_of(PACKED_BLOCK);
