@@ -79,7 +79,7 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
-        let exec = Exec::new(memory, &self.weights.as_f32()[..model.weights.len()], isa, parallel);
+        let exec = Exec::new(memory, aligned(&self.weights, model), isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.run)]), picture, seconds)
     }
 
@@ -95,7 +95,7 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
-        let exec = Exec::new(memory, &self.weights.as_f32()[..model.weights.len()], isa, parallel);
+        let exec = Exec::new(memory, aligned(&self.weights, model), isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.segment)]), picture, None)
     }
 }
@@ -106,6 +106,11 @@ fn aligned_copy(values: &[f32]) -> Arena {
     let mut copy = Arena::new(std::mem::size_of_val(values));
     copy.as_f32_mut()[..values.len()].copy_from_slice(values);
     copy
+}
+
+/// The model's weights in their aligned copy (`aligned_copy(&model.weights)`).
+fn aligned<'a>(copy: &'a Arena, model: &CompiledModel) -> &'a [f32] {
+    &copy.as_f32()[..model.weights.len()]
 }
 
 fn whole(step: &Step) -> (&[Step], Range<usize>) {
@@ -163,7 +168,7 @@ pub fn execute(
         .with_scores(&mut scores)
         .with_labels(&mut labels);
     let weights = aligned_copy(&model.weights);
-    let exec = Exec::new(memory, &weights.as_f32()[..model.weights.len()], isa, parallel);
+    let exec = Exec::new(memory, aligned(&weights, model), isa, parallel);
     let tails = &model.tails;
     let tails = [&tails.run, &tails.scores, &tails.segment].map(whole);
     run_calls(&exec, model.called_steps().chain(tails), picture, None)?;

@@ -47,13 +47,13 @@ macro_rules! entry_points {
                 #[inline(always)]
                 unsafe fn tile<X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
                     // SAFETY: forwarded from this function's contract.
-                    unsafe { conv_tile_rows::<X, P, V>(job) }
+                    unsafe { conv_tile_shape::<X, P, V>(job) }
                 }
             }
 
             $(#[target_feature(enable = $features)])?
             #[inline(never)]
-            unsafe fn conv_tile_rows<X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
+            unsafe fn conv_tile_shape<X: Source, const P: usize, const V: usize>(job: TileJob<X>) {
                 // SAFETY: the caller upholds this function's contract, which is `conv_tile`'s; `Exec::step` checked that the CPU has this module's target features.
                 unsafe { conv_tile::<$simd, X, P, V>(job) }
             }
