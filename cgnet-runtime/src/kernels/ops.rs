@@ -1424,22 +1424,35 @@ unsafe fn store_tee<S: Simd>(
     }
 }
 
-/// Channel sums of each row of `x`, one vector of channels at a time.
+/// Vectors of channels a row's sums accumulate at once (in registers).
+const SUMS_VECTORS: usize = 8;
+
+/// Channel sums of each row of `x`.
 #[inline(always)]
 unsafe fn channel_sums<S: Simd>(m: &Memory, s: &ChannelSums, rows: Range<usize>) {
     let (x, c) = (ptr(m, &s.x), s.x.c);
     for y in rows {
         // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
         let out = unsafe { m.arena.0.add(s.sums + y * c) };
-        for cb in (0..c).step_by(S::LANES) {
-            let n = (c - cb).min(S::LANES);
-            let mut sum = S::zero();
+        // Up to SUMS_VECTORS vectors of channels at once, each pixel's in
+        // turn: the row is read in memory order, and each channel's sum still
+        // adds its pixels left to right.
+        for first in (0..c).step_by(SUMS_VECTORS * S::LANES) {
+            let mut sums = [S::zero(); SUMS_VECTORS];
+            let vectors = (c - first).div_ceil(S::LANES).min(SUMS_VECTORS);
             for px in 0..s.x.w {
-                // SAFETY: (cb.., y, px) is inside the checked view `x`.
-                sum = S::add(sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
+                for (v, sum) in sums.iter_mut().enumerate().take(vectors) {
+                    let cb = first + v * S::LANES;
+                    let n = (c - cb).min(S::LANES);
+                    // SAFETY: (cb.., y, px) is inside the checked view `x`.
+                    *sum = S::add(*sum, unsafe { load_n::<S>(x.add(s.x.at(cb, y, px)), n, s.x.channel_stride) });
+                }
             }
-            // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
-            unsafe { store_n::<S>(out.add(cb), sum, n, 1) };
+            for (v, sum) in sums.iter().enumerate().take(vectors) {
+                let cb = first + v * S::LANES;
+                // SAFETY: row `y` of the sums view (`sums + y * c`, c floats) was checked by `Exec::step`.
+                unsafe { store_n::<S>(out.add(cb), *sum, (c - cb).min(S::LANES), 1) };
+            }
         }
     }
 }

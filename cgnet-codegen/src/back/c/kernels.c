@@ -706,17 +706,31 @@ static void cg_elementwise_rows(const cg_elementwise *s, const cg_mem *m, size_t
     }
 }
 
-/* Channel sums of each row y of x into sums + y * c: the row-parallel half of F_glo's average. */
+#define CG_SUMS_VECTORS 8 /* vectors of channels a row's sums accumulate at once */
+
+/* Channel sums of each row y of x into sums + y * c: the row-parallel half of F_glo's average.
+ * Up to CG_SUMS_VECTORS vectors of channels at once, each pixel's in turn: the row is read in
+ * memory order, and each channel's sum still adds its pixels left to right. */
 static void cg_sums_rows(const cg_sums *s, const cg_mem *m, size_t y0, size_t y1) {
     const float *x = cg_base(m, s->x.mem);
     const size_t c = s->x.c;
-    size_t y, cb, px;
+    size_t y, first, v, px;
     for (y = y0; y < y1; y++) {
-        for (cb = 0; cb < c; cb += CG_LANES) {
-            const size_t n = c - cb < CG_LANES ? c - cb : CG_LANES;
-            vf sum = vf_zero();
-            for (px = 0; px < s->x.w; px++) sum = vf_add(sum, cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
-            cg_store_n(m->arena + s->sums + y * c + cb, sum, n, 1);
+        for (first = 0; first < c; first += CG_SUMS_VECTORS * CG_LANES) {
+            const size_t left = (c - first + CG_LANES - 1) / CG_LANES;
+            const size_t vectors = left < CG_SUMS_VECTORS ? left : CG_SUMS_VECTORS;
+            vf sums[CG_SUMS_VECTORS];
+            for (v = 0; v < CG_SUMS_VECTORS; v++) sums[v] = vf_zero();
+            for (px = 0; px < s->x.w; px++) {
+                for (v = 0; v < vectors; v++) {
+                    const size_t cb = first + v * CG_LANES, n = c - cb < CG_LANES ? c - cb : CG_LANES;
+                    sums[v] = vf_add(sums[v], cg_load_n(x + cg_at(&s->x, cb, y, px), n, s->x.channel_stride));
+                }
+            }
+            for (v = 0; v < vectors; v++) {
+                const size_t cb = first + v * CG_LANES;
+                cg_store_n(m->arena + s->sums + y * c + cb, sums[v], c - cb < CG_LANES ? c - cb : CG_LANES, 1);
+            }
         }
     }
 }
