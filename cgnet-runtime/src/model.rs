@@ -25,6 +25,72 @@ pub enum ModelError {
 #[repr(C, align(64))]
 pub struct Aligned64<T: ?Sized>(pub T);
 
+/// A generated model's packed weights, 64-byte aligned wherever they come
+/// from: the static compiled in (borrowed, no copy), or a weight file's packed
+/// at run time (copied into an aligned buffer once, when the model is made).
+/// A `Vec<f32>` from the system allocator is only 16-byte aligned, and then
+/// half of the kernels' 32-byte weight loads straddle two cache lines.
+///
+/// ```
+/// use cgnet_runtime::model::PackedWeights;
+///
+/// let values: Vec<f32> = (0..100).map(|i| i as f32).collect();
+/// let weights = PackedWeights::packed(&values);
+/// assert_eq!(weights.as_slice(), &values[..]);
+/// assert_eq!(weights.as_slice().as_ptr() as usize % 64, 0);
+/// ```
+pub struct PackedWeights(Packed);
+
+enum Packed {
+    CompiledIn(&'static [f32]),
+    /// `len` floats at the start of `buffer`.
+    Owned {
+        buffer: crate::Arena,
+        len: usize,
+    },
+}
+
+impl PackedWeights {
+    /// The weights compiled in: a 64-byte aligned static, borrowed.
+    pub fn compiled_in(floats: &'static [f32]) -> Self {
+        Self(Packed::CompiledIn(floats))
+    }
+
+    /// `values` copied into a 64-byte aligned buffer.
+    pub fn packed(values: &[f32]) -> Self {
+        let mut buffer = crate::Arena::new(std::mem::size_of_val(values));
+        buffer.as_f32_mut()[..values.len()].copy_from_slice(values);
+        Self(Packed::Owned { buffer, len: values.len() })
+    }
+
+    /// The packed weights, as the kernels read them.
+    pub fn as_slice(&self) -> &[f32] {
+        match &self.0 {
+            Packed::CompiledIn(floats) => floats,
+            Packed::Owned { buffer, len } => &buffer.as_f32()[..*len],
+        }
+    }
+}
+
+impl Clone for PackedWeights {
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Packed::CompiledIn(floats) => Self::compiled_in(floats),
+            Packed::Owned { .. } => Self::packed(self.as_slice()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PackedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = match self.0 {
+            Packed::CompiledIn(_) => "compiled in",
+            Packed::Owned { .. } => "packed at run time",
+        };
+        write!(f, "PackedWeights({} floats, {origin})", self.as_slice().len())
+    }
+}
+
 /// Little-endian packed weights compiled in, read as floats without copying.
 /// (Generated code refuses to compile for big-endian targets.) Bytes that are
 /// not 4-aligned or not a whole number of floats give an empty slice, which

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use cgnet_runtime::kernels::{Exec, Input, Isa, KernelError, Memory, ParallelFor};
+use cgnet_runtime::model::PackedWeights;
 use cgnet_runtime::program::{Step, MAX_GROUP};
 use cgnet_runtime::Arena;
 
@@ -28,10 +29,8 @@ pub struct Outputs {
 pub struct Runner {
     arena: Arena,
     logits: Vec<f32>,
-    /// The packed weights, 64-byte aligned (a `Vec<f32>` is only as aligned as
-    /// the allocator makes it, 16 bytes for glibc's large blocks: then most
-    /// 32- and 64-byte weight loads straddle two cache lines).
-    weights: Arena,
+    /// The packed weights, 64-byte aligned (as generated models hold them).
+    weights: PackedWeights,
 }
 
 impl Runner {
@@ -39,7 +38,7 @@ impl Runner {
         Self {
             arena: Arena::new(model.arena_bytes),
             logits: vec![0.0; model.classes * model.logits.h * model.logits.w],
-            weights: aligned_copy(&model.weights),
+            weights: PackedWeights::packed(&model.weights),
         }
     }
 
@@ -79,7 +78,7 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_logits(&mut self.logits);
-        let exec = Exec::new(memory, aligned(&self.weights, model), isa, parallel);
+        let exec = Exec::new(memory, self.weights.as_slice(), isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.run)]), picture, seconds)
     }
 
@@ -95,24 +94,12 @@ impl Runner {
     ) -> Result<(), KernelError> {
         let picture = matches!(input, Input::Rgb8 { .. });
         let memory = Memory::with_input(self.arena.as_f32_mut(), input).with_labels(labels);
-        let exec = Exec::new(memory, aligned(&self.weights, model), isa, parallel);
+        let exec = Exec::new(memory, self.weights.as_slice(), isa, parallel);
         run_calls(&exec, model.called_steps().chain([whole(&model.tails.segment)]), picture, None)
     }
 }
 
 /// A step as a call of all its rows.
-/// `values` in a 64-byte aligned buffer (of whole 64-byte blocks).
-fn aligned_copy(values: &[f32]) -> Arena {
-    let mut copy = Arena::new(std::mem::size_of_val(values));
-    copy.as_f32_mut()[..values.len()].copy_from_slice(values);
-    copy
-}
-
-/// The model's weights in their aligned copy (`aligned_copy(&model.weights)`).
-fn aligned<'a>(copy: &'a Arena, model: &CompiledModel) -> &'a [f32] {
-    &copy.as_f32()[..model.weights.len()]
-}
-
 fn whole(step: &Step) -> (&[Step], Range<usize>) {
     (std::slice::from_ref(step), 0..step.rows().unwrap_or(1))
 }
@@ -167,8 +154,8 @@ pub fn execute(
         .with_logits(&mut logits)
         .with_scores(&mut scores)
         .with_labels(&mut labels);
-    let weights = aligned_copy(&model.weights);
-    let exec = Exec::new(memory, aligned(&weights, model), isa, parallel);
+    let weights = PackedWeights::packed(&model.weights);
+    let exec = Exec::new(memory, weights.as_slice(), isa, parallel);
     let tails = &model.tails;
     let tails = [&tails.run, &tails.scores, &tails.segment].map(whole);
     run_calls(&exec, model.called_steps().chain(tails), picture, None)?;

@@ -411,7 +411,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                 /// The model with the weights it was compiled with (checked when it was
                 /// compiled): borrows the packed weights compiled in, allocates nothing.
                 pub fn new() -> Self {
-                    Self { weights: ::std::borrow::Cow::Borrowed(#rt::model::packed_floats(&#steps_mod::PACKED.0)), isa: #isa }
+                    Self { weights: #rt::model::PackedWeights::compiled_in(#rt::model::packed_floats(&#steps_mod::PACKED.0)), isa: #isa }
                 }
             },
         )
@@ -421,7 +421,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
         #(#attrs)*
         #[doc = #doc]
         #vis struct #name {
-            weights: ::std::borrow::Cow<'static, [f32]>,
+            weights: #rt::model::PackedWeights,
             isa: #rt::kernels::Isa,
         }
 
@@ -470,7 +470,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
             /// checked and packed by the recipe compiled in.
             pub fn from_safetensors_bytes(bytes: &[u8]) -> ::core::result::Result<Self, #rt::ModelError> {
                 let weights = #steps_mod::RECIPE.pack(bytes, "weights")?;
-                Ok(Self { weights: ::std::borrow::Cow::Owned(weights), isa: #isa })
+                Ok(Self { weights: #rt::model::PackedWeights::packed(&weights), isa: #isa })
             }
 
             /// The model with weights from a `.safetensors` file.
@@ -506,7 +506,7 @@ pub fn expand(decl: &ModelDecl, model: &CompiledModel, emit: Emit<'_>) -> TokenS
                     #rt::model::Output::Labels(x) => { #rt::model::check_len("labels", x.len(), #h * #w)?; &#steps_mod::SEGMENT_TAIL }
                 };
                 let picture = matches!(input, #rt::kernels::Input::Rgb8 { .. });
-                let exec = #rt::model::exec(&self.weights, self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, output)?;
+                let exec = #rt::model::exec(self.weights.as_slice(), self.isa, parallel, input, 3 * #h * #w, arena, Self::ARENA_BYTES, output)?;
                 Self::body(&exec, picture)?;
                 exec.step(tail)?;
                 Ok(())
@@ -682,7 +682,7 @@ fn gpu_entry_points(model: &CompiledModel, rt: &TokenStream) -> Result<TokenStre
         /// or the host's device): buffers, pipelines and the weights, once. The session's
         /// `run` / `scores` / `segment` create no GPU resource. Needs cgnet's `gpu` feature.
         pub fn on_gpu(&self, gpu: &#rt::gpu::Gpu) -> ::core::result::Result<#rt::gpu::GpuSession, #rt::gpu::GpuError> {
-            #rt::gpu::GpuSession::new(gpu, &Self::gpu_plan(), &self.weights)
+            #rt::gpu::GpuSession::new(gpu, &Self::gpu_plan(), self.weights.as_slice())
         }
 
         /// The largest buffer the GPU program binds, in bytes (the limit to ask a device for).
