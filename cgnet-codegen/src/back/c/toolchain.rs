@@ -206,7 +206,16 @@ pub fn harness_source(model: &CompiledModel, target: CTarget, weights_blob: bool
             "free(weights);",
         )
     } else {
-        (String::new(), String::new(), "", "")
+        (
+            format!("extern const float {n}_packed_weights[];"),
+            format!(
+                "if ((size_t)(const void *){n}_packed_weights % 64 != 0) {{\n        \
+                 fprintf(stderr, \"harness: the compiled-in weights are not 64-byte aligned\\n\");\n        \
+                 return 2;\n    }}"
+            ),
+            "",
+            "",
+        )
     };
     let (includes, main) = match target {
         CTarget::WebGpu => (format!("#include \"{n}_gpu.h\""), include_str!("webgpu_harness.c")),
