@@ -82,7 +82,9 @@ cgnet::cgnet! {
 }
 
 cgnet::cgnet! {
-    /// No weights at compile time: loaded at run time.
+    /// No weights at compile time: loaded at run time. (The derives compile
+    /// against the generated fields.)
+    #[derive(Clone, Debug, PartialEq)]
     model TinyLater {
         input: 3 x 37 x 53,
         classes: 4,
@@ -194,7 +196,12 @@ fn relu_without_global_context_matches() {
 #[test]
 fn weights_loaded_at_run_time_match() {
     let path = common::golden_dir().join("tiny_m1n1_c4_37x53.safetensors");
-    check_golden!(TinyLater::from_path(&path).unwrap(), TinyLater, "tiny_m1n1_c4_37x53");
+    let model = TinyLater::from_path(&path).unwrap();
+    let copy = model.clone();
+    assert_eq!(copy, model);
+    assert!(format!("{model:?}").contains("packed at run time"), "{model:?}");
+    check_golden!(model, TinyLater, "tiny_m1n1_c4_37x53");
+    check_golden!(copy, TinyLater, "tiny_m1n1_c4_37x53");
 }
 
 #[test]

@@ -81,6 +81,12 @@ impl Clone for PackedWeights {
     }
 }
 
+impl PartialEq for PackedWeights {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
 impl std::fmt::Debug for PackedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let origin = match self.0 {
