@@ -696,8 +696,10 @@ fn usage(model: &CompiledModel, options: &Options) -> String {
     let sources = if options.weights_blob { format!("{n}.c") } else { format!("{n}.c {n}_weights.c") };
     let weights = if options.weights_blob {
         format!(
-            "Weights are in `{n}.weights` (raw little-endian float32, `{u}_WEIGHTS_BYTES` bytes): load or map it \
-             4-byte aligned and pass it as the first argument of every call."
+            "Weights are in `{n}.weights` (raw little-endian float32, `{u}_WEIGHTS_BYTES` bytes): load it into a \
+             64-byte aligned buffer (`aligned_alloc(64, ...)`; `mmap` gives a page-aligned one) and pass it as the \
+             first argument of every call. 4-byte alignment is required; with less than 64, vector weight loads \
+             straddle cache lines and inference is slower."
         )
     } else {
         format!("Weights are compiled in (`{n}_weights.c`).")
