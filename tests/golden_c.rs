@@ -3,9 +3,21 @@
 
 mod common;
 
-use cgnet::runtime::kernels::Isa;
+use cgnet::runtime::kernels::{Input, Isa};
 use cgnet_codegen::back::c::{toolchain, CTarget, Options};
-use cgnet_codegen::back::compile_streaming;
+use cgnet_codegen::back::{compile_streaming, native};
+
+/// The Rust kernels that run the same multiply-adds in the same order as a C
+/// target on this machine (NEON runs under qemu, the GPU elsewhere: none).
+fn rust_twin(target: CTarget) -> Option<Isa> {
+    let isa = match target {
+        CTarget::Scalar => Isa::Scalar,
+        CTarget::Avx2 => Isa::Avx2,
+        CTarget::Avx512 => Isa::Avx512,
+        _ => return None,
+    };
+    isa.is_supported().then_some(isa)
+}
 
 /// Checks every golden case on `target`; returns each case's logits.
 fn check_target(target: CTarget) -> Vec<Vec<f32>> {
@@ -43,6 +55,15 @@ fn check_target(target: CTarget) -> Vec<Vec<f32>> {
             assert_eq!(best.unwrap() as i32, labels[p], "{name}: scores and labels disagree at pixel {p}");
         }
         eprintln!("{name} {}: worst logit error = {ratio:.3} of tolerance", target.name());
+        // Built as the emitted README says (`-std=c99`: no multiply-adds fused
+        // behind the code's back), C computes what the Rust kernels compute.
+        if let Some(isa) = rust_twin(target) {
+            let rust = native::execute(&model, isa, None, Input::Floats(&golden.input.data)).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&out.logits) == bits(&rust.logits), "{name}: {} logits differ from {isa:?}'s", target.name());
+            assert!(bits(&out.scores) == bits(&rust.scores), "{name}: {} scores differ from {isa:?}'s", target.name());
+            eprintln!("{name} {}: bit-identical to the Rust kernels ({isa:?})", target.name());
+        }
         // Under qemu (c-neon), the CamVid cases only: their float run is the golden run.
         all_logits.push(out.logits.clone());
         if target != CTarget::Neon || own_image {

@@ -1518,6 +1518,7 @@ unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &Squeeze) {
     let (mean, hidden, scale) =
         // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
         unsafe { (scratch.add(rows * c), scratch.add(rows * c + c), scratch.add(rows * c + c + s.hidden)) };
+    let inv = 1.0 / (s.x.h * s.x.w) as f32;
     for i in 0..c {
         let mut sum = 0.0;
         for y in 0..rows {
@@ -1525,19 +1526,18 @@ unsafe fn global_context<S: Simd>(m: &Memory, w: *const f32, s: &Squeeze) {
             sum += unsafe { *scratch.add(y * c + i) };
         }
         // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
-        unsafe { *mean.add(i) = sum };
+        unsafe { *mean.add(i) = sum * inv };
     }
-    let inv = 1.0 / (s.x.h * s.x.w) as f32;
     // The two small FCs, in scalar: a few thousand multiply-adds.
     for j in 0..s.hidden {
         // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
         let mut acc = unsafe { *w.add(s.fc1_bias + j) };
         for i in 0..c {
             // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-            acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) * inv };
+            acc += unsafe { *w.add(s.fc1_weight + j * c + i) * *mean.add(i) };
         }
         // SAFETY: F_glo's scratch (`scratch_len` floats: row sums, means, hidden units, scales) was checked by `Exec::step`.
-        unsafe { *hidden.add(j) = acc.max(0.0) };
+        unsafe { *hidden.add(j) = if acc > 0.0 { acc } else { 0.0 } };
     }
     for i in 0..c {
         // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).

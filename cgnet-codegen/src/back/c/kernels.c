@@ -19,6 +19,18 @@
 #define CG_UNROLL
 #endif
 
+/* No multiply and add fused unless the code says so (vf_madd): GCC's GNU modes
+ * (-ffp-contract=fast, the default without -std=c99, and CMake's) and clang (even
+ * with -std=c99) would fuse some, changing the last bits. With this, any compiler
+ * and mode give the Rust kernels' results bit for bit. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#elif defined(_MSC_VER)
+#pragma fp_contract(off)
+#endif
+
 #define CG_BLOCK 8
 /* Register tiles twice as large where there are 32 vector registers. */
 #define CG_TILE_SCALE (CG_REGS >= 32 ? 2 : 1)
@@ -764,11 +776,11 @@ static void cg_squeeze_run(const cg_squeeze *s, const cg_mem *m) {
     for (i = 0; i < c; i++) {
         float sum = 0.0f;
         for (y = 0; y < rows; y++) sum += sums[y * c + i];
-        mean[i] = sum;
+        mean[i] = sum * inv;
     }
     for (j = 0; j < s->hidden; j++) {
         float acc = w[s->fc1_bias + j];
-        for (i = 0; i < c; i++) acc += w[s->fc1_weight + j * c + i] * (mean[i] * inv);
+        for (i = 0; i < c; i++) acc += w[s->fc1_weight + j * c + i] * mean[i];
         hidden[j] = acc > 0.0f ? acc : 0.0f;
     }
     for (i = 0; i < c; i++) {
