@@ -7,7 +7,9 @@ a .safetensors file with the authors' keys, converts it for ncnn with the
 `pnnx` command, checks every engine's logits against ours, and times ours
 (emitted C through ctypes, and the Rust backend through `cgnetc bench`), ncnn
 and ONNX Runtime in alternation on an image-like input (uniform 0..255 minus
-the Cityscapes mean). Prints a markdown table.
+the Cityscapes mean): each round times every engine at every thread count in
+turn, so that ratios and speed-ups compare blocks from the same rounds. Prints
+a markdown table.
 
     python3 bench/compare.py --spec S.json --weights W.safetensors \
         --height 512 --width 1024 --threads 1 2 --rounds 7
@@ -272,12 +274,17 @@ def main():
     pool_src = os.path.join(cdir, "pool.c")
     with open(pool_src, "w") as f:
         f.write('#include "cgnet_pthread_pool.h"\n#include "bench.h"\n'
-                'static cgnet_pool pool; static bench_parallel_for pf; static int started;\n'
+                '/* One pool per thread count, kept: the rounds alternate between thread counts. */\n'
+                'static cgnet_pool pools[8]; static size_t sizes[8], npools; static bench_parallel_for pf;\n'
                 'int bench_set_threads(size_t n) {\n'
-                '    if (started) cgnet_pool_destroy(&pool);\n'
-                '    started = cgnet_pool_init(&pool, n) == 0;\n'
-                '    pf.ctx = &pool; pf.threads = n; pf.run = cgnet_pool_run;\n'
-                '    return started ? 0 : -1;\n}\n'
+                '    size_t i;\n'
+                '    for (i = 0; i < npools && sizes[i] != n; i++) {}\n'
+                '    if (i == npools) {\n'
+                '        if (npools == 8 || cgnet_pool_init(&pools[i], n) != 0) return -1;\n'
+                '        sizes[i] = n; npools++;\n'
+                '    }\n'
+                '    pf.ctx = &pools[i]; pf.threads = n; pf.run = cgnet_pool_run;\n'
+                '    return 0;\n}\n'
                 'int bench_run_threads(const float *i, float *o, void *a) { return bench_run_parallel(i, o, a, &pf); }\n')
     subprocess.run(["cc", "-O3", *c_flags, "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
                     "-lm", "-lpthread"], cwd=cdir, check=True)
@@ -294,9 +301,12 @@ def main():
         status = lib.bench_run_threads(image.ctypes.data_as(fp), ours.ctypes.data_as(fp), arena_ptr)
         assert status == 0
 
-    rows = []
+    # Every thread count's engines are made up front, and each round times them
+    # all, thread count after thread count: the speed-up compares blocks run
+    # minutes apart at most, not one phase of the run with another (on a
+    # shared machine the load drifts between phases).
+    engines, errs = {}, {}
     for threads in args.threads:
-        assert lib.bench_set_threads(ctypes.c_size_t(threads)) == 0
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -309,45 +319,52 @@ def main():
         net.load_param(param)
         net.load_model(binf)
 
-        def run_ncnn():
+        def run_ncnn(net=net):
             ex = net.create_extractor()
             ex.input("in0", ncnn.Mat(image[0]).clone())
             _, out = ex.extract("out0")
             return np.array(out)
 
-        def run_ort():
+        def run_ort(sess=sess):
             return sess.run(None, {"input": image})[0]
 
+        engines[threads] = (run_ncnn, run_ort)
         # Accuracy against ONNX Runtime (which follows the ONNX graph exactly).
+        assert lib.bench_set_threads(ctypes.c_size_t(threads)) == 0
         run_c()
         scale = max(1.0, float(np.abs(ref).max()))
-        errs = {"ours (C)": float(np.abs(ours - ref).max()) / scale,
-                "ncnn": float(np.abs(run_ncnn().reshape(ref.shape) - ref).max()) / scale}
-        times = {key_c: [], "ncnn": [], "ONNX Runtime": [], key_rust: []}
-
-        def run_rust_block():
-            # The Rust backend runs in its own process (cgnetc bench): two timed
-            # runs, as the other engines' blocks have, which it prints as the
-            # min and max (its "median" of two is the slower one).
-            out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", rust_target,
-                                  "--threads", str(threads), "--iters", "2"], check=True, capture_output=True, text=True).stdout
-            fastest, slowest = out.split("(min ")[1].split(")")[0].split(", max ")
-            times[key_rust] += [float(fastest) / 1e3, float(slowest) / 1e3]
-
+        errs[threads] = {"ours (C)": float(np.abs(ours - ref).max()) / scale,
+                         "ncnn": float(np.abs(run_ncnn().reshape(ref.shape) - ref).max()) / scale}
         for _ in range(2):
             run_c(); run_ncnn(); run_ort()
-        # Engines alternate in short blocks with a pause between them, so that one
-        # engine's idle threads (ORT and OpenMP spin after their work) do not
-        # steal the next engine's cores.
-        for _ in range(args.rounds):
+    times = {(t, key): [] for t in args.threads for key in (key_c, "ncnn", "ONNX Runtime", key_rust)}
+
+    def run_rust_block(threads):
+        # The Rust backend runs in its own process (cgnetc bench): two timed
+        # runs, as the other engines' blocks have, which it prints as the
+        # min and max (its "median" of two is the slower one).
+        out = subprocess.run([args.cgnetc, "bench", "--model", spec_path, "--weights", args.weights, "--target", rust_target,
+                              "--threads", str(threads), "--iters", "2"], check=True, capture_output=True, text=True).stdout
+        fastest, slowest = out.split("(min ")[1].split(")")[0].split(", max ")
+        times[threads, key_rust] += [float(fastest) / 1e3, float(slowest) / 1e3]
+
+    # Engines alternate in short blocks with a pause between them, so that one
+    # engine's idle threads (ORT and OpenMP spin after their work) do not
+    # steal the next engine's cores.
+    for _ in range(args.rounds):
+        for threads in args.threads:
+            assert lib.bench_set_threads(ctypes.c_size_t(threads)) == 0
+            run_ncnn, run_ort = engines[threads]
             for key, fn in ((key_c, run_c), ("ncnn", run_ncnn), ("ONNX Runtime", run_ort)):
                 time.sleep(0.3)
                 for _ in range(2):
-                    t = time.perf_counter(); fn(); times[key].append(time.perf_counter() - t)
+                    t = time.perf_counter(); fn(); times[threads, key].append(time.perf_counter() - t)
             time.sleep(0.3)
-            run_rust_block()
-        med = {k: median_ms(v) for k, v in times.items()}
-        rows.append((threads, med, errs))
+            run_rust_block(threads)
+    rows = []
+    for threads in args.threads:
+        med = {key: median_ms(v) for (t, key), v in times.items() if t == threads}
+        rows.append((threads, med, errs[threads]))
 
     cpu = platform.processor() or platform.machine()
     try:
