@@ -681,37 +681,33 @@ unsafe fn conv_tile<S: Simd, X: Source, const P: usize, const V: usize>(job: Til
     while done < np {
         let n = (np - done).min(P);
         let x0 = ox + done;
-        let mut acc = [[S::zero(); V]; P];
-        match &s.add {
+        let mut acc = match &s.add {
             // One part of a split convolution: the sums so far, at these pixels.
             Some(add) => {
                 let from = ptr(m, add);
                 // Constant bounds, so that the loops unroll and `acc` stays in
                 // registers (a loop to `n` indexes it at run time: it would
                 // live on the stack through the whole tile).
-                for (p, a) in acc.iter_mut().enumerate() {
-                    for (v, x) in a.iter_mut().enumerate() {
-                        let c = (cb + v) * lanes;
-                        if p < n && c < co {
-                            // SAFETY: `(c, oy, x0 + p)` is inside the addend, which has the destination's shape (checked by `Exec::step`).
-                            *x = unsafe {
-                                load_n::<S>(from.add(add.at(c, oy, x0 + p)), (co - c).min(lanes), add.channel_stride)
-                            };
-                        }
+                register_tile::<S::V, P, V>(|p, v| {
+                    let c = (cb + v) * lanes;
+                    if p < n && c < co {
+                        // SAFETY: `(c, oy, x0 + p)` is inside the addend, which has the destination's shape (checked by `Exec::step`).
+                        unsafe { load_n::<S>(from.add(add.at(c, oy, x0 + p)), (co - c).min(lanes), add.channel_stride) }
+                    } else {
+                        S::zero()
                     }
-                }
+                })
             }
             None => {
-                for v in 0..V {
+                let mut bias = [S::zero(); V];
+                for (v, b) in bias.iter_mut().enumerate() {
                     // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
-                    let b =
+                    *b =
                         unsafe { packed::<S>(w.add(s.bias + (cb + v) * lanes), if v + 1 == V { last } else { lanes }) };
-                    for a in acc.iter_mut() {
-                        a[v] = b;
-                    }
                 }
+                register_tile::<S::V, P, V>(|_, v| bias[v])
             }
-        }
+        };
         // The corner of the kernel's window over the tile's first pixel, and how far the window reaches.
         let (corner_y, corner_x) = ((oy * stride) as isize - pad, (x0 * stride) as isize - pad);
         let reach = (dil * (k - 1)) as isize;
@@ -835,9 +831,12 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
     let blocks = co.div_ceil(lanes);
     let co_pad = co.next_multiple_of(PACKED_BLOCK);
     let (h, wd, cs) = (s.src.h as isize, s.src.w as isize, s.src.channel_stride);
-    // [tile][36][channel] for the transformed inputs and the products.
-    let mut vbuf = [0.0f32; WG_MAX_TILES * WG_P * MAXC];
-    let mut mbuf = [0.0f32; WG_MAX_TILES * WG_P * MAXC];
+    // [tile][36][channel] for the transformed inputs and the products. Not
+    // zeroed (that was 110 KB per call, evicting L1): every element read is
+    // written first, since the register tiles past a row's end read tile 0.
+    let mut vbuf = std::mem::MaybeUninit::<[f32; WG_MAX_TILES * WG_P * MAXC]>::uninit();
+    let mut mbuf = std::mem::MaybeUninit::<[f32; WG_MAX_TILES * WG_P * MAXC]>::uninit();
+    let (vbuf, mbuf) = (vbuf.as_mut_ptr().cast::<f32>(), mbuf.as_mut_ptr().cast::<f32>());
     // Tiles start at rows that are multiples of 4 whatever the row range, so that
     // every output is computed from the same tile (and rounds the same) for any
     // thread split.
@@ -850,48 +849,45 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
                 let (y0, x0) = (oy as isize - 1, (ox + WG_T * t) as isize - 1);
                 for cb in (0..ci).step_by(lanes) {
                     let n = (ci - cb).min(lanes);
-                    let mut d = [[S::zero(); 6]; 6];
-                    for (r, row) in d.iter_mut().enumerate() {
-                        let iy = y0 + r as isize;
-                        if iy < 0 || iy >= h {
-                            continue;
+                    let d = register_tile::<S::V, 6, 6>(|r, c| {
+                        let (iy, ix) = (y0 + r as isize, x0 + c as isize);
+                        if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                            // SAFETY: (iy, ix) was tested against the source's size, and channels `cb..cb + n` are in the checked source view.
+                            unsafe { load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, cs) }
+                        } else {
+                            S::zero()
                         }
-                        for (c, x) in row.iter_mut().enumerate() {
-                            let ix = x0 + c as isize;
-                            if ix >= 0 && ix < wd {
-                                // SAFETY: (iy, ix) was tested against the source's size above, and channels `cb..cb + n` are in the checked source view.
-                                *x = unsafe { load_n::<S>(src.add(s.src.at(cb, iy as usize, ix as usize)), n, cs) };
-                            }
-                        }
-                    }
+                    });
                     let v = winograd_input::<S>(&d);
                     for (xi, value) in v.iter().flatten().enumerate() {
                         // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and every channel < WINOGRAD_MAX_CHANNELS (checked by `Exec::step`): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
-                        unsafe { store_n::<S>(vbuf.as_mut_ptr().add((t * WG_P + xi) * MAXC + cb), *value, n, 1) };
+                        unsafe { store_n::<S>(vbuf.add((t * WG_P + xi) * MAXC + cb), *value, n, 1) };
                     }
                 }
             }
             for xi in 0..WG_P {
                 // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                 let wrow = unsafe { w.add(s.weights + xi * ci * co_pad) };
+                // Register tiles past the row's end compute tile 0 again (their
+                // products are never read): no tile reads what was not written.
                 let mut base = [0usize; T];
                 for (t, b) in base.iter_mut().enumerate() {
-                    *b = (t * WG_P + xi) * MAXC;
+                    *b = ((if t < tiles { t } else { 0 }) * WG_P + xi) * MAXC;
                 }
                 for cb in (0..blocks).step_by(4) {
                     let nv = (blocks - cb).min(4);
                     let last = (co - (cb + nv - 1) * lanes).min(lanes);
                     // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and every vector of channels ends by WINOGRAD_MAX_CHANNELS (checked by `Exec::step`; a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
-                    let out = unsafe { mbuf.as_mut_ptr().add(xi * MAXC + cb * lanes) };
+                    let out = unsafe { mbuf.add(xi * MAXC + cb * lanes) };
                     // SAFETY: this transformed position's packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let wcb = (unsafe { wrow.add(cb * lanes) }, co_pad, last);
-                    // SAFETY: `vbuf` and `out` are inside this function's stack buffers (see the SAFETY notes above), and `wcb` is this position's packed weights.
+                    // SAFETY: `vbuf` and `out` are inside this function's stack buffers (see the SAFETY notes above), `vbuf` at every `base` holds this strip's transformed inputs, `ci` channels written above (tiles past the row's end point at tile 0), and `wcb` is this position's packed weights.
                     unsafe {
                         match nv {
-                            4 => winograd_gemm::<S, T, 4>(wcb, vbuf.as_ptr(), &base, ci, out),
-                            3 => winograd_gemm::<S, T, 3>(wcb, vbuf.as_ptr(), &base, ci, out),
-                            2 => winograd_gemm::<S, T, 2>(wcb, vbuf.as_ptr(), &base, ci, out),
-                            _ => winograd_gemm::<S, T, 1>(wcb, vbuf.as_ptr(), &base, ci, out),
+                            4 => winograd_gemm::<S, T, 4>(wcb, vbuf, &base, ci, out),
+                            3 => winograd_gemm::<S, T, 3>(wcb, vbuf, &base, ci, out),
+                            2 => winograd_gemm::<S, T, 2>(wcb, vbuf, &base, ci, out),
+                            _ => winograd_gemm::<S, T, 1>(wcb, vbuf, &base, ci, out),
                         }
                     }
                 }
@@ -899,11 +895,10 @@ unsafe fn winograd_strips<S: Simd, const T: usize>(m: &Memory, w: *const f32, s:
             for t in 0..tiles {
                 for cb in (0..co).step_by(lanes) {
                     let n = (co - cb).min(lanes);
-                    let mut mv = [[S::zero(); 6]; 6];
-                    for (xi, x) in mv.iter_mut().flatten().enumerate() {
-                        // SAFETY: t < T <= WG_MAX_TILES, xi < 36 and the vector of channels from `cb` ends by WINOGRAD_MAX_CHANNELS (a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats.
-                        *x = unsafe { S::load(mbuf.as_ptr().add((t * WG_P + xi) * MAXC + cb)) };
-                    }
+                    let mv = register_tile::<S::V, 6, 6>(|r, c| {
+                        // SAFETY: t < T <= WG_MAX_TILES, r * 6 + c < 36 and the vector of channels from `cb` ends by WINOGRAD_MAX_CHANNELS (a multiple of the lanes): inside the stack buffer of WG_MAX_TILES x 36 x MAXC floats, and written by the products above (whole vectors, every tile and position).
+                        unsafe { S::load(mbuf.add((t * WG_P + r * 6 + c) * MAXC + cb)) }
+                    });
                     // SAFETY: the step's bias and packed weights inside the weights slice (`Exec::step` checked every offset against `max_weight_offset`).
                     let bias = unsafe { packed::<S>(w.add(s.bias + cb), n) };
                     let y = winograd_output::<S>(&mv);
@@ -1003,6 +998,26 @@ fn winograd_input<S: Simd>(d: &[[S::V; 6]; 6]) -> [[S::V; 6]; 6] {
         v[r] = input_1d::<S>([t[0][r], t[1][r], t[2][r], t[3][r], t[4][r], t[5][r]]);
     }
     v
+}
+
+/// An `R x C` tile of vectors, element `[r][c]` from `at(r, c)`, with no
+/// zeroing first. A tile that does not stay in registers (36 vectors of a
+/// Winograd tile; a convolution's accumulators, which its stores index at run
+/// time) lives on the stack, and a zeroed array that was then overwritten cost
+/// a `memset` call per tile. (A closure, inlined with this function into the
+/// kernel's target-feature function that calls it.)
+#[inline(always)]
+fn register_tile<V, const R: usize, const C: usize>(mut at: impl FnMut(usize, usize) -> V) -> [[V; C]; R] {
+    let mut tile = std::mem::MaybeUninit::<[[V; C]; R]>::uninit();
+    let first = tile.as_mut_ptr().cast::<V>();
+    for r in 0..R {
+        for c in 0..C {
+            // SAFETY: r * C + c < R * C: an element of the array.
+            unsafe { first.add(r * C + c).write(at(r, c)) };
+        }
+    }
+    // SAFETY: all R * C elements were written above.
+    unsafe { tile.assume_init() }
 }
 
 /// `A^T m A`, indexed `[row][column]`.

@@ -432,7 +432,9 @@ static void cg_winograd_rows(const cg_conv *s, const cg_mem *m, size_t y0, size_
             for (xi = 0; xi < CG_WG_P; xi++) {
                 const float *wrow = w + s->weights + xi * ci * co_pad;
                 size_t base[CG_MAX_P];
-                for (t = 0; t < CG_WG_TILES; t++) base[t] = (t * CG_WG_P + xi) * CG_WG_MAXC;
+                /* Register tiles past the row's end compute tile 0 again (their products are never
+                 * read): no tile reads what was not written. */
+                for (t = 0; t < CG_WG_TILES; t++) base[t] = ((t < tiles ? t : 0) * CG_WG_P + xi) * CG_WG_MAXC;
                 for (cb = 0; cb < blocks; cb += 4) {
                     const size_t nv = blocks - cb < 4 ? blocks - cb : 4, rest = co - (cb + nv - 1) * CG_LANES;
                     const size_t last = rest < CG_LANES ? rest : CG_LANES;
