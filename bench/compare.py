@@ -273,7 +273,7 @@ def main():
     lib_path = os.path.join(cdir, "libbench.so")
     pool_src = os.path.join(cdir, "pool.c")
     with open(pool_src, "w") as f:
-        f.write('#include "cgnet_pthread_pool.h"\n#include "bench.h"\n'
+        f.write('#define _POSIX_C_SOURCE 200112L\n#include "cgnet_pthread_pool.h"\n#include "bench.h"\n'
                 '/* One pool per thread count, kept: the rounds alternate between thread counts. */\n'
                 'static cgnet_pool pools[8]; static size_t sizes[8], npools; static bench_parallel_for pf;\n'
                 'int bench_set_threads(size_t n) {\n'
@@ -286,7 +286,7 @@ def main():
                 '    pf.ctx = &pools[i]; pf.threads = n; pf.run = cgnet_pool_run;\n'
                 '    return 0;\n}\n'
                 'int bench_run_threads(const float *i, float *o, void *a) { return bench_run_parallel(i, o, a, &pf); }\n')
-    subprocess.run(["cc", "-O3", *c_flags, "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
+    subprocess.run(["cc", "-std=c99", "-O3", *c_flags, "-shared", "-fPIC", "-o", lib_path, "bench.c", "bench_weights.c", "pool.c",
                     "-lm", "-lpthread"], cwd=cdir, check=True)
     lib = ctypes.CDLL(lib_path)
     lib.bench_arena_bytes.restype = ctypes.c_size_t
