@@ -134,8 +134,10 @@ fn a_program_written_against_the_header_builds_and_matches() {
             golden.check(&logits, &labels, &what);
             match &rust {
                 Some(rust) => {
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert!(bits(&logits.data) == bits(rust), "{what}: logits differ from the Rust kernels' (Avx2)");
+                    assert!(
+                        common::bits(&logits.data) == common::bits(rust),
+                        "{what}: logits differ from the Rust kernels' (Avx2)"
+                    );
                     eprintln!("{what}: bit-identical to the Rust kernels (Avx2)");
                 }
                 None => eprintln!("SKIPPED {what} against the Rust kernels: this CPU has no AVX2"),

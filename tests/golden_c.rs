@@ -59,9 +59,16 @@ fn check_target(target: CTarget) -> Vec<Vec<f32>> {
         // behind the code's back), C computes what the Rust kernels compute.
         if let Some(isa) = rust_twin(target) {
             let rust = native::execute(&model, isa, None, Input::Floats(&golden.input.data)).unwrap();
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert!(bits(&out.logits) == bits(&rust.logits), "{name}: {} logits differ from {isa:?}'s", target.name());
-            assert!(bits(&out.scores) == bits(&rust.scores), "{name}: {} scores differ from {isa:?}'s", target.name());
+            assert!(
+                common::bits(&out.logits) == common::bits(&rust.logits),
+                "{name}: {} logits differ from {isa:?}'s",
+                target.name()
+            );
+            assert!(
+                common::bits(&out.scores) == common::bits(&rust.scores),
+                "{name}: {} scores differ from {isa:?}'s",
+                target.name()
+            );
             eprintln!("{name} {}: bit-identical to the Rust kernels ({isa:?})", target.name());
         }
         // Under qemu (c-neon), the CamVid cases only: their float run is the golden run.
@@ -93,11 +100,10 @@ fn check_picture_entry(
     } else {
         toolchain::run(target, exe, dir, &spec.normalise_rgb8(picture), 2, 0).unwrap()
     };
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let what = format!("{name} {} from the 8-bit picture", target.name());
     if target.is_cpu() {
-        assert_eq!(bits(&from_picture.logits), bits(&from_floats.logits), "{what}: logits");
-        assert_eq!(bits(&from_picture.scores), bits(&from_floats.scores), "{what}: scores");
+        assert_eq!(common::bits(&from_picture.logits), common::bits(&from_floats.logits), "{what}: logits");
+        assert_eq!(common::bits(&from_picture.scores), common::bits(&from_floats.scores), "{what}: scores");
         assert_eq!(from_picture.labels, from_floats.labels, "{what}: labels");
     } else {
         let scale = from_floats.logits.iter().fold(1.0f32, |m, v| m.max(v.abs()));
@@ -132,9 +138,8 @@ fn c_avx2_and_c_avx512_match_every_golden_case() {
     }
     let avx512 = check_target(CTarget::Avx512);
     assert!(!avx2.is_empty() && avx512.len() == avx2.len(), "both targets ran every case");
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for ((name, a), b) in common::all_cases().into_iter().zip(&avx2).zip(&avx512) {
-        assert!(bits(a) == bits(b), "{name}: c-avx512 logits differ from c-avx2's");
+        assert!(common::bits(a) == common::bits(b), "{name}: c-avx512 logits differ from c-avx2's");
         eprintln!("{name} c-avx512: bit-identical to c-avx2");
     }
 }

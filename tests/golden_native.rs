@@ -11,14 +11,17 @@ use cgnet_codegen::back::{compile, native};
 /// image, which normalises to the golden's input exactly: the same run.
 #[test]
 fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for name in common::all_cases() {
         let golden = common::load(name);
         // The spec that normalises the case's picture (the float path does not depend on it).
         let (spec, picture, own_image) = common::picture(&golden);
         let model = compile(&spec, &golden.graph, "test").unwrap();
         let floats = spec.normalise_rgb8(&picture);
-        assert_eq!(own_image, bits(&floats) == bits(&golden.input.data), "{name}: the image normalises to the input");
+        assert_eq!(
+            own_image,
+            common::bits(&floats) == common::bits(&golden.input.data),
+            "{name}: the image normalises to the input"
+        );
         // AVX-512 runs the AVX2 variant's multiply-adds in the same order: the same bits.
         let mut avx2_logits = None;
         for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
@@ -42,10 +45,10 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
             let ratio = golden.check(&logits, &labels, &format!("{isa:?}"));
             eprintln!("{name} {isa:?}: worst logit error = {ratio:.3} of tolerance, arena {} bytes", model.arena_bytes);
             match isa {
-                Isa::Avx2 => avx2_logits = Some(bits(&out.logits)),
+                Isa::Avx2 => avx2_logits = Some(common::bits(&out.logits)),
                 Isa::Avx512 => {
                     let avx2 = avx2_logits.as_ref().expect("AVX-512 CPUs have AVX2");
-                    assert!(*avx2 == bits(&out.logits), "{name}: Avx512 logits differ from Avx2's");
+                    assert!(*avx2 == common::bits(&out.logits), "{name}: Avx512 logits differ from Avx2's");
                     eprintln!("{name} Avx512: bit-identical to Avx2");
                 }
                 _ => {}
@@ -64,8 +67,8 @@ fn compiled_program_matches_every_golden_case_on_every_kernel_variant() {
             let from_floats =
                 if own_image { out } else { native::execute(&model, isa, None, Input::Floats(&floats)).unwrap() };
             let what = format!("{name} {isa:?} from the 8-bit picture");
-            assert_eq!(bits(&from_picture.logits), bits(&from_floats.logits), "{what}: logits");
-            assert_eq!(bits(&from_picture.scores), bits(&from_floats.scores), "{what}: scores");
+            assert_eq!(common::bits(&from_picture.logits), common::bits(&from_floats.logits), "{what}: logits");
+            assert_eq!(common::bits(&from_picture.scores), common::bits(&from_floats.scores), "{what}: scores");
             assert_eq!(from_picture.labels, from_floats.labels, "{what}: labels");
             eprintln!("{what}: bit-identical to the float path{}", if own_image { " (the golden input)" } else { "" });
         }

@@ -121,13 +121,12 @@ macro_rules! check_golden {
         model.run(&floats, arena, &mut from_floats).unwrap();
         let mut from_picture = vec![0.0; shape.iter().product()];
         model.run_rgb8(&picture, arena, &mut from_picture).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&from_picture), bits(&from_floats), "{}: run_rgb8", $case);
+        assert_eq!(common::bits(&from_picture), common::bits(&from_floats), "{}: run_rgb8", $case);
         let mut scores_floats = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
         model.scores(&floats, arena, &mut scores_floats).unwrap();
         let mut scores_picture = vec![0.0; <$ty>::SCORES_SHAPE.iter().product()];
         model.scores_rgb8(&picture, arena, &mut scores_picture).unwrap();
-        assert_eq!(bits(&scores_picture), bits(&scores_floats), "{}: scores_rgb8", $case);
+        assert_eq!(common::bits(&scores_picture), common::bits(&scores_floats), "{}: scores_rgb8", $case);
         let mut labels_floats = vec![0u8; <$ty>::LABELS_LEN];
         model.segment(&floats, arena, &mut labels_floats).unwrap();
         let mut labels_picture = vec![0u8; <$ty>::LABELS_LEN];

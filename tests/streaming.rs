@@ -11,10 +11,6 @@ use cgnet_codegen::back::c::{toolchain, CTarget, Options};
 use cgnet_codegen::back::{compile_streaming, native, CompiledModel};
 use cgnet_codegen::stream::Streaming;
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 /// Each golden case compiled with every streamable region streamed (no
 /// minimum saving) and without streaming.
 fn both(name: &str) -> (common::Golden, CompiledModel, CompiledModel, Vec<u8>) {
@@ -60,14 +56,18 @@ fn streamed_programs_match_unstreamed_ones_bit_for_bit_in_rust() {
                 let threads = pool.as_ref().map_or(0, |p| p.threads());
                 let out = native::execute(&streamed, isa, parallel, floats).unwrap();
                 let what = format!("{name} {isa:?} streamed, {threads} threads");
-                assert_eq!(bits(&out.logits), bits(&reference.logits), "{what}: logits");
-                assert_eq!(bits(&out.scores), bits(&reference.scores), "{what}: scores");
+                assert_eq!(common::bits(&out.logits), common::bits(&reference.logits), "{what}: logits");
+                assert_eq!(common::bits(&out.scores), common::bits(&reference.scores), "{what}: scores");
                 assert_eq!(out.labels, reference.labels, "{what}: labels");
             }
             let input = Input::Rgb8 { pixels: &picture, normalisation: streamed.normalisation() };
             let from_picture = native::execute(&streamed, isa, None, input).unwrap();
             let reference = native::execute(&whole, isa, None, input).unwrap();
-            assert_eq!(bits(&from_picture.logits), bits(&reference.logits), "{name} {isa:?} from the picture");
+            assert_eq!(
+                common::bits(&from_picture.logits),
+                common::bits(&reference.logits),
+                "{name} {isa:?} from the picture"
+            );
             eprintln!("{name} {isa:?}: streamed = unstreamed, bit for bit (floats on 0..=8 threads, picture)");
         }
     }
@@ -105,7 +105,7 @@ fn streamed_programs_match_unstreamed_ones_bit_for_bit_in_c() {
             for threads in [1, 3, 8] {
                 let out = toolchain::run(target, &exe, dir.path(), input, threads, 0).unwrap();
                 let what = format!("{name} {} streamed, {threads} threads", target.name());
-                assert_eq!(bits(&out.logits), bits(&reference.logits), "{what}: logits");
+                assert_eq!(common::bits(&out.logits), common::bits(&reference.logits), "{what}: logits");
                 assert_eq!(out.labels, reference.labels, "{what}: labels");
             }
             eprintln!("{name} {}: streamed = unstreamed, bit for bit (1, 3, 8 threads)", target.name());

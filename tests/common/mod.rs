@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 use cgnet_codegen::{ir::Graph, lower, spec::read_spec_file, ModelSpec, Tensor};
 use cgnet_runtime::{read_f32_tensor, Weights};
 
+/// The bit patterns of some floats, to compare results bit for bit.
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// The cases shipped in `tests/golden/`: a missing file is a failure.
 pub const CASES: [&str; 6] = [
     "cityscapes_m3n21_64x128",
